@@ -1,0 +1,1 @@
+"""Test helpers for envctl (not collected by pytest)."""
