@@ -75,8 +75,9 @@ def test_python_and_pip_install_and_run(local_channel: Path, tmp_path: Path) -> 
     )
     assert {r.name.normalized for r in records} == {"python", "pip"}
     prefix = tmp_path / "env"
-    # A package cache beside the channel: keyed like the channel, so a rebuilt
-    # channel never meets stale extracted packages, and warm runs skip the bz2.
+    # Package cache beside the channel, so it follows $ENVCTL_TEST_CHANNEL_CACHE
+    # and warm runs skip the bz2 extraction.  (rattler checks the cached copy's
+    # sha256, so a rebuilt channel would not be served stale files anyway.)
     cache = local_channel.parent / f"{local_channel.name}-rattler-cache"
     asyncio.run(rattler.install(records, target_prefix=prefix, cache_dir=cache, show_progress=False))
 
@@ -102,9 +103,13 @@ def test_gpu_probe_needs_cuda(local_channel: Path) -> None:
 
 
 def test_cuda_version_constrains_driver(local_channel: Path) -> None:
+    # rattler.solve parses spec *strings* strictly: "cuda-version 12.9" is an
+    # InvalidMatchSpecError there, so spell the operator out.
     with pytest.raises(SolverError, match="__cuda"):
-        _solve(local_channel, ["cuda-version 12.9"], virtual=[_cuda("11.8")])
-    assert _solve(local_channel, ["cuda-version 12.9"], virtual=[_cuda("12.9")])["cuda-version"] == "12.9"
+        _solve(local_channel, ["cuda-version ==12.9"], virtual=[_cuda("11.8")])
+    assert _solve(local_channel, ["cuda-version ==12.9"], virtual=[_cuda("12.9")])["cuda-version"] == "12.9"
+    # No __cuda at all (a CPU box): the constraint does not apply.
+    assert _solve(local_channel, ["cuda-version ==12.9"])["cuda-version"] == "12.9"
     # The highest cuda-version the driver allows is chosen.
     assert _solve(local_channel, ["cuda-version"], virtual=[_cuda("12.4")])["cuda-version"] == "12.4"
 

@@ -34,8 +34,10 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import io
 import json
+import marshal
 import os
 import shutil
 import subprocess
@@ -141,7 +143,10 @@ def _materialise(target: Path, key: str, produce) -> Path:
         try:
             produce(tmp)
             (tmp / READY_MARKER).write_text(key + "\n")
-            if target.exists():  # stale or partial: move aside, then delete
+            os.chmod(tmp, 0o755)  # mkdtemp made it 0700
+            if target.exists():  # a stale channel or an empty dir: move aside, then delete
+                if not (target / READY_MARKER).exists() and any(target.iterdir()):
+                    raise FileExistsError(f"{target} exists and is not a channel; refusing to replace it")
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
                 os.replace(target, old / "x")
                 shutil.rmtree(old, ignore_errors=True)
@@ -303,7 +308,25 @@ def _python_payload(work: Path) -> Payload:
             src = Path(root) / f
             rel = f"lib/python{PY_MM}/{(rel_root / f).as_posix()}"
             payload[rel] = Link(os.readlink(src)) if src.is_symlink() else src
+            if f.endswith(".py") and not src.is_symlink():
+                _add_pyc(payload, rel, src.read_bytes())
     return payload
+
+
+def _add_pyc(payload: Payload, rel: str, source: bytes) -> None:
+    """Add a checked-hash .pyc (PEP 552) for ``rel``.
+
+    Without .pyc files every fresh env recompiles what it imports (pip
+    --version: 1.7 s instead of 0.3 s).  Hash-based pycs stay valid whatever
+    mtime the installer gives the source, and a prefix-patched source simply
+    fails the hash check and is recompiled.
+    """
+    try:
+        code = compile(source, rel, "exec", dont_inherit=True)
+    except SyntaxError:  # lib2to3 grammar test data and the like
+        return
+    header = importlib.util.MAGIC_NUMBER + (0b11).to_bytes(4, "little") + importlib.util.source_hash(source)
+    payload[importlib.util.cache_from_source(rel)] = header + marshal.dumps(code)
 
 
 def _pip_wheel() -> Path:
@@ -324,7 +347,12 @@ def _pip_payload() -> tuple[str, Payload]:
     with zipfile.ZipFile(wheel) as zf:
         for zi in zf.infolist():
             if not zi.is_dir():
-                payload[f"site-packages/{zi.filename}"] = zf.read(zi)
+                rel = f"site-packages/{zi.filename}"
+                payload[rel] = zf.read(zi)
+                # conda compiles noarch packages when linking, rattler does not;
+                # ship this interpreter's pycs so `pip` starts fast in new envs.
+                if rel.endswith(".py"):
+                    _add_pyc(payload, rel, payload[rel])
     # Tell pip that conda, not pip, owns this install (as conda-forge's pip does).
     payload[f"site-packages/pip-{version}.dist-info/INSTALLER"] = b"conda\n"
     return version, payload
