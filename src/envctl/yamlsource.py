@@ -68,6 +68,8 @@ def load_yaml(path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            problem += f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
         raise EnvctlError(f"malformed YAML: {problem}", file=path, line=line) from None
     except yaml.YAMLError as exc:
         raise EnvctlError(f"malformed YAML: {exc}", file=path) from None
