@@ -1,0 +1,264 @@
+"""Built-in smoke models, user-model loading and seeded inputs for the envctl smoke runner.
+
+Runs inside the target env: standard library, torch and numpy only. The runner loads
+this file by path, so its name is prefixed to never shadow a user's module.
+"""
+import importlib
+import json
+import math
+import re
+import sys
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BUILTIN_NAMES = ("cnn", "transformer", "rnn")
+
+
+class ModelError(Exception):
+    """The model callable raised or returned something the runner cannot use."""
+
+
+class SmokeCNN(nn.Module):
+    """ResNet-like: conv/BN/ReLU stem, one residual block, strided conv, pooling, custom head."""
+
+    def __init__(self, width=8, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.MaxPool2d(2))
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        # A hand-written head (matmul + bias) rather than nn.Linear, as users often have.
+        self.head_weight = nn.Parameter(torch.empty(classes, 2 * width))
+        self.head_bias = nn.Parameter(torch.empty(classes))
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(x + self.bn2(self.conv2(y)))
+        x = torch.flatten(self.pool(F.relu(self.down(x))), 1)
+        return x @ self.head_weight.t() + self.head_bias
+
+
+class SmokeTransformerBlock(nn.Module):
+    """Pre-norm block with explicit multi-head self-attention and a GELU MLP.
+
+    Attention is written out instead of nn.MultiheadAttention: on torch 2.13 the
+    TorchScript exporter bakes the export-time batch/sequence into MHA's Reshape nodes,
+    so the built-in would fail the shape sweep for a reason that is not the env's fault.
+    """
+
+    def __init__(self, dim=32, heads=4, hidden=64):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.ln1 = nn.LayerNorm(dim)
+        # Three projections, not one fused qkv + chunk: chunk becomes Split(num_outputs), which
+        # the dynamo exporter's 18->17 down-conversion leaves invalid on torch 2.13/onnx 1.23.
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        b, s, d = x.shape
+        y = self.ln1(x)
+        q, k, v = (p(y).reshape(b, s, self.heads, self.head_dim).transpose(1, 2)
+                   for p in (self.q, self.k, self.v))
+        att = torch.softmax((q @ k.transpose(-2, -1)) * (self.head_dim ** -0.5), dim=-1)
+        x = x + self.proj((att @ v).transpose(1, 2).reshape(b, s, d))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class SmokeRNN(nn.Module):
+    """LSTM over a batch-first sequence, then a linear layer on every step."""
+
+    def __init__(self, features=8, hidden=16, out=4):
+        super().__init__()
+        self.lstm = nn.LSTM(features, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, out)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        return self.fc(y)
+
+
+def deterministic_init(module, seed):
+    """Overwrite every float parameter/buffer from numpy's legacy RandomState.
+
+    torch.manual_seed alone does not promise the same weights across torch releases;
+    RandomState's stream is frozen (NEP 19), so fingerprints compare across envs.
+    """
+    rng = np.random.RandomState(seed)
+    named = list(module.named_parameters()) + list(module.named_buffers())
+    with torch.no_grad():
+        for name, t in named:
+            if not t.is_floating_point():
+                continue
+            shape = tuple(t.shape)
+            if name.endswith("running_var"):
+                arr = rng.uniform(0.5, 1.5, shape)
+            elif len(shape) >= 2:
+                bound = 1.0 / math.sqrt(max(1, int(np.prod(shape[1:]))))
+                arr = rng.uniform(-bound, bound, shape)
+            elif name.endswith("weight"):  # norm scales hover around 1
+                arr = 1.0 + 0.1 * rng.standard_normal(shape)
+            else:  # biases and BN running means
+                arr = 0.1 * rng.standard_normal(shape)
+            t.copy_(torch.from_numpy(np.asarray(arr, dtype=np.float32)).to(t.dtype))
+    return module
+
+
+def _builtin(name, seed):
+    torch.manual_seed(seed)
+    if name == "cnn":
+        model, x = SmokeCNN(), torch.zeros(1, 3, 32, 32)
+        axes = {"x": {0: "batch"}, "logits": {0: "batch"}}
+        names = (["x"], ["logits"])
+    elif name == "transformer":
+        model, x = SmokeTransformerBlock(), torch.zeros(2, 6, 32)
+        axes = {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}
+        names = (["x"], ["y"])
+    else:
+        model, x = SmokeRNN(), torch.zeros(2, 6, 8)
+        axes = {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}
+        names = (["x"], ["y"])
+    deterministic_init(model, seed)
+    return {"model": model.eval(), "inputs": (x,), "input_names": names[0],
+            "output_names": names[1], "dynamic_axes": axes}
+
+
+def _call_user(ref, seed):
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise ModelError("model reference %r is neither a built-in (%s) nor 'module:callable'"
+                         % (ref, ", ".join(BUILTIN_NAMES)))
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    torch.manual_seed(seed)
+    return obj()
+
+
+def _dim_name(input_name, axis):
+    return "batch" if axis == 0 else re.sub(r"\W", "_", "%s_%d" % (input_name, axis))
+
+
+def _axes_map(value, name):
+    """Accept [axis, ...] or {axis: dim_name}; return {axis: dim_name}."""
+    if isinstance(value, dict):
+        return {int(k): str(v) for k, v in value.items()}
+    return {int(a): _dim_name(name, int(a)) for a in value}
+
+
+def load_case(ref, seed):
+    """Build the model named by ref and normalize what it returns into a case dict.
+
+    Keys: model, inputs (tuple of tensors), input_names, output_names (None: derived
+    later from the outputs), dynamic_axes {name: {axis: dim_name}}, atol, rtol (or None).
+    """
+    raw = _builtin(ref, seed) if ref in BUILTIN_NAMES else _call_user(ref, seed)
+    if isinstance(raw, dict):
+        if "model" not in raw or "inputs" not in raw:
+            raise ModelError("the returned dict needs 'model' and 'inputs', got keys %s" % sorted(raw))
+        case = dict(raw)
+    elif isinstance(raw, (tuple, list)) and len(raw) == 2:
+        case = {"model": raw[0], "inputs": raw[1]}
+    else:
+        raise ModelError("expected (model, example_inputs) or a dict, got %s" % type(raw).__name__)
+    if not isinstance(case["model"], nn.Module):
+        raise ModelError("'model' is a %s, not a torch.nn.Module" % type(case["model"]).__name__)
+    inputs = case["inputs"]
+    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise ModelError("'inputs' must be a non-empty tuple of tensors")
+    case["inputs"] = inputs
+    names = case.get("input_names") or (
+        ["input"] if len(inputs) == 1 else ["input_%d" % i for i in range(len(inputs))])
+    if len(names) != len(inputs):
+        raise ModelError("%d input_names for %d inputs" % (len(names), len(inputs)))
+    case["input_names"] = [str(n) for n in names]
+    case.setdefault("output_names", None)
+    if case.get("dynamic_axes") is None:  # batch (dim 0) of every input unless told otherwise
+        case["dynamic_axes"] = {n: {0: "batch"} for n, t in zip(names, inputs) if t.dim() >= 1}
+    else:
+        case["dynamic_axes"] = {str(k): _axes_map(v, str(k)) for k, v in case["dynamic_axes"].items()}
+    case.setdefault("atol", None)
+    case.setdefault("rtol", None)
+    return case
+
+
+def dim_names(case):
+    """Distinct dynamic dim names of the inputs, batch first, then in order of appearance."""
+    seen = []
+    for name in case["input_names"]:
+        for axis in sorted(case["dynamic_axes"].get(name, {})):
+            dim = case["dynamic_axes"][name][axis]
+            if dim not in seen:
+                seen.append(dim)
+    return sorted(seen, key=lambda d: d != "batch")
+
+
+def input_shapes(case, sizes):
+    """Example shapes with each dynamic axis set to sizes[dim_name] (others unchanged)."""
+    shapes = []
+    for name, t in zip(case["input_names"], case["inputs"]):
+        shape = list(t.shape)
+        for axis, dim in case["dynamic_axes"].get(name, {}).items():
+            if dim in sizes and axis < len(shape):
+                shape[axis] = int(sizes[dim])
+        shapes.append(tuple(shape))
+    return shapes
+
+
+def export_sizes(case):
+    """Example sizes of the dynamic dims, raised to at least 2: torch.export specializes
+    dims of size 0/1, and tracing at 1 hides broadcasting bugs."""
+    sizes = {}
+    for name, t in zip(case["input_names"], case["inputs"]):
+        for axis, dim in case["dynamic_axes"].get(name, {}).items():
+            if axis < t.dim():
+                sizes.setdefault(dim, max(2, int(t.shape[axis])))
+    return sizes
+
+
+def sweep(case, sizes):
+    """One {dim_name: size} per entry of sizes. Dims are rotated against each other
+    (batch=sizes[i], next dim=sizes[i+1], ...) so every dim sees every size while
+    batch and sequence differ, which catches axes swapped in a reshape."""
+    dims = dim_names(case)
+    n = len(sizes)
+    return [{d: int(sizes[(i + k) % n]) for k, d in enumerate(dims)} for i in range(n)]
+
+
+def make_inputs(case, dim_sizes, seed):
+    """Seeded numpy inputs (same seed and shapes => same bytes in every env), as tensors."""
+    out = []
+    for i, (t, shape) in enumerate(zip(case["inputs"], input_shapes(case, dim_sizes))):
+        key = json.dumps([seed, i, list(shape), str(t.dtype)]).encode()
+        rng = np.random.RandomState(zlib.crc32(key))
+        if t.dtype == torch.bool:
+            arr = rng.uniform(size=shape) < 0.5
+        elif t.is_floating_point():
+            arr = rng.standard_normal(shape).astype(np.float32)
+        else:  # integer ids: stay within the example's value range (e.g. a vocabulary)
+            low = int(t.min()) if t.numel() else 0
+            high = int(t.max()) + 1 if t.numel() else 2
+            arr = rng.randint(low, max(high, low + 1), size=shape).astype(np.int64)
+        out.append(torch.from_numpy(np.ascontiguousarray(arr)).to(t.dtype))
+    return out
+
+
+def add_model_paths(paths):
+    """Prepend the spec's model_paths (first entry wins) so user modules import."""
+    for p in reversed(list(paths or [])):
+        if p not in sys.path:
+            sys.path.insert(0, p)

@@ -1,0 +1,307 @@
+"""The smoke runner, run as the host runs it: `python -I runner.py SPEC RESULT` in a subprocess.
+
+Uses this interpreter's torch 2.13 CPU, onnx, onnxruntime and onnxscript. Exports take
+seconds, so the specs are few and shared through module-scoped fixtures.
+"""
+import ast
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from envctl.smoke import RUNNER_PATH
+
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("torch", "onnx", "onnxruntime", "onnxscript")),
+    reason="needs torch, onnx, onnxruntime and onnxscript in this interpreter")
+
+BUILTINS = ["cnn", "transformer", "rnn"]
+
+USER_MODULE = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    def broken():
+        raise RuntimeError("checkpoint /nowhere/model.pt not found")
+
+
+    class BatchBranch(nn.Module):
+        def forward(self, x):
+            if x.shape[0] > 1:  # tracing keeps the branch taken at export (batch 2)
+                return x * 2.0
+            return x - 1.0
+
+
+    def branchy():
+        return BatchBranch(), (torch.zeros(1, 4),)
+
+
+    class FrozenBatch(nn.Module):
+        def forward(self, x):
+            n = int(x.shape[0])  # a Python int: the trace records the export-time batch
+            return x.new_ones(n, 3) * x.sum()
+
+
+    def frozen():
+        return {"model": FrozenBatch(), "inputs": (torch.zeros(2, 4),), "input_names": ["x"],
+                "output_names": ["y"]}
+''')
+
+
+def _bare(version):
+    return version.split("+")[0]
+
+
+def run_runner(tmp_path, spec):
+    spec = dict({"spec_version": 1, "target": "test", "workdir": str(tmp_path / "work")}, **spec)
+    spec_file, result_file = tmp_path / "spec.json", tmp_path / "result.json"
+    spec_file.write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(result_file.read_text())
+
+
+def runs_by(result):
+    return {(r["model"], r["exporter"]): r for r in result["runs"]}
+
+
+def stage(run, name):
+    return next(s for s in run["stages"] if s["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def main_result(tmp_path_factory):
+    """Built-ins + user models (raising, traced branch, frozen batch), both exporters, opset 17."""
+    tmp = tmp_path_factory.mktemp("smoke_main")
+    (tmp / "models").mkdir()
+    (tmp / "models" / "smoke_user_models.py").write_text(USER_MODULE)
+    # the raising model comes first: everything after it must still run
+    models = ["smoke_user_models:broken"] + BUILTINS + ["smoke_user_models:branchy", "smoke_user_models:frozen"]
+    return run_runner(tmp, {
+        "opset": 17, "exporters": ["torchscript", "dynamo"], "providers": ["CPUExecutionProvider"],
+        "required_provider": "CPUExecutionProvider", "device": "cpu",
+        # installed versions without their local label: "2.13.0" must match "2.13.0+cpu"
+        "expected_versions": {"torch": _bare(metadata.version("torch")), "onnx": metadata.version("onnx")},
+        "models": models, "model_paths": [str(tmp / "models")],
+        "tolerances": {"atol": 1e-4, "rtol": 1e-3}, "sizes": [1, 2, 5], "seed": 0, "simplify": None})
+
+
+def test_versions_recorded_and_matching(main_result):
+    versions = main_result["stages"][0]
+    assert versions["name"] == "versions" and versions["status"] in ("passed", "warning")
+    v = main_result["versions"]
+    assert v["torch"] == metadata.version("torch") and v["onnxruntime"] == metadata.version("onnxruntime")
+    for key in ("python", "onnx", "protobuf", "numpy", "onnxscript", "cuda_available"):
+        assert key in v
+    assert "CPUExecutionProvider" in main_result["providers_available"]
+    assert main_result["complete"] is True and main_result["in_progress"] is None
+
+
+@pytest.mark.parametrize("model", BUILTINS)
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_builtins_pass_with_numbers(main_result, model, exporter):
+    run = runs_by(main_result)[(model, exporter)]
+    assert run["status"] == "passed", run["failure"]
+    assert [s["name"] for s in run["stages"]] == ["pre_export", "export", "checker", "session",
+                                                  "inference", "simplify"]
+    assert stage(run, "simplify")["status"] == "skipped"
+    assert run["ir_version"] >= 8 and run["opset_written"] in (17, 18)
+    if run["opset_written"] != 17:  # dynamo builds at 18; a failed down-conversion must be visible
+        assert stage(run, "export")["status"] == "warning"
+    assert all(Path(f).is_file() for f in run["files"]) and run["files"][0].endswith("model.onnx")
+    export = stage(run, "export")["details"]
+    if exporter == "dynamo":  # external_data=False: one self-contained file
+        assert export["external_data_kwarg"] is False and export["sidecar_written"] is False
+        assert len(run["files"]) == 1
+    assert stage(run, "session")["details"]["providers"][0] == "CPUExecutionProvider"
+    inference = stage(run, "inference")["details"]
+    batches = sorted({c["sizes"]["batch"] for c in inference["cases"]})
+    assert batches == [1, 2, 5]
+    for case in inference["cases"]:
+        assert case["passed"]
+        for out in case["outputs"]:
+            assert out["shape"] == out["ort_shape"] and out["shape"][0] == case["sizes"]["batch"]
+            assert 0 <= out["max_abs"] <= 1e-4 and out["max_rel"] >= 0
+    if model != "cnn":  # sequence is dynamic too, and differs from batch in the sweep
+        assert {c["sizes"]["seq"] for c in inference["cases"]} >= {1, 2, 5}
+        assert any(c["sizes"]["seq"] != c["sizes"]["batch"] for c in inference["cases"])
+    fp = run["fingerprint"]
+    assert fp["sizes"] and all(v == 2 for v in fp["sizes"].values())
+    assert len(fp["outputs"][0]["samples"]) == 16 and fp["outputs"][0]["l2"] > 0
+    assert re.fullmatch(r"[0-9a-f]{64}", fp["input_sha256"])
+
+
+def test_builtins_pass_at_opset_18(tmp_path):
+    """18 is the dynamo exporter's native opset: no down-conversion, so exactly 18 is written."""
+    result = run_runner(tmp_path, {"opset": 18, "models": BUILTINS})
+    assert result["status"] == "passed", result["failure"]
+    assert len(result["runs"]) == 6
+    for run in result["runs"]:
+        assert run["status"] == "passed" and run["opset_written"] == 18
+        assert stage(run, "export")["details"]["opset_imports"]["ai.onnx"] == 18
+        assert all(c["passed"] for c in stage(run, "inference")["details"]["cases"])
+
+
+def test_fingerprints_agree_across_exporters(main_result):
+    """Same seed => same inputs and weights, so both exporters' ORT numbers must agree."""
+    runs = runs_by(main_result)
+    for model in BUILTINS:
+        a, b = runs[(model, "torchscript")]["fingerprint"], runs[(model, "dynamo")]["fingerprint"]
+        assert a["input_sha256"] == b["input_sha256"]
+        for oa, ob in zip(a["outputs"], b["outputs"]):
+            assert oa["shape"] == ob["shape"]
+            assert oa["samples"] == pytest.approx(ob["samples"], abs=1e-4, rel=1e-3)
+
+
+def test_raising_callable_is_model_error_and_others_continue(main_result):
+    runs = runs_by(main_result)
+    for exporter in ("torchscript", "dynamo"):
+        run = runs[("smoke_user_models:broken", exporter)]
+        assert run["status"] == "failed"
+        assert run["failure"]["class"] == "model_error" and run["failure"]["stage"] == "pre_export"
+        assert "checkpoint /nowhere/model.pt not found" in run["failure"]["message"]
+        assert "RuntimeError" in stage(run, "pre_export")["message"]  # traceback tail kept
+        assert run["failure"]["remedy"]
+        assert [s["status"] for s in run["stages"][1:]] == ["skipped"] * 5
+    # the models listed after the broken one still ran, and passed
+    assert [runs[(m, e)]["status"] for m in BUILTINS for e in ("torchscript", "dynamo")] == ["passed"] * 6
+    assert main_result["status"] == "failed"
+    assert main_result["failure"]["class"] == "model_error"  # the first failure in spec order
+
+
+def test_traced_branch_is_numeric_mismatch(main_result):
+    run = runs_by(main_result)[("smoke_user_models:branchy", "torchscript")]
+    assert run["status"] == "failed"
+    assert run["failure"]["class"] == "numeric_mismatch" and run["failure"]["stage"] == "inference"
+    assert "torch.cond" in run["failure"]["remedy"]
+    assert "TracerWarning" in stage(run, "export")["message"]  # the trace said so at export
+    cases = {c["sizes"]["batch"]: c for c in stage(run, "inference")["details"]["cases"]}
+    assert cases[2]["passed"] and not cases[1]["passed"]  # exported at batch 2: only batch 1 differs
+    assert cases[1]["outputs"][0]["max_abs"] > 1e-4
+    # dynamo either refuses the shape guard or exports the wrong branch; it must not pass
+    assert runs_by(main_result)[("smoke_user_models:branchy", "dynamo")]["status"] == "failed"
+
+
+def test_frozen_batch_is_dynamic_axis_ignored(main_result):
+    run = runs_by(main_result)[("smoke_user_models:frozen", "torchscript")]
+    assert run["failure"]["class"] == "dynamic_axis_ignored", run["failure"]
+    assert run["failure"]["remedy"]
+    cases = {c["sizes"]["batch"]: c for c in stage(run, "inference")["details"]["cases"]}
+    assert cases[1]["outputs"][0]["ort_shape"] == [2, 3] and cases[1]["outputs"][0]["shape"] == [1, 3]
+    assert runs_by(main_result)[("smoke_user_models:frozen", "dynamo")]["status"] == "failed"
+
+
+def test_required_cuda_provider_on_cpu_onnxruntime_is_ep_fallback(tmp_path):
+    result = run_runner(tmp_path, {
+        "exporters": ["torchscript"], "models": ["cnn"], "simplify": "onnxslim",
+        "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        "required_provider": "CUDAExecutionProvider"})
+    run = result["runs"][0]
+    assert result["status"] == "failed" and run["status"] == "failed"
+    assert run["failure"]["class"] == "ep_fallback" and run["failure"]["stage"] == "session"
+    assert "onnxruntime-gpu" in run["failure"]["remedy"]
+    assert stage(run, "session")["details"]["providers"] == ["CPUExecutionProvider"]
+    # the stages after the fallback still ran, on CPU, so the report keeps the numbers
+    assert stage(run, "inference")["status"] == "passed"
+    simplify = stage(run, "simplify")
+    if importlib.util.find_spec("onnxslim") is None:
+        assert simplify["status"] == "skipped" and "not importable" in simplify["message"]
+    else:  # re-checked against PyTorch, not only against the unsimplified model
+        assert simplify["details"]["inference"]["cases"]
+
+
+def test_wrong_torch_version_is_env_mismatch(tmp_path):
+    result = run_runner(tmp_path, {"models": [], "expected_versions": {
+        "torch": "2.12.0", "numpy": metadata.version("numpy"), "onnxruntime": metadata.version("onnxruntime")}})
+    assert result["status"] == "failed"
+    assert result["failure"]["class"] == "env_mismatch" and result["failure"]["stage"] == "versions"
+    message = result["failure"]["message"]
+    assert "torch: expected 2.12.0, installed " + metadata.version("torch") in message
+    assert "numpy" not in message and "onnxruntime" not in message  # matching pins are not reported
+    assert result["stages"][0]["status"] == "failed"
+
+
+@pytest.mark.parametrize("content", [
+    "this is not json {",
+    json.dumps(["spec_version", 1]),
+    json.dumps({"models": ["cnn"]}),  # no spec_version
+    json.dumps({"spec_version": 99, "models": ["cnn"]}),
+    json.dumps({"spec_version": 1, "models": ["cnn"], "sizes": [0, 2]}),
+    json.dumps({"spec_version": 1, "models": ["cnn"], "exporters": ["tflite"]}),
+])
+def test_unreadable_spec_exits_3_without_result(tmp_path, content):
+    spec_file, result_file = tmp_path / "spec.json", tmp_path / "result.json"
+    spec_file.write_text(content)
+    proc = subprocess.run([sys.executable, "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert "unreadable spec" in proc.stderr and not result_file.exists()
+
+
+def test_missing_spec_file_exits_3(tmp_path):
+    proc = subprocess.run([sys.executable, "-I", str(RUNNER_PATH), str(tmp_path / "nope.json"),
+                           str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+
+
+def test_failure_table_readable_by_path_without_heavy_imports():
+    code = textwrap.dedent(f'''
+        import importlib.util, json, sys
+        spec = importlib.util.spec_from_file_location("r", {str(RUNNER_PATH)!r})
+        m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+        heavy = [k for k in ("torch", "onnx", "onnxruntime", "numpy") if k in sys.modules]
+        print(json.dumps({{"heavy": heavy, "table": m.FAILURE_CLASSES}}))
+    ''')
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    data = json.loads(out.stdout)
+    assert data["heavy"] == []
+    table = data["table"]
+    expected = {"env_mismatch", "import_error", "unsupported_operator", "opset_unsupported",
+                "ir_version_unsupported", "checker_failure", "ep_fallback", "dynamic_axis_ignored",
+                "numeric_mismatch", "model_error", "export_failure", "runtime_error", "runner_crash",
+                "timeout"}
+    assert expected <= set(table)
+    assert all(set(v) == {"summary", "remedy"} and v["summary"] and v["remedy"] for v in table.values())
+    # every class the runner can raise or classify into has a row
+    used = set()
+    for path in RUNNER_PATH.parent.glob("*.py"):
+        used |= set(re.findall(r'(?:StageFailure|_Fail)\(\s*"(\w+)"', path.read_text()))
+        used |= set(re.findall(r'cls = "(\w+)" if', path.read_text()))
+    assert {"ep_fallback", "numeric_mismatch", "dynamic_axis_ignored", "env_mismatch"} <= used
+    assert used <= set(table)
+
+
+def test_classifier_knows_the_classic_messages():
+    spec = importlib.util.spec_from_file_location("envctl_smoke_runner_for_test", RUNNER_PATH)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    cases = {
+        "TypeError: Descriptors cannot be created directly.": "import_error",
+        "ImportError: cannot import name 'runtime_version' from 'google.protobuf'": "import_error",
+        "AttributeError: _ARRAY_API not found": "import_error",
+        "Fail: [ONNXRuntimeError] : 1 : FAIL : Load model failed: Unsupported model IR version: 10, "
+        "max supported IR version: 9": "ir_version_unsupported",
+        "Opset 21 is under development and support for this is limited. Current official support "
+        "for domain ai.onnx is till opset 19.": "opset_unsupported",
+        "UnsupportedOperatorError: Exporting the operator 'aten::foo' to ONNX opset version 17 "
+        "is not supported.": "unsupported_operator",
+    }
+    for text, cls in cases.items():
+        assert runner.classify("export", text)[0] == cls, text
+    assert runner.classify("checker", "ValidationError: something odd")[0] == "checker_failure"
+    assert runner.classify("pre_export", "ImportError: No module named 'onnx'")[0] == "model_error"
+    assert {cls for _, cls, _ in runner.PATTERNS} | set(runner.STAGE_DEFAULT.values()) <= set(
+        runner.FAILURE_CLASSES)
+
+
+def test_runner_sources_parse_as_python_38():
+    for path in RUNNER_PATH.parent.glob("*.py"):
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 8))
