@@ -1,0 +1,50 @@
+"""A throwaway envctl project wired to the local conda channel and pip's wheels.
+
+Tests write a matrix whose targets take python+pip from the local `file://`
+channel (what conda-forge is for users) and torch/onnx/onnxruntime from pip,
+with pip's own find-links (read from pip's configuration, never hard-coded).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import yaml
+
+from support.local_channel import channel_url
+from support.pipconfig import find_links
+
+TORCH = "2.13.0"
+
+
+def pip_target(channel: Path, **overrides) -> dict:
+    """A linux-64 target: python from the channel, the export stack from pip."""
+    target = {
+        "platforms": ["linux-64"],
+        "channels": [channel_url(channel)],
+        "python": "3.11",
+        "torch": TORCH,
+        "onnx": ">=1.17",
+        "onnxruntime": ">=1.19",
+        "protobuf": "*",
+        "numpy": ">=1.26",
+        "opset": 18,
+        "exporters": ["torchscript"],
+        "pip": ["torch", "onnx", "onnxruntime", "protobuf", "numpy"],
+        "pip_options": {"find_links": find_links()},
+        "timeout": 600,
+    }
+    target.update(overrides)
+    return target
+
+
+def write_project(root: Path, targets: dict[str, dict], files: dict[str, str] | None = None) -> Path:
+    """Write root/envs/matrix.yaml (and extra files such as user model modules); return the matrix path."""
+    path = root / "envs" / "matrix.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"version": 1, "targets": targets}, sort_keys=False))
+    for name, text in (files or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    return path

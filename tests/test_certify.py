@@ -1,0 +1,156 @@
+"""Certification end to end: real envs from the local channel, real exports.
+
+Each target is rendered, locked, built (py-rattler + uv, no conda) and
+certified through the CLI; the smoke runner runs with the env's own python.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from envctl.cli import app
+from envctl.platforms import host_platform
+from support.project import pip_target, write_project
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only"),
+]
+
+TEAM_MODELS = '''
+import time
+
+import torch
+from torch import nn
+
+
+def raises():
+    raise RuntimeError("checkpoint /nowhere/model.pt not found")
+
+
+class BatchBranch(nn.Module):
+    def forward(self, x):
+        if x.shape[0] > 1:  # tracing keeps the branch taken at export (batch 2)
+            return x * 2.0
+        return x - 1.0
+
+
+def branchy():
+    return BatchBranch(), (torch.zeros(2, 4),)
+
+
+def hangs():
+    time.sleep(3600)
+'''
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, local_channel):
+    root = tmp_path_factory.mktemp("certify-project")
+    targets = {
+        "both-exporters": pip_target(local_channel, exporters=["torchscript", "dynamo"]),
+        # onnxruntime 1.16 loads opsets up to 19; TorchScript exports opset 20 (IR 9).
+        "old-runtime": pip_target(
+            local_channel, onnxruntime="1.16.3", numpy="<2", onnx=">=1.16,<1.18", protobuf="<5", opset=20,
+            models=["cnn"], xfail="opset 20 is beyond what onnxruntime 1.16 loads",
+        ),
+        "team-models": pip_target(local_channel, models=["teammodels:raises", "teammodels:branchy", "cnn"]),
+        "hanging": pip_target(local_channel, models=["teammodels:hangs"], timeout=60),
+        # Locked, never run here: PyPI's torch 2.9 for aarch64 is a CPU build
+        # (2.11+ pulls CUDA 13 wheels), and locking reads only its metadata.
+        "aarch64-only": pip_target(local_channel, platforms=["linux-aarch64"], torch="2.9.1"),
+    }
+    matrix = write_project(root, targets, {"teammodels.py": TEAM_MODELS})
+    return root, matrix
+
+
+def certify(matrix: Path, target: str, *extra: str) -> tuple[int, dict]:
+    result = runner.invoke(app, ["certify", "--target", target, "--matrix", str(matrix), *extra])
+    assert "Traceback" not in result.output, result.output
+    cert = json.loads((matrix.parent.parent / "certs" / f"{target}.json").read_text())
+    return result.exit_code, cert
+
+
+def runs(cert: dict) -> dict:
+    return {(r["model"], r["exporter"]): r for r in cert["runs"]}
+
+
+def test_target_passes_with_both_exporters(project):
+    root, matrix = project
+    code, cert = certify(matrix, "both-exporters")
+    assert code == 0, cert.get("failure")
+    assert cert["result"] == "passed" and cert["certified"] == "run"
+    assert set(runs(cert)) == {(m, e) for m in ("cnn", "transformer", "rnn") for e in ("torchscript", "dynamo")}
+    for run in cert["runs"]:
+        assert run["status"] == "passed"
+        assert run["opset_written"] == 18
+        assert run["ir_version"] == (10 if run["exporter"] == "dynamo" else 8)
+        assert 0 <= run["worst"]["max_abs"] < 1e-4  # measured, within tolerance
+    # versions are measured in the env and match the lock
+    assert cert["versions"]["torch"].startswith("2.13.0")
+    assert cert["versions_expected"]["torch"].startswith("2.13.0")
+    lock = root / "locks" / "both-exporters.conda-lock.yml"
+    import hashlib
+
+    assert cert["lock"]["sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    assert cert["environment"]["python"].startswith(str(root / ".envctl" / "envs"))
+    assert cert["host"]["platform"] == host_platform()
+
+
+def test_opset_beyond_runtime_fails_with_class(project):
+    root, matrix = project
+    code, cert = certify(matrix, "old-runtime")
+    assert code == 1
+    assert cert["result"] == "failed"
+    assert cert["versions"]["onnxruntime"] == "1.16.3"
+    run = runs(cert)[("cnn", "torchscript")]
+    assert run["failure"]["class"] == "opset_unsupported", run["failure"]
+    assert run["failure"]["stage"] == "session"
+    assert "opset" in run["failure"]["remedy"]
+
+
+def test_team_models_raise_and_mismatch(project):
+    root, matrix = project
+    code, cert = certify(matrix, "team-models")
+    assert code == 1
+    by = runs(cert)
+    assert by[("teammodels:raises", "torchscript")]["failure"]["class"] == "model_error"
+    assert by[("teammodels:branchy", "torchscript")]["failure"]["class"] == "numeric_mismatch"
+    assert by[("teammodels:branchy", "torchscript")]["worst"]["max_abs"] > 1e-4
+    assert by[("cnn", "torchscript")]["status"] == "passed"  # one bad model does not hide the rest
+
+
+def test_hanging_runner_is_a_classified_timeout(project):
+    root, matrix = project
+    code, cert = certify(matrix, "hanging")
+    assert code == 1
+    assert cert["failure"]["class"] == "timeout"
+    assert cert["failure"]["remedy"]
+    assert cert["seconds"] < 600
+
+
+def test_foreign_platform_target_is_lock_only(project):
+    root, matrix = project
+    assert runner.invoke(app, ["lock", "aarch64-only", "--matrix", str(matrix)]).exit_code == 0
+    code, cert = certify(matrix, "aarch64-only")
+    assert code == 0
+    assert cert["result"] == "skipped" and cert["certified"] == "lock-only"
+    assert "linux-aarch64" in cert["reason"] and cert["lock"]["fresh"] is True
+    assert cert["ran_on_target_hardware"] is False
+
+
+def test_host_target_certifies_current_python(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["certify", "--target", "host", "--json"])
+    assert result.exit_code == 0, result.output
+    cert = json.loads(result.stdout)
+    assert cert["result"] == "passed"
+    assert cert["environment"]["python"] == sys.executable
+    assert (tmp_path / "certs" / "host.json").exists()
