@@ -196,6 +196,23 @@ def certify(
     _run(body)
 
 
+# Command groups that live in their own modules register themselves here.
+def _register_extensions() -> None:
+    import importlib
+
+    for name in ("cli_suite", "cli_everyday"):
+        try:
+            module = importlib.import_module(f"envctl.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"envctl.{name}":
+                raise
+            continue
+        module.register(app, _run, _emit_json)
+
+
+_register_extensions()
+
+
 def main() -> None:
     # Subprocess children (smoke runner) must not inherit a broken pipe state;
     # and rich must not wrap JSON.
