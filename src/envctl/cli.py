@@ -145,57 +145,6 @@ def lock(
     _run(body)
 
 
-# ---------------------------------------------------------------- create
-
-
-@app.command()
-def create(
-    target: str = typer.Option(..., "--target", "-t", help="The target to build."),
-    prefix: Optional[Path] = typer.Option(None, "--prefix", help="Where the env goes (default .envctl/envs/<target>)."),
-    force: bool = typer.Option(False, "--force", help="Rebuild even if the env matches its lock."),
-    channel: Optional[List[str]] = typer.Option(None, "--channel", help="Channel override when a lock must be made."),
-    matrix: Path = MatrixOpt,
-) -> None:
-    """Build the target's environment from its lock (rendering and locking first if stale)."""
-
-    def body() -> None:
-        from . import pipeline, report
-
-        with report.Progress() as progress:
-            result = pipeline.create(matrix, target, prefix=prefix, force=force, channels=channel, progress=progress)
-        report.print_create(result)
-
-    _run(body)
-
-
-# ---------------------------------------------------------------- certify
-
-
-@app.command()
-def certify(
-    target: str = typer.Option(..., "--target", "-t", help="Target to certify, or 'host' for the current Python."),
-    prefix: Optional[Path] = typer.Option(None, "--prefix", help="Certify the env at this prefix."),
-    timeout: Optional[int] = typer.Option(None, "--timeout", help="Seconds before the smoke run counts as hung."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Certificate path (default certs/<target>.json)."),
-    matrix: Path = MatrixOpt,
-    json_: bool = JsonOpt,
-) -> None:
-    """Export, check, run and compare the smoke models inside the env; write a certificate."""
-
-    def body() -> int:
-        from . import certify as certify_mod
-        from . import report
-
-        cert = certify_mod.certify(matrix, target, prefix=prefix, timeout=timeout, out=out)
-        if json_:
-            _emit_json(cert.data)
-        else:
-            report.print_certificate(cert.data, cert.path)
-        return 0 if cert.data["result"] in ("passed", "skipped") else 1
-
-    _run(body)
-
-
 # Command groups that live in their own modules register themselves here.
 def _register_extensions() -> None:
     import importlib
