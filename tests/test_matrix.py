@@ -128,6 +128,7 @@ BAD_CASES = {
     "exclude-without-source": (AXES.replace('        source: "https://example.org/why"\n', ""), "needs a 'source'", None, "axes[0].exclude[0].source"),
     "missing-field": (ISSUE_EXAMPLE.replace("    opset: 17\n", ""), "does not say 'opset'", None, "targets.local-cpu"),
     "duplicate-key": (ISSUE_EXAMPLE.replace("    opset: 17\n", "    opset: 17\n    opset: 18\n"), "duplicate key 'opset'", 14, None),
+    "host-provides-typo": (ISSUE_EXAMPLE.replace("    opset: 17\n", "    opset: 17\n    host_provides: {tensorRT: '8.5'}\n"), "Did you mean 'tensorrt'", 14, "targets.local-cpu.host_provides"),
     "not-a-mapping": ("- a\n- b\n", "must be a mapping", 1, None),
 }
 

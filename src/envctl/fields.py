@@ -27,6 +27,9 @@ EXECUTION_PROVIDERS = (
 # package it adds through pip_extra).
 MANAGED = ("python", "torch", "onnx", "onnxruntime", "protobuf", "numpy", "onnxscript")
 PIP_OPTION_KEYS = ("index_url", "extra_index_urls", "find_links")
+# What a machine can supply instead of the env; the Jetson rules key on these,
+# so a typo must not silently switch them off.
+HOST_PROVIDES_KEYS = ("jetpack", "l4t", "cuda", "cuda_driver", "cudnn", "tensorrt", "notes")
 
 
 class FieldError(ValueError):
@@ -146,6 +149,19 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out))
 
 
+def _host_provides(value: Any) -> tuple[tuple[str, str], ...]:
+    from .errors import did_you_mean
+
+    pairs = _pairs(value)
+    for name, _ in pairs:
+        if name not in HOST_PROVIDES_KEYS:
+            raise FieldError(
+                f"unknown host_provides key '{name}'.{did_you_mean(name, HOST_PROVIDES_KEYS)} "
+                f"Known: {', '.join(HOST_PROVIDES_KEYS)}"
+            )
+    return pairs
+
+
 def _virtual_packages(value: Any) -> tuple[tuple[str, str], ...]:
     pairs = _pairs(value)
     for name, _ in pairs:
@@ -209,7 +225,7 @@ TARGET_FIELDS: dict[str, FieldSpec] = {
     "pip_options": FieldSpec(_pip_options, "index_url, extra_index_urls, find_links for the pip part"),
     "conda_extra": FieldSpec(lambda v: _str_list(v, nonempty=False), "more conda match specs"),
     "pip_extra": FieldSpec(lambda v: _str_list(v, nonempty=False), "more pip requirements"),
-    "host_provides": FieldSpec(_pairs, "what the machine supplies, not the env (jetpack, cuda_driver, tensorrt, cudnn)"),
+    "host_provides": FieldSpec(_host_provides, "what the machine supplies, not the env (jetpack, cuda_driver, tensorrt, cudnn)"),
     "virtual_packages": FieldSpec(_virtual_packages, "virtual package overrides for solving, e.g. __glibc: '2.31'"),
     "execution_provider": FieldSpec(_choice(EXECUTION_PROVIDERS), "the ONNX Runtime EP certification must get"),
     "models": FieldSpec(_models, "smoke models: cnn, transformer, rnn, or module:callable"),
