@@ -7,6 +7,7 @@ rendered spec changed, create when the lock changed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -101,11 +102,104 @@ def lock(matrix_path: Path, targets: list[str] | None, all_targets: bool, *, cha
     return results
 
 
+def host_blocker(target: Target, facts: dict | None = None) -> str | None:
+    """Why `target` cannot run on this machine (with what would make it runnable), or None.
+
+    Certification's own skip logic decides; host facts (nvidia-smi) are read
+    only for GPU targets, so the everyday no-op create stays fast.
+    """
+    from .certify import GPU_PROVIDERS, _skip_reason
+    from .platforms import host_platform
+
+    host = host_platform()
+    lock_only = f"or `envctl lock {target.name}` to make and check its lock here without an env"
+    gpu = target.execution_provider in GPU_PROVIDERS
+    if facts is None:
+        from .hostinfo import host_facts
+
+        facts = host_facts() if gpu and host in target.platforms else {"has_nvidia_gpu": False}
+    reason = _skip_reason(target, facts)
+    if reason and host not in target.platforms:
+        where = " or ".join(target.platforms)
+        return (f"target '{target.name}' runs on {where}, and this machine is {host}. "
+                f"Run `envctl create --target {target.name}` on a {where} machine, {lock_only}.")
+    if reason:
+        return (f"target '{target.name}' needs {target.execution_provider} (CUDA {target.cuda or '?'}), and this "
+                f"machine has no NVIDIA GPU (no nvidia-smi, no Jetson L4T). Run it on a machine with an NVIDIA "
+                f"driver for CUDA {target.cuda or '?'} or newer, {lock_only}.")
+    driver = ((facts.get("nvidia") or {}).get("driver_cuda") or "") if gpu else ""
+    if driver and target.cuda and _major(driver) < _major(target.cuda):
+        return (f"target '{target.name}' needs CUDA {target.cuda}, and this machine's NVIDIA driver supports CUDA "
+                f"{driver} at most. Upgrade the driver to one for CUDA {target.cuda} or newer, {lock_only}.")
+    return None
+
+
+def _major(version: str) -> int:
+    head = str(version).split(".")[0]
+    return int(head) if head.isdigit() else 0
+
+
 def create(matrix_path: Path, target_name: str, *, prefix: Path | None = None, force: bool = False, channels=None, progress: Progress | None = None):
     from .create import create_env
 
     matrix = load_matrix(matrix_path)
     (target,) = matrix.select([target_name])
     root = project_root(matrix_path)
+    # Before render or lock: a target this host cannot run must cost no download.
+    blocker = host_blocker(target)
+    if blocker:
+        raise EnvctlError(f"not creating: {blocker}", exit_code=1)
     ensure_locked(root, matrix_path, target, channels=channels, progress=progress)
     return create_env(root, target, prefix=prefix, force=force, progress=progress)
+
+
+@dataclass
+class SetupResult:
+    """What `envctl create` did: the env, and its certification."""
+
+    create: object  # create.CreateResult
+    certification: str  # "passed" | "failed" | "already certified" | "not run"
+    certificate: dict | None = None
+    certificate_path: Path | None = None
+
+
+def fresh_certificate(root: Path, target: Target, prefix: Path, lock_sha256: str) -> tuple[dict, Path] | None:
+    """certs/<target>.json when it passed, for this env, this lock and this definition; else None."""
+    import json
+
+    from .certify import cert_path
+
+    path = cert_path(root, target.name)
+    try:
+        cert = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(cert, dict) and cert.get("result") == "passed"
+          and (cert.get("lock") or {}).get("sha256") == lock_sha256
+          and (cert.get("environment") or {}).get("prefix") == str(prefix)
+          and cert.get("target_hash") == target.definition_hash())
+    return (cert, path) if ok else None
+
+
+def setup(matrix_path: Path, target_name: str, *, prefix: Path | None = None, force: bool = False, channels=None,
+          certify: bool = True, timeout: float | None = None, progress: Progress | None = None) -> SetupResult:
+    """The newcomer's one command: render, lock (if missing or stale), create, certify.
+
+    A rebuilt env is always re-certified; an unchanged one only when no fresh
+    passing certificate exists for it and its lock.
+    """
+    created = create(matrix_path, target_name, prefix=prefix, force=force, channels=channels, progress=progress)
+    if not certify:
+        return SetupResult(created, "not run")
+    from .certify import certify as run_certify
+
+    (target,) = load_matrix(matrix_path).select([target_name])
+    root = project_root(matrix_path)
+    if created.action == "unchanged":
+        fresh = fresh_certificate(root, target, created.prefix, created.lock_sha256)
+        if fresh:
+            if progress:
+                progress("certify", target=target.name, message=f"already certified: {fresh[1]} passed for this lock")
+            return SetupResult(created, "already certified", fresh[0], fresh[1])
+    cert = run_certify(matrix_path, target.name, prefix=created.prefix, timeout=timeout, build=False, progress=progress)
+    return SetupResult(created, "passed" if cert.data.get("result") == "passed" else "failed", cert.data, cert.path)

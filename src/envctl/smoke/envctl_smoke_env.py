@@ -38,6 +38,7 @@ def load_spec(path, result_path):
             "providers": ["CPUExecutionProvider"], "required_provider": None, "device": "cpu",
             "expected_versions": {}, "models": [], "model_paths": [], "tolerances": {},
             "model_tolerances": {}, "sizes": [1, 2, 5], "seed": 0, "simplify": None,
+            "dynamic": None, "out": None,
             "workdir": os.path.join(os.path.dirname(os.path.abspath(result_path)), "envctl-smoke-onnx")}
     spec.update({k: v for k, v in raw.items() if v is not None or k == "simplify"})
     checks = [
@@ -54,6 +55,11 @@ def load_spec(path, result_path):
         (isinstance(spec["expected_versions"], dict) and isinstance(spec["model_paths"], list)
          and isinstance(spec["tolerances"], dict) and isinstance(spec["model_tolerances"], dict),
          "expected_versions/tolerances/model_tolerances must be objects, model_paths a list"),
+        (spec["dynamic"] is None or (isinstance(spec["dynamic"], dict) and all(
+            isinstance(v, (list, dict)) for v in spec["dynamic"].values())),
+         "dynamic must be an object {input_name: [axis, ...] | {axis: dim_name}}"),
+        (spec["out"] is None or (isinstance(spec["out"], str) and spec["out"].endswith(".onnx")),
+         "out must be a path ending in .onnx"),
     ]
     for ok, why in checks:
         if not ok:

@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import warnings
 
 import numpy as np
@@ -336,3 +337,39 @@ def simplify(details, path, mode, out_path):
     onnx.save(simplified, out_path)
     details.update(nodes_before=before, nodes_after=len(simplified.graph.node), path=out_path)
     return out_path
+
+
+def save_final(details, result, out):
+    """Save the model of the passed run at `out` (the simplified one if that passed too)."""
+    passed = [r for r in result["runs"] if r["status"] == "passed"]
+    if not passed:
+        why = [st["message"] for r in result["runs"] for st in r["stages"] if st["status"] == "skipped"][:1]
+        raise StageFailure("export_failure", "no model to save: no run passed (%s)" % (why[0] if why else "none ran"))
+    run = passed[-1]
+    simplified = [st["details"]["path"] for st in run["stages"] if st["name"] == "simplify" and st["status"] == "passed"]
+    source = (simplified or [f for f in run["files"] if f.endswith(".onnx")])[0]
+    details.update(source=source, model=run["model"], exporter=run["exporter"])
+    result["out_files"] = details["files"] = save_as(source, out)
+
+
+def save_as(source, out):
+    """Copy the model at `source` to `out` (atomically); a sidecar becomes `out` + ".data",
+    re-pointed by onnx because the model names its sidecar file inside the protobuf."""
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    tmp = out + ".envctl-tmp"
+    written = [out]
+    if os.path.exists(source + ".data"):
+        model = onnx.load(source)  # pulls the external tensors in
+        if os.path.exists(out + ".data"):  # onnx appends to an existing data file
+            os.remove(out + ".data")
+        # The tensors land in folder/<name of out>.data, the name the model will have.
+        onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=os.path.basename(out) + ".data")
+        written.append(out + ".data")
+    else:
+        shutil.copyfile(source, tmp)
+        if os.path.exists(out + ".data"):  # an old sidecar beside `out` would be shipped by mistake
+            os.remove(out + ".data")
+    os.replace(tmp, out)
+    return written

@@ -23,6 +23,10 @@ SPEC (JSON object; only spec_version is required, the rest have these defaults):
   sizes: [1, 2, 5]             sizes tried on every dynamic axis (see envctl_smoke_models.sweep)
   seed: 0                      simplify: null | "auto" | "onnxslim" | "onnxsim"
   workdir: "<result dir>/envctl-smoke-onnx"   .onnx files go to workdir/NN-model/exporter/
+  dynamic: null                {name: [axis, ...] | {axis: dim_name}} replaces every model's
+                               dynamic_axes (envctl export --dynamic); names must be inputs/outputs
+  out: null                    "path.onnx": when everything passed, the final model (simplified if
+                               that passed) is saved there (+ "path.onnx.data" if it had a sidecar)
 
 A user callable returns (model, example_inputs_tuple) or {"model", "inputs", optional
 "input_names", "output_names", "dynamic_axes" {name: [axis, ...] | {axis: dim_name}},
@@ -34,7 +38,7 @@ and "in_progress": {"model", "exporter"}, so a crash still tells where it happen
    "versions": {...}, "providers_available": [...], "stages": [the "versions" stage],
    "runs": [{"model", "exporter", "status": "passed" | "failed" | "skipped", "stages": [...],
              "failure", "files", "opset_written", "ir_version", "fingerprint"}],
-   "failure": first failure or null, "seconds"}
+   "failure": first failure or null, "seconds", "out_files": [what "out" wrote]}
   stage:   {"name", "status": passed|failed|skipped|warning, "seconds", "details", "message"}
            every run lists the whole ladder: pre_export, export, checker, session, inference,
            simplify (stages after a fatal failure are "skipped"). An env_mismatch fails the
@@ -278,8 +282,16 @@ def run_model(spec, index, ref, M, S, emit):
     pre_stages, ctx = [], {"spec": spec, "refs": {}}
 
     def prepare(details):
-        ctx["case"] = M.load_case(ref, spec["seed"])
-        return S.pre_export(details, ctx["case"], spec["device"], spec["seed"])
+        ctx["case"] = case = M.load_case(ref, spec["seed"])
+        if spec["dynamic"] is not None:  # the caller's axes win over the callable's
+            case["dynamic_axes"] = {str(k): M._axes_map(v, str(k)) for k, v in spec["dynamic"].items()}
+        inputs = S.pre_export(details, case, spec["device"], spec["seed"])
+        unknown = sorted(set(case["dynamic_axes"]) - set(case["input_names"]) - set(case["output_names"]))
+        if spec["dynamic"] is not None and unknown:
+            raise _Fail("model_error", "dynamic axes name %s, which the model does not have (inputs %s, "
+                        "outputs %s)" % (unknown, case["input_names"], case["output_names"]),
+                        remedy="use the model's input/output names (the callable's input_names/output_names)")
+        return inputs
     emit(ref, None)
     inputs, pre_fail, _ = run_stage(pre_stages, "pre_export", prepare)
     runs = []
@@ -380,6 +392,9 @@ def run(spec, result_path, E):
             for i, ref in enumerate(spec["models"]):
                 result["runs"].extend(run_model(spec, i, ref, M, S, emit))
         failures += [r["failure"] for r in result["runs"] if r["failure"]]
+        if spec["out"] and not failures:
+            _, fail, _ = run_stage(result["stages"], "save", S.save_final, result, spec["out"])
+            failures += [fail] if fail else []
         result["failure"] = failures[0] if failures else None
         result["complete"] = True
     except Exception as e:  # a runner bug: still hand the host a result it can read
