@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from envctl.cli import app
 from envctl.platforms import host_platform
+from support import team_models
 from support.project import pip_target, write_project
 
 pytestmark = [
@@ -22,31 +23,7 @@ pytestmark = [
     pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only"),
 ]
 
-TEAM_MODELS = '''
-import time
-
-import torch
-from torch import nn
-
-
-def raises():
-    raise RuntimeError("checkpoint /nowhere/model.pt not found")
-
-
-class BatchBranch(nn.Module):
-    def forward(self, x):
-        if x.shape[0] > 1:  # tracing keeps the branch taken at export (batch 2)
-            return x * 2.0
-        return x - 1.0
-
-
-def branchy():
-    return BatchBranch(), (torch.zeros(2, 4),)
-
-
-def hangs():
-    time.sleep(3600)
-'''
+TEAM_MODELS = team_models.SOURCE
 
 runner = CliRunner()
 
@@ -61,7 +38,7 @@ def project(tmp_path_factory, local_channel):
             local_channel, onnxruntime="1.16.3", numpy="<2", onnx=">=1.16,<1.18", protobuf="<5", opset=20,
             models=["cnn"], xfail="opset 20 is beyond what onnxruntime 1.16 loads",
         ),
-        "team-models": pip_target(local_channel, models=["teammodels:raises", "teammodels:branchy", "cnn"]),
+        "team-models": pip_target(local_channel, models=["teammodels:broken", "teammodels:branchy", "cnn"]),
         "hanging": pip_target(local_channel, models=["teammodels:hangs"], timeout=60),
         # Locked, never run here: PyPI's torch 2.9 for aarch64 is a CPU build
         # (2.11+ pulls CUDA 13 wheels), and locking reads only its metadata.
@@ -121,7 +98,7 @@ def test_team_models_raise_and_mismatch(project):
     code, cert = certify(matrix, "team-models")
     assert code == 1
     by = runs(cert)
-    assert by[("teammodels:raises", "torchscript")]["failure"]["class"] == "model_error"
+    assert by[("teammodels:broken", "torchscript")]["failure"]["class"] == "model_error"
     assert by[("teammodels:branchy", "torchscript")]["failure"]["class"] == "numeric_mismatch"
     assert by[("teammodels:branchy", "torchscript")]["worst"]["max_abs"] > 1e-4
     assert by[("cnn", "torchscript")]["status"] == "passed"  # one bad model does not hide the rest

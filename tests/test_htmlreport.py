@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from envctl.cli import app
 from envctl.platforms import host_platform
+from support import team_models
 from support.project import pip_target, write_project
 
 runner = CliRunner()
@@ -31,21 +32,7 @@ pytestmark = [
 ]
 EVIL = '<script>alert("x")</script> & co'
 TARGETS = ["good", "bad", "old", "arm", "later"]
-TEAM_MODELS = '''
-import torch
-from torch import nn
-
-
-class BatchBranch(nn.Module):
-    def forward(self, x):
-        if x.shape[0] > 1:  # tracing keeps the branch taken at export: other batch sizes mismatch
-            return x * 2.0
-        return x - 1.0
-
-
-def branchy():
-    return BatchBranch(), (torch.zeros(2, 4),)
-'''
+TEAM_MODELS = team_models.SOURCE
 
 
 def invoke(*args: str) -> tuple[int, str]:

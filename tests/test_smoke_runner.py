@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from envctl.smoke import RUNNER_PATH
+from support import team_models
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("torch", "onnx", "onnxruntime", "onnxscript")),
@@ -23,36 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 BUILTINS = ["cnn", "transformer", "rnn"]
 
-USER_MODULE = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-
-    def broken():
-        raise RuntimeError("checkpoint /nowhere/model.pt not found")
-
-
-    class BatchBranch(nn.Module):
-        def forward(self, x):
-            if x.shape[0] > 1:  # tracing keeps the branch taken at export (batch 2)
-                return x * 2.0
-            return x - 1.0
-
-
-    def branchy():
-        return BatchBranch(), (torch.zeros(1, 4),)
-
-
-    class FrozenBatch(nn.Module):
-        def forward(self, x):
-            n = int(x.shape[0])  # a Python int: the trace records the export-time batch
-            return x.new_ones(n, 3) * x.sum()
-
-
-    def frozen():
-        return {"model": FrozenBatch(), "inputs": (torch.zeros(2, 4),), "input_names": ["x"],
-                "output_names": ["y"]}
-''')
+USER_MODULE = team_models.SOURCE
 
 
 def _bare(version):
