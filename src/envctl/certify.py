@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import write_text_atomic
+from .atomic import ensure_inside, write_text_atomic
 from .errors import EnvctlError
 from .hostinfo import host_facts
 from .matrix import Target
@@ -137,27 +137,38 @@ def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, di
         Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
         spec_file.write_text(json.dumps(spec))
         started = time.monotonic()
-        try:
-            proc = subprocess.Popen(
-                [str(python), "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_clean_env(),
-                start_new_session=True,  # so a hang is killed with all its children
-            )
-        except OSError as exc:
-            return None, {"exit_code": None, "output_tail": "", "failure": _classified("runner_crash", f"cannot start {python}: {exc}")}
-        try:
-            output, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-            tail = output.decode(errors="replace")[-4000:]
+        log_path = Path(tmp) / "output.log"
+        # Output goes to a file, not a pipe: a background process the model started would
+        # hold a pipe open and keep certify waiting long after the runner itself is done.
+        with open(log_path, "wb") as log:
+            try:
+                proc = subprocess.Popen(
+                    [str(python), "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
+                    stdout=log, stderr=subprocess.STDOUT, env=_clean_env(),
+                    start_new_session=True,  # so a hang is killed with all its children
+                )
+            except OSError as exc:
+                return None, {"exit_code": None, "output_tail": "", "failure": _classified("runner_crash", f"cannot start {python}: {exc}")}
+            try:
+                proc.wait(timeout=timeout)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            # Finished or hung, nothing the runner started outlives it.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        tail = _tail(log_path)
+        if timed_out:
             return None, {"exit_code": None, "seconds": time.monotonic() - started, "output_tail": tail,
-                          "failure": _classified("timeout", f"the smoke run did not finish within {timeout:g} s and was killed")}
-        tail = output.decode(errors="replace")[-4000:]
+                          "failure": _classified("timeout", f"the smoke run did not finish within {timeout:g} s and was killed"
+                                                 + _where(result_file))}
         facts = {"exit_code": proc.returncode, "seconds": round(time.monotonic() - started, 3), "output_tail": tail}
         if proc.returncode < 0:
             name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else str(-proc.returncode)
-            facts["failure"] = _classified("runner_crash", f"the smoke runner died from signal {name}")
+            facts["failure"] = _classified("runner_crash", f"the smoke runner died from signal {name}" + _where(result_file))
             return None, facts
         try:
             result = json.loads(result_file.read_text())
@@ -167,6 +178,29 @@ def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, di
             facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({exc})")
             return None, facts
         return result, facts
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            return handle.read().decode(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def _where(result_file: Path) -> str:
+    """' during <model> with the <exporter> exporter', from the runner's in-progress result, if it left one."""
+    try:
+        partial = json.loads(result_file.read_text())
+        where = partial.get("in_progress") or {}
+        model, exporter = where.get("model"), where.get("exporter")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not model:
+        return ""
+    return f" while loading {model}" if not exporter else f" during {model} with the {exporter} exporter"
 
 
 def _probe_host_python(python: Path) -> dict:
@@ -271,7 +305,15 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
         run_timeout = timeout or target.timeout
     if progress:
         progress("certify", target=target_name, message=f"smoke export-and-infer with {python}")
-    runner_result, process = run_smoke(python, spec, run_timeout)
+    if target is None:
+        runner_result, process = run_smoke(python, spec, run_timeout)
+    else:
+        from .create import env_in_use
+
+        # A create of the same prefix waits until this run is over (and this run waits for a
+        # create in progress), so the runner never sees an env swapped or deleted under it.
+        with env_in_use(prefix, progress):
+            runner_result, process = run_smoke(python, spec, run_timeout)
     status, failure, runs = _summarise(runner_result, process)
     data.update(
         result=status, reason=None, failure=failure, runs=runs,
@@ -285,6 +327,7 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
 
 
 def _write(root: Path, name: str, data: dict, out: Path | None) -> Certificate:
-    path = out or cert_path(root, name)
+    # certs/ may be a symlink committed into the project: an explicit --out is the user's choice, certs/ is not.
+    path = out or ensure_inside(root, cert_path(root, name), "certificate")
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     return Certificate(data, path)

@@ -10,11 +10,22 @@ renameat2(RENAME_EXCHANGE) on Linux). A create killed at any point leaves the
 previous env (or none); the next create removes leftovers. Creates of one
 prefix are serialized by flock on `<prefix>.lock`.
 
+Integrity: both installers hardlink from their package caches, so a cache
+file changed after it was fetched (an in-place edit through another env that
+shares it, a truncated extraction) would otherwise reach every new env
+unchecked. Before the swap, every linked file is checked against its
+package's own hashes (conda's paths.json sha256 and size, the wheel's
+RECORD); a mismatch evicts that package from the cache and the env is built
+once more from freshly fetched archives, which the lock's hashes check again;
+a second mismatch is refused. Files already verified are remembered by inode,
+size and mtime (`verified-files-v1.json` under envctl's cache folder), so a
+second env of the same lock hashes only what changed.
+
 The no-op path (env's recorded lock sha256 == the lock file's) imports
 neither rattler nor conda-lock and takes milliseconds.
 
 Progress events, `progress(event, message=..., **info)`: waiting, start,
-conda, conda-package (transient), pip, check, swap, done.
+conda, conda-package (transient), pip, verify, refetch, check, swap, done.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,14 +47,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
-from .atomic import write_text_atomic
+from .atomic import ensure_inside, write_bytes_atomic, write_text_atomic
 from .errors import EnvctlError
 
 if TYPE_CHECKING:
     from .install_pip import PipPackage
     from .matrix import Target
 
-__all__ = ["CreateResult", "create_env", "default_prefix", "env_state", "STATE_FILE"]
+__all__ = ["CreateResult", "create_env", "default_prefix", "env_in_use", "env_state", "verify_files", "STATE_FILE"]
 
 STATE_FILE = Path("conda-meta") / "envctl-state.json"
 Progress = Callable[..., None]
@@ -114,12 +126,50 @@ def create_env(
     """Install `root/locks/<target>.conda-lock.yml` at `prefix` (default: default_prefix)."""
     started = time.monotonic()
     name = _name(target)
+    _check_name(name)
     lock = _lock_file(root, name)
     if not lock.is_file():
         raise EnvctlError(f"no lock for target '{name}': {lock} does not exist", hint=f"Run `envctl lock --target {name}`.")
-    prefix = Path(os.path.abspath(prefix)) if prefix is not None else default_prefix(root, name)
+    if prefix is None:
+        # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
+        prefix = ensure_inside(root, default_prefix(root, name), "env prefix")
+    else:
+        prefix = Path(os.path.abspath(prefix))  # the user's explicit choice, wherever it is
     lock_sha = _sha256_file(lock)
+    try:
+        return _create_locked(root, name, lock, lock_sha, prefix, force, progress, started)
+    except OSError as exc:  # a full disk, a read-only or missing parent, a file where a folder should be
+        raise _os_error(prefix, exc) from None
 
+
+def _check_name(name: str) -> None:
+    """The matrix admits only plain names; an API caller's `../x` must not become a path either."""
+    from .atomic import SAFE_NAME
+
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        raise EnvctlError(f"target name {name!r} is not allowed: a target name is a plain file name (no '/', '..')")
+
+
+def _os_error(prefix: Path, exc: OSError) -> EnvctlError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = {
+        errno.ENOSPC: "Free some disk space and run it again.",
+        errno.EDQUOT: "Free some disk space and run it again.",
+        errno.EROFS: "Choose a writable --prefix.",
+        errno.EACCES: "Choose a writable --prefix.",
+        errno.EPERM: "Choose a writable --prefix.",
+        errno.ENOTDIR: "Something on the way to the prefix is a file, not a folder; choose another --prefix.",
+        errno.EEXIST: "Something on the way to the prefix is a file, not a folder; choose another --prefix.",
+    }.get(exc.errno)
+    return EnvctlError(
+        f"cannot create the env at {prefix}: {exc.strerror or exc}{where}. "
+        "Nothing was swapped in: the previous env (if any) is unchanged.",
+        hint=hint, exit_code=1,
+    )
+
+
+def _create_locked(root: Path, name: str, lock: Path, lock_sha: str, prefix: Path, force: bool,
+                   progress: Progress | None, started: float) -> CreateResult:
     with _prefix_lock(prefix, progress) as waited:
         _recover(prefix)
         state = env_state(prefix)
@@ -155,23 +205,49 @@ def _result(name: str, prefix: Path, action: str, state: dict, started: float, w
 
 
 @contextmanager
-def _prefix_lock(prefix: Path, progress: Progress | None) -> Iterator[bool]:
-    """Hold flock on <prefix>.lock; yields True when another create had it first."""
+def _prefix_lock(prefix: Path, progress: Progress | None, *, shared: bool = False) -> Iterator[bool]:
+    """Hold flock on <prefix>.lock; yields True when another process had it first.
+
+    create takes it exclusively; a certification running the env takes it
+    shared (env_in_use), so a create of the same prefix waits until the smoke
+    run is over instead of swapping the env away under it.
+    """
     path = prefix.with_name(prefix.name + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     # The lock file is never deleted: unlinking a flock'ed file lets a third process lock a new inode.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
             waited = False
         except BlockingIOError:
-            _emit(progress, "waiting", lock=str(path), message=f"another create holds {path}; waiting")
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            holder = "a create" if shared else "another create or a certification"
+            _emit(progress, "waiting", lock=str(path), message=f"{holder} holds {path}; waiting")
+            fcntl.flock(fd, mode)
             waited = True
         yield waited
     finally:
         os.close(fd)  # releases the flock
+
+
+@contextmanager
+def env_in_use(prefix: Path, progress: Progress | None = None) -> Iterator[bool]:
+    """Keep creates of `prefix` from swapping it while the block runs (a shared flock).
+
+    Where the lock file cannot be made (a read-only env outside envctl's
+    control) nothing can create there either, so the block just runs.
+    """
+    try:
+        cm = _prefix_lock(Path(os.path.abspath(prefix)), progress, shared=True)
+        waited = cm.__enter__()
+    except OSError:
+        yield False
+        return
+    try:
+        yield waited
+    finally:
+        cm.__exit__(None, None, None)
 
 
 def _leftovers(prefix: Path, kind: str) -> list[Path]:
@@ -242,17 +318,8 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
     conda, pip = _read_lock(lock, name, host)
     staging = prefix.with_name(f"{prefix.name}.staging-{os.getpid()}")
     try:
-        staging.mkdir(parents=True)
-        _emit(progress, "conda", total=len(conda), message=f"linking {len(conda)} conda packages")
-        _install_conda(conda, staging, prefix, progress, lock)
+        _link_verified(conda, pip, lock, host, staging, prefix, progress)
         python = staging / "bin" / "python"
-        if pip:
-            from .install_pip import install_pip
-
-            if not python.exists():
-                raise EnvctlError(f"the lock has pip packages but no conda python for {host}", file=lock)
-            _emit(progress, "pip", total=len(pip), message=f"installing {len(pip)} pip packages")
-            install_pip(pip, python=python, staging=staging, final=prefix)
         _emit(progress, "check", message="running the env's python")
         version = _check_python(python) if python.exists() else ""
         size, own = env_size(staging)
@@ -279,6 +346,59 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
         shutil.rmtree(old, ignore_errors=True)
     _emit(progress, "done", message=f"{name} ready at {prefix}")
     return state
+
+
+def _link_verified(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, staging: Path, prefix: Path,
+                   progress: Progress | None) -> None:
+    """_link, and where a package cache holds changed files: evict those packages and link again.
+
+    Each package is evicted at most once; the archives fetched again are
+    checked against the lock's hashes, so a package whose files still differ
+    from its own file list is refused.
+    """
+    evicted: set[tuple[str, str]] = set()
+    found: list[str] = []
+    while True:
+        try:
+            _link(conda, pip, lock, host, staging, prefix, progress)
+            return
+        except CorruptFiles as corrupt:
+            shutil.rmtree(staging, ignore_errors=True)
+            keys = {(corrupt.manager, name) for name in corrupt.packages}
+            if keys <= evicted:
+                raise EnvctlError(
+                    f"{corrupt.describe()}, even after evicting them from the package cache and fetching them "
+                    "again; refusing to install unverified files. Nothing was changed.",
+                    file=lock, exit_code=1,
+                    hint="The package does not match its own file list: re-lock, or report it to the channel/index.",
+                ) from None
+            _emit(progress, "refetch", manager=corrupt.manager, packages=sorted(corrupt.packages),
+                  message=f"{corrupt.describe()}; evicting them from the cache and fetching them again")
+            corrupt.evict()
+            evicted |= keys
+            found.append(corrupt.describe())
+        except EnvctlError as exc:
+            if found:
+                exc.message = f"{'; '.join(found)}. They were evicted, but fetching them again failed: {exc.message}"
+            raise
+
+
+def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, staging: Path, prefix: Path,
+          progress: Progress | None) -> None:
+    """Install both parts into a fresh `staging` and verify every linked file; CorruptFiles on a mismatch."""
+    staging.mkdir(parents=True)
+    _emit(progress, "conda", total=len(conda), message=f"linking {len(conda)} conda packages")
+    _install_conda(conda, staging, prefix, progress, lock)
+    _emit(progress, "verify", manager="conda", transient=True, message="checking the linked conda files against their packages")
+    verify_conda(staging)
+    python = staging / "bin" / "python"
+    if pip:
+        from .install_pip import install_pip
+
+        if not python.exists():
+            raise EnvctlError(f"the lock has pip packages but no conda python for {host}", file=lock)
+        _emit(progress, "pip", total=len(pip), message=f"installing {len(pip)} pip packages")
+        install_pip(pip, python=python, staging=staging, final=prefix)
 
 
 def _read_lock(lock: Path, name: str, host: str) -> tuple[list[Any], list[PipPackage]]:
@@ -451,3 +571,204 @@ def env_size(path: Path) -> tuple[int, int]:
     total = sum(v[0] for v in inodes.values())
     own = sum(v[0] for v in inodes.values() if v[2] >= v[1])
     return total, own
+
+
+# ---------------------------------------------------------------- verifying what was linked
+
+# (path, digest, size or None) for one file a package says it holds; the digest is
+# "sha256:<hex>" (conda's paths.json) or "sha256=<urlsafe base64>" (a wheel's RECORD).
+FileCheck = tuple["str | Path", str, "int | None"]
+
+
+class CorruptFiles(Exception):
+    """Linked files that differ from their package's own hashes; knows how to evict the packages."""
+
+    def __init__(self, manager: str, packages: dict[str, list[str]], evict: Callable[[], None]) -> None:
+        super().__init__(manager, packages)
+        self.manager = manager
+        self.packages = packages  # package -> files that did not match
+        self._evict = evict
+
+    def describe(self) -> str:
+        shown = "; ".join(f"{pkg}: {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}" for pkg, files in sorted(self.packages.items()))
+        return f"{self.manager} files in the package cache differ from their packages' own hashes ({shown})"
+
+    def evict(self) -> None:
+        self._evict()
+
+
+def _cache_home() -> Path:
+    base = os.environ.get("ENVCTL_CACHE_DIR")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envctl"
+
+
+class _Ledger:
+    """Files already hashed and found right, by (device, inode) -> (size, mtime_ns, digest).
+
+    Files hardlinked from a package cache keep their inode, so a second env of
+    the same lock hashes only files whose inode, size or mtime changed (an
+    in-place edit changes the mtime; a replaced file has a new inode).
+    """
+
+    MAX_ENTRIES = 250_000  # about ten torch envs' worth; beyond it, only what this run saw is kept
+
+    def __init__(self) -> None:
+        self.path = _cache_home() / "verified-files-v1.json"
+        self.entries: dict[str, list] = {}
+        self.added: dict[str, list] = {}
+        self.used: set[str] = set()
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and isinstance(data.get("entries"), dict):
+                self.entries = data["entries"]
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def _key(st: os.stat_result) -> str:
+        return f"{st.st_dev}:{st.st_ino}"
+
+    def known(self, st: os.stat_result, digest: str) -> bool:
+        key = self._key(st)
+        if self.entries.get(key) == [st.st_size, st.st_mtime_ns, digest]:
+            self.used.add(key)
+            return True
+        return False
+
+    def add(self, st: os.stat_result, digest: str) -> None:
+        if st.st_nlink > 1:  # shared with a cache: worth remembering; a private copy is never seen again
+            self.added[self._key(st)] = [st.st_size, st.st_mtime_ns, digest]
+
+    def save(self) -> None:
+        if not self.added and len(self.entries) <= self.MAX_ENTRIES:
+            return
+        try:  # merge with what other creates added meanwhile; best effort, a lost entry is only re-hashed
+            current = json.loads(self.path.read_text(encoding="utf-8")).get("entries", {})
+            if not isinstance(current, dict):
+                current = {}
+        except (OSError, ValueError, AttributeError):
+            current = {}
+        if len(current) + len(self.added) > self.MAX_ENTRIES:
+            current = {k: v for k, v in current.items() if k in self.used}
+        current.update(self.added)
+        try:
+            write_bytes_atomic(self.path, json.dumps({"version": 1, "entries": current}, separators=(",", ":")).encode())
+        except EnvctlError:
+            pass
+
+
+def _digest_file(path: str | Path, algo: str) -> bytes:
+    with open(path, "rb") as handle:
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+
+            return hashlib.file_digest(handle, algo).digest()
+        digest = hashlib.new(algo)
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.digest()
+
+
+def _digest_matches(path: str | Path, digest: str) -> bool:
+    import base64
+
+    if ":" in digest:
+        algo, _, expected = digest.partition(":")
+        return _digest_file(path, algo).hex() == expected.lower()
+    algo, _, expected = digest.partition("=")
+    return base64.urlsafe_b64encode(_digest_file(path, algo)).rstrip(b"=").decode() == expected.rstrip("=")
+
+
+def verify_files(checks: list[FileCheck]) -> list[Path]:
+    """The files in `checks` that are missing, not regular files, or differ in size or digest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger = _Ledger()
+    bad: list = []
+    todo: list = []
+    for path, digest, size in checks:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            bad.append(path)
+            continue
+        if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
+            bad.append(path)
+        elif not ledger.known(st, digest):
+            todo.append((path, digest, st))
+
+    def check(item: tuple[Path, str, os.stat_result]) -> Path | None:
+        path, digest, st = item
+        try:
+            if not _digest_matches(path, digest):
+                return path
+        except (OSError, ValueError):  # unreadable, or an algorithm hashlib does not know
+            return path
+        ledger.add(st, digest)
+        return None
+
+    if todo:
+        # hashlib releases the GIL on large buffers: a few threads keep the disk and the cores busy.
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) + 2)) as pool:
+            bad.extend(p for p in pool.map(check, todo, chunksize=64) if p is not None)
+    ledger.save()
+    return [Path(p) for p in bad]
+
+
+def verify_conda(prefix: Path) -> None:
+    """Check the conda files linked into `prefix` against each package's paths.json; CorruptFiles if any differ.
+
+    Files rewritten with the prefix at link time are checked at their source
+    in the package cache (their hash in the env is, by design, a new one).
+    """
+    checks: list[FileCheck] = []
+    owner: dict[Path, tuple[str, str]] = {}  # file -> (package, cache dir)
+    meta = prefix / "conda-meta"
+    for record_file in sorted(meta.glob("*.json")) if meta.is_dir() else []:
+        if record_file.name == STATE_FILE.name:
+            continue
+        try:
+            record = json.loads(record_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        cache_dir = record.get("extracted_package_dir") or ""
+        package = f"{record.get('name')}-{record.get('version')}-{record.get('build')}"
+        for entry in (record.get("paths_data") or {}).get("paths", []):
+            sha = entry.get("sha256")
+            if entry.get("path_type") != "hardlink" or not sha:
+                continue  # symlinks, entry points and pyc files are made at link time
+            if entry.get("prefix_placeholder"):
+                if not cache_dir:
+                    continue
+                # size_in_bytes is the patched size here; the sha256 is the package's own
+                path, size = Path(cache_dir) / entry["_path"], None
+                if not path.exists():
+                    continue  # a noarch file moved at link time: its source is under another name
+            else:
+                path, size = prefix / entry["_path"], entry.get("size_in_bytes")
+            checks.append((path, f"sha256:{sha}", size))
+            owner[path] = (package, cache_dir)
+    bad = verify_files(checks)
+    if not bad:
+        return
+    packages: dict[str, list[str]] = {}
+    dirs: set[str] = set()
+    for path in bad:
+        package, cache_dir = owner[path]
+        try:
+            shown = str(path.relative_to(prefix))
+        except ValueError:
+            shown = str(path)
+        packages.setdefault(package, []).append(shown)
+        if cache_dir:
+            dirs.add(cache_dir)
+
+    def evict() -> None:
+        for folder in dirs:
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                os.unlink(folder + ".lock")
+            except OSError:
+                pass
+
+    raise CorruptFiles("conda", packages, evict)

@@ -5,10 +5,16 @@ URLs (file:// included) and hardlinks from uv's cache, so a second env of
 the same lock costs almost no disk. The env is built in a staging folder, so
 uv writes the *staging* interpreter into console-script shebangs;
 `rewrite_shebangs` points them at the final prefix before the swap.
+
+Before that rewrite, every installed file is checked against its wheel's
+RECORD (`verify_pip`): uv checks the wheel's sha256 when it downloads it, not
+the unpacked files it later hardlinks out of its cache, so a cache file changed
+since would otherwise go into every new env unnoticed.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -98,8 +104,65 @@ def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, fina
     finally:
         reqs.unlink(missing_ok=True)
     if proc.returncode != 0:
-        raise _pip_error(proc.stderr or proc.stdout, packages)
+        output = proc.stderr or proc.stdout
+        if proc.returncode < 0:
+            output = (output or "") + f"\nuv was killed by {signal_text(-proc.returncode)}"
+        raise _pip_error(output, packages)
+    verify_pip(staging, packages)
     rewrite_shebangs(staging, final)
+
+
+def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
+    """Check the files uv installed into `staging` against their RECORDs; CorruptFiles if any differ."""
+    from packaging.utils import canonicalize_name
+
+    from .create import CorruptFiles, verify_files
+
+    wanted = {canonicalize_name(p.name) for p in packages}
+    checks = []
+    owner: dict[str, str] = {}
+    join, normpath = os.path.join, os.path.normpath
+    for record in sorted(staging.glob("lib/python*/site-packages/*.dist-info/RECORD")):
+        info = record.parent
+        try:
+            if (info / "INSTALLER").read_text(encoding="utf-8").strip() != "uv":
+                continue  # conda's own packages (pip) are checked by the conda side
+            rows = list(csv.reader(record.read_text(encoding="utf-8").splitlines()))
+        except (OSError, UnicodeDecodeError, csv.Error):
+            continue
+        name = canonicalize_name(info.name[: -len(".dist-info")].rsplit("-", 1)[0])
+        if name not in wanted:
+            continue
+        site = str(info.parent)
+        for row in rows:
+            # path,sha256=<urlsafe b64, no padding>,size ; RECORD itself and INSTALLER carry no hash
+            if len(row) < 2 or not row[0] or not row[1].startswith(("sha256=", "sha384=", "sha512=")):
+                continue
+            path = normpath(join(site, row[0]))
+            size = int(row[2]) if len(row) > 2 and row[2].isdigit() else None
+            checks.append((path, row[1], size))
+            owner[path] = name
+    bad = verify_files(checks)
+    if not bad:
+        return
+    found: dict[str, list[str]] = {}
+    for path in bad:
+        found.setdefault(owner[str(path)], []).append(os.path.relpath(path, staging))
+
+    def evict() -> None:
+        subprocess.run([uv_binary(), "cache", "clean", *sorted(found)], env=clean_env(),
+                       capture_output=True, text=True, preexec_fn=_die_with_parent())
+
+    raise CorruptFiles("pip", found, evict)
+
+
+def signal_text(number: int) -> str:
+    """'SIGXFSZ (file size limit exceeded)' for a signal number."""
+    try:
+        sig = signal.Signals(number)
+    except ValueError:
+        return f"signal {number}"
+    return f"{sig.name} ({signal.strsignal(sig) or 'signal'})"
 
 
 def _die_with_parent():

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from . import __version__
-from .atomic import write_bytes_atomic
+from .atomic import ensure_inside, write_bytes_atomic
 from .errors import EnvctlError
 from .lockfile import (
     KEY_SPEC_HASH,
@@ -213,6 +213,12 @@ def _resolve_pip(target: Target, platform: str, spec: _EnvSpec, records, virtual
             f"(python {python.version}):\n{exc}",
             file=env_path, exit_code=1,
         ) from None
+    except OSError as exc:  # its scratch folder: a full or read-only temp dir
+        raise EnvctlError(
+            f"the pip part of target '{target.name}' cannot be resolved for {platform}: "
+            f"{exc.strerror or exc} ({exc.filename or 'temp folder'})",
+            file=env_path, exit_code=1,
+        ) from None
 
 
 def lock_target(root: Path, target: Target, *, channels: list[str] | None = None, progress: Progress | None = None) -> LockResult:
@@ -239,7 +245,7 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     if not spec.platforms:
         raise EnvctlError("no platforms to lock for", file=env_path, key="platforms")
     s_hash = spec_hash(text)
-    path = lock_path(root, target)
+    path = ensure_inside(root, lock_path(root, target), "lock file")
 
     planned: list[PlatformLock] = []
     stats: dict[str, PlatformStats] = {}
@@ -274,7 +280,11 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
             KEY_VERSION: __version__,
         },
     )
-    data = render_lockfile(lockfile, path.name)
+    try:
+        data = render_lockfile(lockfile, path.name)
+    except OSError as exc:  # conda-lock's writer works in a private temp folder
+        raise EnvctlError(f"cannot write the lock for '{target.name}': {exc.strerror or exc}", exit_code=1) from None
+    ensure_inside(root, path, "lock file")
     changed = not path.exists() or path.read_bytes() != data
     if changed:
         write_bytes_atomic(path, data)

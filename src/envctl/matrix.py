@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import SAFE_NAME
 from .errors import EnvctlError, did_you_mean
 from .fields import TARGET_FIELDS, FieldError, PipOptions, parse_field
 from .versions import Spec
@@ -27,8 +27,11 @@ DEFAULT_MATRIX = Path("envs/matrix.yaml")
 TOP_LEVEL_KEYS = ("version", "defaults", "targets", "axes")
 AXIS_KEYS = ("name", "base", "product", "zip", "exclude", "description")
 EXCLUDE_META = ("reason", "source")
+# An axes group that would expand to more is refused before expanding (a few YAML
+# anchors can otherwise ask for 10**8 targets and hang every command).
+MAX_COMBINATIONS = 10_000
 # A target name becomes a folder under envs/ and a file under locks/ and certs/.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+_NAME = SAFE_NAME
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,17 @@ def _expand_axes(path: Path, group: LineDict, index: int, defaults: LineDict):
         dup = next(k for k in seen_axes if seen_axes.count(k) > 1)
         raise _error(path, group, "zip", f"axis '{dup}' appears twice in this group", where)
 
+    combinations = 1
+    for _, rows in columns:
+        combinations *= len(rows)
+    if combinations > MAX_COMBINATIONS:
+        raise _error(
+            path, group, "product",
+            f"this axes group expands to {combinations} combinations; more than {MAX_COMBINATIONS} "
+            "is refused (no CI certifies that many environments; split the group or exclude combinations)",
+            where,
+        )
+
     excludes = group.get("exclude") or []
     if not isinstance(excludes, list):
         raise _error(path, group, "exclude", "'exclude' is a list of mappings", f"{where}.exclude")
@@ -281,7 +295,15 @@ def _expand_axes(path: Path, group: LineDict, index: int, defaults: LineDict):
 def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
     """Load, validate and expand the matrix; raise EnvctlError on bad input."""
     path = Path(path)
-    doc = load_yaml(path)
+    try:
+        doc = load_yaml(path)
+    except RecursionError:
+        raise EnvctlError("malformed YAML: nested too deeply to be a matrix", file=path) from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        # PyYAML's safe constructors raise plain errors for a well-formed but impossible
+        # value: a date such as 2001-13-40, `!!int "x"`, an empty `!!float`, `!!timestamp x`.
+        raise EnvctlError(f"malformed YAML: a value cannot be read ({exc})", file=path,
+                          hint="Quote values that are meant as text.") from None
     if not isinstance(doc, dict):
         raise EnvctlError("the matrix must be a mapping with 'targets' and/or 'axes'", file=path, line=1)
     _check_keys(path, doc, TOP_LEVEL_KEYS, "")

@@ -188,9 +188,16 @@ def _location(value: str, base: Path) -> str:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    from .install_pip import _die_with_parent
+
+    # uv dies with envctl: a killed `envctl lock` leaves no resolver running on.
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent())
     if proc.returncode != 0:
         text = (proc.stderr or proc.stdout).strip()
+        if proc.returncode < 0:
+            from .install_pip import signal_text
+
+            text = (text + "\n" if text else "") + f"uv was killed by {signal_text(-proc.returncode)}"
         raise PipResolveError(text or f"uv exited with status {proc.returncode}")
 
 

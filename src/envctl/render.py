@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .atomic import write_text_atomic
+from .atomic import ensure_inside, write_text_atomic
 from .errors import EnvctlError
 from .matrix import Target
 from .platforms import virtual_packages
@@ -185,6 +185,8 @@ def render_target(root: Path, target: Target, matrix_path: Path) -> RenderResult
             file=matrix_path, hint="Run `envctl matrix check` for sources and remedies.", exit_code=1,
         )
     text = render_text(target, matrix_path)
+    # envs/<target> may be a symlink committed into the project: never write through it.
+    ensure_inside(root, env_dir(root, target), "rendered spec folder")
     path = env_file(root, target)
     changed = not path.exists() or path.read_text(encoding="utf-8") != text
     if changed:

@@ -62,18 +62,26 @@ class Spec:
             raise SpecError(f"'{text}': alternatives with '|' are not supported; use a PEP 440 range")
         if _BARE.match(text):
             try:
-                Version(text)
+                version = Version(text)
             except InvalidVersion as exc:
                 raise SpecError(f"'{text}' is not a valid version") from exc
-            return SpecifierSet(f"=={text}" if "+" in text else f"=={text}.*")
+            # A pre-release, post-release or local version names one release: PEP 440 has no
+            # prefix match ("==2.4rc1.*") for those.
+            exact = "+" in text or version.is_prerelease or version.is_postrelease
+            return SpecifierSet(f"=={text}" if exact else f"=={text}.*")
         if _WILDCARD.match(text):
             return SpecifierSet(f"=={text}")
         try:
-            return SpecifierSet(text)
+            specifier = SpecifierSet(text)
         except InvalidSpecifier as exc:
             raise SpecError(
                 f"'{text}' is not a version spec (write \"*\", \"2.4\", \">=1.16,<1.18\" or \"==1.17.*\")"
             ) from exc
+        for single in specifier:
+            if single.operator == "===":
+                # Arbitrary equality matches a string, not a version: no conda spelling, no ordering.
+                raise SpecError(f"'{text}': '===' (arbitrary string equality) is not supported; use '=='")
+        return specifier
 
     def contains(self, version: str | Version) -> bool:
         v = version if isinstance(version, Version) else Version(str(version))
