@@ -282,7 +282,9 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
 
             stale = list(check_locks(root, [target]))
             data.update(result="skipped", reason=reason, certified="lock-only",
-                        lock={"path": str(lock_file), "fresh": not stale, "problem": stale[0].reason if stale else None},
+                        lock={"path": str(lock_file), "fresh": not stale, "problem": stale[0].reason if stale else None,
+                              # status compares this with the current lock, as for run certificates
+                              "sha256": _file_sha256(lock_file)},
                         ran_on_target_hardware=False, runs=[], failure=None, seconds=round(time.monotonic() - started, 3))
             return _write(root, target_name, data, out)
         if build or prefix is None:
@@ -324,6 +326,15 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
         seconds=round(time.monotonic() - started, 3),
     )
     return _write(root, target_name, data, out)
+
+
+def _file_sha256(path: Path) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _write(root: Path, name: str, data: dict, out: Path | None) -> Certificate:
