@@ -315,7 +315,7 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
     from .platforms import host_platform
 
     host = host_platform()
-    conda, pip = _read_lock(lock, name, host)
+    conda, pip = _read_lock(lock, name, host, lock_sha)
     staging = prefix.with_name(f"{prefix.name}.staging-{os.getpid()}")
     try:
         _link_verified(conda, pip, lock, host, staging, prefix, progress)
@@ -401,30 +401,94 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
         install_pip(pip, python=python, staging=staging, final=prefix)
 
 
-def _read_lock(lock: Path, name: str, host: str) -> tuple[list[Any], list[PipPackage]]:
-    """The lock's conda and pip entries for `host`, through conda-lock's own parser."""
+@dataclass(frozen=True)
+class _Hashes:
+    md5: str | None
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class CondaEntry:
+    """One locked conda package, as conda-lock's parser read it."""
+
+    name: str
+    version: str
+    url: str
+    hash: _Hashes
+
+
+PLAN_VERSION = 1
+
+
+def _plan_path(lock_sha: str) -> Path:
+    return _cache_home() / "plans" / f"{lock_sha}.json"
+
+
+def _parse_plan(lock: Path, lock_sha: str, name: str) -> dict[str, Any]:
+    """What conda-lock's own parser reads in the lock, as plain data.
+
+    Importing conda_lock costs most of a second, more than linking a whole
+    env from warm caches; the result is therefore kept under envctl's cache,
+    keyed by the sha256 of the lock's bytes, so the next env of the same lock
+    (another prefix, a --force rebuild) skips it. A changed lock has another
+    sha256 and is parsed afresh.
+    """
+    path = _plan_path(lock_sha)
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+        if plan.get("plan_version") == PLAN_VERSION and plan.get("lock_sha256") == lock_sha:
+            return plan
+    except (OSError, ValueError, AttributeError):
+        pass
     from conda_lock.lockfile import parse_conda_lock_file
 
-    from .install_pip import PipPackage
-
+    data = lock.read_bytes()
+    if hashlib.sha256(data).hexdigest() != lock_sha:
+        raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
     try:
         parsed = parse_conda_lock_file(lock)
     except Exception as exc:  # pydantic/yaml errors: a broken file, not a bug of ours
         raise EnvctlError(f"cannot read the lock: {exc}", file=lock, hint=f"Re-lock with `envctl lock --target {name}`.") from None
+    if hashlib.sha256(lock.read_bytes()).hexdigest() != lock_sha:
+        raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
     meta = parsed.metadata
-    locked_for = (meta.custom_metadata or {}).get("envctl_target")
+    plan = {
+        "plan_version": PLAN_VERSION,
+        "lock_sha256": lock_sha,
+        "target": (meta.custom_metadata or {}).get("envctl_target"),
+        "platforms": list(meta.platforms),
+        "packages": [
+            {"platform": p.platform, "manager": p.manager, "name": p.name, "version": p.version, "url": p.url,
+             "md5": p.hash.md5, "sha256": p.hash.sha256}
+            for p in parsed.package
+        ],
+    }
+    try:
+        write_bytes_atomic(path, json.dumps(plan, separators=(",", ":")).encode())
+    except EnvctlError:
+        pass  # an unwritable cache only costs the next create the parse again
+    return plan
+
+
+def _read_lock(lock: Path, name: str, host: str, lock_sha: str) -> tuple[list[CondaEntry], list[PipPackage]]:
+    """The lock's conda and pip entries for `host`, through conda-lock's own parser."""
+    from .install_pip import PipPackage
+
+    plan = _parse_plan(lock, lock_sha, name)
+    locked_for = plan["target"]
     if locked_for and locked_for != name:
         raise EnvctlError(f"the lock was made for target '{locked_for}', not '{name}'", file=lock)
-    if host not in meta.platforms:
+    if host not in plan["platforms"]:
         raise EnvctlError(
-            f"the lock for '{name}' covers {', '.join(meta.platforms)}, not this machine's platform {host}; "
+            f"the lock for '{name}' covers {', '.join(plan['platforms'])}, not this machine's platform {host}; "
             "an env can only be created for the host platform",
             file=lock,
             hint="Add the host's platform to the target's platforms and re-lock, or create it on a matching machine.",
         )
-    entries = [p for p in parsed.package if p.platform == host]
-    conda = [p for p in entries if p.manager == "conda"]
-    pip = [PipPackage(p.name, p.version, p.url, p.hash.sha256 or "") for p in entries if p.manager == "pip"]
+    entries = [p for p in plan["packages"] if p["platform"] == host]
+    conda = [CondaEntry(p["name"], p["version"], p["url"], _Hashes(p["md5"], p["sha256"]))
+             for p in entries if p["manager"] == "conda"]
+    pip = [PipPackage(p["name"], p["version"], p["url"], p["sha256"] or "") for p in entries if p["manager"] == "pip"]
     return conda, pip
 
 
@@ -722,8 +786,10 @@ def verify_conda(prefix: Path) -> None:
     in the package cache (their hash in the env is, by design, a new one).
     """
     checks: list[FileCheck] = []
-    owner: dict[Path, tuple[str, str]] = {}  # file -> (package, cache dir)
+    owner: dict[str, tuple[str, str]] = {}  # file -> (package, cache dir)
     meta = prefix / "conda-meta"
+    base = str(prefix)
+    join = os.path.join
     for record_file in sorted(meta.glob("*.json")) if meta.is_dir() else []:
         if record_file.name == STATE_FILE.name:
             continue
@@ -741,11 +807,11 @@ def verify_conda(prefix: Path) -> None:
                 if not cache_dir:
                     continue
                 # size_in_bytes is the patched size here; the sha256 is the package's own
-                path, size = Path(cache_dir) / entry["_path"], None
-                if not path.exists():
+                path, size = join(cache_dir, entry["_path"]), None
+                if not os.path.exists(path):
                     continue  # a noarch file moved at link time: its source is under another name
             else:
-                path, size = prefix / entry["_path"], entry.get("size_in_bytes")
+                path, size = join(base, entry["_path"]), entry.get("size_in_bytes")
             checks.append((path, f"sha256:{sha}", size))
             owner[path] = (package, cache_dir)
     bad = verify_files(checks)
@@ -754,11 +820,8 @@ def verify_conda(prefix: Path) -> None:
     packages: dict[str, list[str]] = {}
     dirs: set[str] = set()
     for path in bad:
-        package, cache_dir = owner[path]
-        try:
-            shown = str(path.relative_to(prefix))
-        except ValueError:
-            shown = str(path)
+        package, cache_dir = owner[str(path)]
+        shown = os.path.relpath(path, base) if str(path).startswith(base + os.sep) else str(path)
         packages.setdefault(package, []).append(shown)
         if cache_dir:
             dirs.add(cache_dir)
