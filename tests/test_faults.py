@@ -841,7 +841,7 @@ def test_hanging_model_is_a_timeout_and_its_children_die(models_dir, tmp_path, m
     marker = tmp_path / "grandchild.pid"
     monkeypatch.setenv("FAULT_MARKER", str(marker))
     started = time.monotonic()
-    result, facts = smoke(models_dir, "faultmods:hang", timeout=10)
+    result, facts = smoke(models_dir, "faultmods:hang", timeout=20)
     assert time.monotonic() - started < 60
     assert result is None and facts["failure"]["class"] == "timeout"
     assert "faultmods:hang" in facts["failure"]["message"]
