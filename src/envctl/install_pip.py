@@ -116,7 +116,7 @@ def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
     """Check the files uv installed into `staging` against their RECORDs; CorruptFiles if any differ."""
     from packaging.utils import canonicalize_name
 
-    from .create import CorruptFiles, verify_files
+    from .verify import CorruptFiles, verify_files
 
     wanted = {canonicalize_name(p.name) for p in packages}
     checks = []
