@@ -126,6 +126,17 @@ def default_out(matrix_path: Path) -> Path:
     return _checkout_root(project_root(matrix_path)) / ".github" / "workflows" / "certify.yml"
 
 
+
+def _setup_steps(add, spec: str) -> None:
+    """Checkout, Python and envctl: the first steps of every job."""
+    add(f"      - uses: {ACTIONS['checkout']}")
+    add(f"      - uses: {ACTIONS['python']}")
+    add("        with:")
+    add(f"          python-version: {_q(PYTHON)}")
+    add("      - name: Install envctl")
+    add(f"        run: python -m pip install {_q(spec)}")
+
+
 def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install: str | None = None,
                     branch: str = "main") -> str:
     """The workflow text for the matrix at `matrix_path`."""
@@ -180,12 +191,7 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
     add("    name: matrix check and locks")
     add("    runs-on: ubuntu-latest")
     add("    steps:")
-    add(f"      - uses: {ACTIONS['checkout']}")
-    add(f"      - uses: {ACTIONS['python']}")
-    add("        with:")
-    add(f"          python-version: {_q(PYTHON)}")
-    add("      - name: Install envctl")
-    add(f"        run: python -m pip install {_q(spec)}")
+    _setup_steps(add, spec)
     add("      - name: Check the matrix against the compatibility rules")
     add(f"        run: envctl matrix check{matrix_opt}")
     add("      - name: Refuse missing or stale locks")
@@ -214,12 +220,7 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
     add("      TARGET: ${{ matrix.target }}")
     add("      REPORT: reports/${{ matrix.target }}-${{ matrix.platform }}")
     add("    steps:")
-    add(f"      - uses: {ACTIONS['checkout']}")
-    add(f"      - uses: {ACTIONS['python']}")
-    add("        with:")
-    add(f"          python-version: {_q(PYTHON)}")
-    add("      - name: Install envctl")
-    add(f"        run: python -m pip install {_q(spec)}")
+    _setup_steps(add, spec)
     add("      - name: Restore the package cache (keyed on the lock's hash)")
     add("        if: matrix.mode == 'run'")
     add(f"        uses: {ACTIONS['cache']}")
