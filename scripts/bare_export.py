@@ -17,7 +17,6 @@ the seconds it took (from the first import to the end) and what it checked.
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -29,88 +28,34 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
 
 
-class SmokeCNN(nn.Module):
-    def __init__(self, width=8, classes=10):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                                  nn.MaxPool2d(2))
-        self.conv1 = nn.Conv2d(width, width, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head_weight = nn.Parameter(torch.empty(classes, 2 * width))
-        self.head_bias = nn.Parameter(torch.empty(classes))
+def _load_models():
+    """The built-in architectures and their seeded init, by file path from the smoke runner's
+    standalone models module (stdlib + torch + numpy): the baseline exports the very same
+    models, without any of envctl's pipeline."""
+    import importlib.util
 
-    def forward(self, x):
-        x = self.stem(x)
-        y = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(x + self.bn2(self.conv2(y)))
-        x = torch.flatten(self.pool(F.relu(self.down(x))), 1)
-        return x @ self.head_weight.t() + self.head_bias
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src", "envctl", "smoke",
+                        "envctl_smoke_models.py")
+    spec = importlib.util.spec_from_file_location("envctl_smoke_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class SmokeTransformerBlock(nn.Module):
-    def __init__(self, dim=32, heads=4, hidden=64):
-        super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
-        self.ln1 = nn.LayerNorm(dim)
-        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.proj = nn.Linear(dim, dim)
-        self.ln2 = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        b, s, d = x.shape
-        y = self.ln1(x)
-        q, k, v = (p(y).reshape(b, s, self.heads, self.head_dim).transpose(1, 2) for p in (self.q, self.k, self.v))
-        att = torch.softmax((q @ k.transpose(-2, -1)) * (self.head_dim ** -0.5), dim=-1)
-        x = x + self.proj((att @ v).transpose(1, 2).reshape(b, s, d))
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
-
-
-class SmokeRNN(nn.Module):
-    def __init__(self, features=8, hidden=16, out=4):
-        super().__init__()
-        self.lstm = nn.LSTM(features, hidden, batch_first=True)
-        self.fc = nn.Linear(hidden, out)
-
-    def forward(self, x):
-        y, _ = self.lstm(x)
-        return self.fc(y)
+_M = _load_models()
 
 
 def seeded(module, seed):
-    rng = np.random.RandomState(seed)
-    with torch.no_grad():
-        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
-            if not t.is_floating_point():
-                continue
-            shape = tuple(t.shape)
-            if name.endswith("running_var"):
-                arr = rng.uniform(0.5, 1.5, shape)
-            elif len(shape) >= 2:
-                bound = 1.0 / math.sqrt(max(1, int(np.prod(shape[1:]))))
-                arr = rng.uniform(-bound, bound, shape)
-            elif name.endswith("weight"):
-                arr = 1.0 + 0.1 * rng.standard_normal(shape)
-            else:
-                arr = 0.1 * rng.standard_normal(shape)
-            t.copy_(torch.from_numpy(np.asarray(arr, dtype=np.float32)))
-    return module.eval()
+    return _M.deterministic_init(module, seed).eval()
 
 
 # name -> (model, example input shape, dynamic dims of the input and the output: {axis: name})
 MODELS = {
-    "cnn": (SmokeCNN, (1, 3, 32, 32), {0: "batch"}),
-    "transformer": (SmokeTransformerBlock, (2, 6, 32), {0: "batch", 1: "seq"}),
-    "rnn": (SmokeRNN, (2, 6, 8), {0: "batch", 1: "seq"}),
+    "cnn": (_M.SmokeCNN, (1, 3, 32, 32), {0: "batch"}),
+    "transformer": (_M.SmokeTransformerBlock, (2, 6, 32), {0: "batch", 1: "seq"}),
+    "rnn": (_M.SmokeRNN, (2, 6, 8), {0: "batch", 1: "seq"}),
 }
 
 
