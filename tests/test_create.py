@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from envctl.create.build import STATE_FILE, create_env, default_prefix, env_state
+from envctl.core.paths import default_prefix
+from envctl.create.build import STATE_FILE, create_env, env_state
 from envctl.core.errors import EnvctlError
 from envctl.host.platform import host_platform
 from support import lockfactory as lf

@@ -189,7 +189,7 @@ def test_doctor_reports_drift_after_create(project, created, tmp_path):
     prefix = tmp_path / "drifting"
     proc = envctl("create", "--target", "t", "--prefix", str(prefix), "--no-certify", "--matrix", str(matrix))
     assert proc.returncode == 0, proc.stderr
-    from envctl.create.pip_install import uv_binary
+    from envctl.core.process import uv_binary
 
     def uv_install(*reqs: str) -> None:
         done = subprocess.run([uv_binary(), "pip", "install", "--python", str(prefix / "bin" / "python"), *reqs],

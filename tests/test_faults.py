@@ -31,7 +31,8 @@ import pytest
 import yaml
 
 from envctl.certify.certify import run_smoke
-from envctl.create.build import create_env, default_prefix, env_state
+from envctl.core.paths import default_prefix
+from envctl.create.build import create_env, env_state
 from envctl.core.errors import EnvctlError
 from envctl.lock.solve import check_locks, lock_target, read_lock_meta
 from envctl.matrix.loader import load_matrix

@@ -22,10 +22,11 @@ import pytest
 import yaml
 
 from envctl.core.errors import EnvctlError
-from envctl.lock.solve import check_locks, lock_path, lock_target, read_lock_meta
+from envctl.core.paths import env_file, lock_path
+from envctl.lock.solve import check_locks, lock_target, read_lock_meta
 from envctl.matrix.loader import load_matrix
 from envctl.lock.pip_resolve import choose_wheel
-from envctl.lock.render import env_file, render_target, spec_hash
+from envctl.lock.render import render_target, spec_hash
 from support.pipconfig import find_links
 
 SRC = Path(__file__).resolve().parents[1] / "src"

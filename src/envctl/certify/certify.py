@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,11 @@ from typing import Any
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.paths import cert_path, env_python, lock_path
+from envctl.core.process import foreign_python_env
+from envctl.core.hashing import sha256_file_or_none
+from envctl.certify.certificate import SCHEMA_VERSION, Certificate
+from envctl.host.runnable import needs_gpu
 from envctl.host.facts import host_facts
 from envctl.matrix.loader import Target
 from envctl.host.platform import host_platform
@@ -32,39 +36,10 @@ from envctl.host.platform import host_platform
 HOST = "host"
 DEFAULT_SIZES = [1, 2, 5]
 DEFAULT_TIMEOUT = 900
-CERT_VERSION = 1
 # Lock entry names -> the names the runner reports versions under.
 VERSION_NAMES = {"pytorch": "torch", "torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime",
                  "onnxruntime-gpu": "onnxruntime", "protobuf": "protobuf", "numpy": "numpy",
                  "python": "python", "onnxscript": "onnxscript"}
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-
-
-@dataclass
-class Certificate:
-    data: dict
-    path: Path | None
-
-
-def certs_dir(root: Path) -> Path:
-    return root / "certs"
-
-
-def cert_path(root: Path, name: str) -> Path:
-    return certs_dir(root) / f"{name}.json"
-
-
-def env_python(prefix: Path) -> Path:
-    return prefix / ("python.exe" if os.name == "nt" else "bin/python")
-
-
-def _clean_env() -> dict[str, str]:
-    """The child's environment: no host Python paths, deterministic threads."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "CONDA_", "VIRTUAL_ENV"))}
-    env["PYTHONNOUSERSITE"] = "1"
-    return env
-
-
 def _failure_table() -> dict:
     """FAILURE_CLASSES from the runner, read by path (the runner is not importable as envctl code)."""
     import importlib.util
@@ -87,7 +62,7 @@ def _classified(klass: str, message: str, stage: str = "runner") -> dict:
     return {"class": klass, "stage": stage, "message": message, "remedy": info.get("remedy", "")}
 
 
-def _providers(target_ep: str) -> list[str]:
+def provider_order(target_ep: str) -> list[str]:
     if target_ep == "TensorrtExecutionProvider":
         return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     if target_ep == "CPUExecutionProvider":
@@ -144,7 +119,7 @@ def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, di
             try:
                 proc = subprocess.Popen(
                     [str(python), "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
-                    stdout=log, stderr=subprocess.STDOUT, env=_clean_env(),
+                    stdout=log, stderr=subprocess.STDOUT, env=foreign_python_env(),
                     start_new_session=True,  # so a hang is killed with all its children
                 )
             except OSError as exc:
@@ -203,23 +178,14 @@ def _where(result_file: Path) -> str:
     return f" while loading {model}" if not exporter else f" during {model} with the {exporter} exporter"
 
 
-def _probe_host_python(python: Path) -> dict:
+def probe_python(python: Path) -> dict:
     code = ("import json, torch, onnxruntime as o; print(json.dumps({'cuda': torch.cuda.is_available(), "
             "'providers': o.get_available_providers()}))")
     try:
-        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=300, env=_clean_env())
+        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=300, env=foreign_python_env())
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return {"cuda": False, "providers": []}
-
-
-def _skip_reason(target: Target, facts: dict) -> str | None:
-    host = host_platform()
-    if host not in target.platforms:
-        return f"lock-only: the target runs on {', '.join(target.platforms)}, this host is {host}"
-    if target.execution_provider in GPU_PROVIDERS and not facts["has_nvidia_gpu"]:
-        return f"lock-only: the target needs {target.execution_provider} (CUDA {target.cuda or '?'}), this host has no NVIDIA GPU"
-    return None
 
 
 def build_spec(target: Target | None, root: Path, *, device: str, providers: list[str], required: str,
@@ -248,74 +214,75 @@ def _summarise(runner_result: dict | None, process: dict) -> tuple[str, dict | N
     return status, runner_result.get("failure"), runs
 
 
-def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, timeout: float | None = None,
-            out: Path | None = None, build: bool = True, progress=None) -> Certificate:
-    """Certify one target (or 'host', the current interpreter); write and return the certificate."""
-    from envctl.pipeline.stages import project_root
+def _base(target_name: str, facts: dict) -> dict[str, Any]:
+    return {"certificate_version": SCHEMA_VERSION, "target": target_name, "envctl_version": __version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": facts}
+
+
+def certify_lock_only(root: Path, target: Target, reason: str, *, facts: dict | None = None,
+                      out: Path | None = None) -> Certificate:
+    """The certificate of a target this host cannot run: the lock's state, nothing ran."""
+    from envctl.lock.solve import check_locks
 
     started = time.monotonic()
-    facts = host_facts()
-    root = project_root(matrix_path) if target_name != HOST or Path(matrix_path).exists() else Path.cwd()
-    data: dict[str, Any] = {"certificate_version": CERT_VERSION, "target": target_name, "envctl_version": __version__,
-                            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": facts}
-    target: Target | None = None
-    if target_name == HOST:
-        python = Path(sys.executable)
-        probe = _probe_host_python(python)
-        cuda = bool(probe.get("cuda"))
-        device, required = ("cuda", "CUDAExecutionProvider") if cuda else ("cpu", "CPUExecutionProvider")
-        spec = build_spec(None, root, device=device, providers=_providers(required), required=required, expected={})
-        data.update(lock=None, target_hash=None, environment={"prefix": sys.prefix, "python": str(python)},
-                    ran_on_target_hardware=True, certified="run")
-        run_timeout = timeout or DEFAULT_TIMEOUT
-    else:
-        from envctl.create.build import default_prefix
-        from envctl.matrix.loader import load_matrix
+    lock_file = lock_path(root, target)
+    stale = list(check_locks(root, [target]))
+    data = _base(target.name, facts if facts is not None else host_facts())
+    data.update(target_hash=target.definition_hash(), xfail=target.xfail, result="skipped", reason=reason,
+                certified="lock-only",
+                lock={"path": str(lock_file), "fresh": not stale, "problem": stale[0].reason if stale else None,
+                      # status compares this with the current lock, as for run certificates
+                      "sha256": sha256_file_or_none(lock_file)},
+                ran_on_target_hardware=False, runs=[], failure=None, seconds=round(time.monotonic() - started, 3))
+    return _write(root, target.name, data, out)
 
-        (target,) = load_matrix(matrix_path).select([target_name])
-        data["target_hash"] = target.definition_hash()
-        data["xfail"] = target.xfail
-        reason = _skip_reason(target, facts)
-        lock_file = root / "locks" / f"{target.name}.conda-lock.yml"
-        if reason:
-            from envctl.lock.solve import check_locks
 
-            stale = list(check_locks(root, [target]))
-            data.update(result="skipped", reason=reason, certified="lock-only",
-                        lock={"path": str(lock_file), "fresh": not stale, "problem": stale[0].reason if stale else None,
-                              # status compares this with the current lock, as for run certificates
-                              "sha256": _file_sha256(lock_file)},
-                        ran_on_target_hardware=False, runs=[], failure=None, seconds=round(time.monotonic() - started, 3))
-            return _write(root, target_name, data, out)
-        if build or prefix is None:
-            from envctl.pipeline.stages import create as create_env
-
-            create_env(matrix_path, target.name, prefix=prefix, progress=progress)
-        prefix = prefix or default_prefix(root, target)
-        python = env_python(prefix)
-        if not python.exists():
-            raise EnvctlError(f"no environment at {prefix} (its python {python} is missing)", hint=f"Run `envctl create --target {target.name}`.")
-        expected = expected_versions(lock_file, host_platform()) if lock_file.exists() else {}
-        device = "cuda" if target.execution_provider in GPU_PROVIDERS else "cpu"
-        spec = build_spec(target, root, device=device, providers=_providers(target.execution_provider),
-                          required=target.execution_provider, expected=expected)
-        import hashlib
-
-        data.update(lock={"path": str(lock_file), "sha256": hashlib.sha256(lock_file.read_bytes()).hexdigest() if lock_file.exists() else None},
-                    environment={"prefix": str(prefix), "python": str(python)},
-                    ran_on_target_hardware=True, certified="run")
-        run_timeout = timeout or target.timeout
+def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None = None, timeout: float | None = None,
+                out: Path | None = None, progress=None) -> Certificate:
+    """Run the smoke runner inside the built env at `prefix`; write and return the certificate."""
+    started = time.monotonic()
+    python = env_python(prefix)
+    if not python.exists():
+        raise EnvctlError(f"no environment at {prefix} (its python {python} is missing)",
+                          hint=f"Run `envctl create --target {target.name}`.")
+    lock_file = lock_path(root, target)
+    expected = expected_versions(lock_file, host_platform()) if lock_file.exists() else {}
+    spec = build_spec(target, root, device="cuda" if needs_gpu(target) else "cpu",
+                      providers=provider_order(target.execution_provider), required=target.execution_provider,
+                      expected=expected)
+    data = _base(target.name, facts if facts is not None else host_facts())
+    data.update(target_hash=target.definition_hash(), xfail=target.xfail,
+                lock={"path": str(lock_file), "sha256": sha256_file_or_none(lock_file)},
+                environment={"prefix": str(prefix), "python": str(python)}, ran_on_target_hardware=True, certified="run")
     if progress:
-        progress("certify", target=target_name, message=f"smoke export-and-infer with {python}")
-    if target is None:
-        runner_result, process = run_smoke(python, spec, run_timeout)
-    else:
-        from envctl.create.build import env_in_use
+        progress("certify", target=target.name, message=f"smoke export-and-infer with {python}")
+    from envctl.create.prefixswap import env_in_use
 
-        # A create of the same prefix waits until this run is over (and this run waits for a
-        # create in progress), so the runner never sees an env swapped or deleted under it.
-        with env_in_use(prefix, progress):
-            runner_result, process = run_smoke(python, spec, run_timeout)
+    # A create of the same prefix waits until this run is over (and this run waits for a
+    # create in progress), so the runner never sees an env swapped or deleted under it.
+    with env_in_use(prefix, progress):
+        runner_result, process = run_smoke(python, spec, timeout or target.timeout)
+    return _finish(root, target.name, data, spec, runner_result, process, started, out)
+
+
+def certify_host(root: Path, *, timeout: float | None = None, out: Path | None = None, progress=None) -> Certificate:
+    """Certify the interpreter envctl runs in ('host'): no lock, no env of envctl's."""
+    started = time.monotonic()
+    python = Path(sys.executable)
+    cuda = bool(probe_python(python).get("cuda"))
+    device, required = ("cuda", "CUDAExecutionProvider") if cuda else ("cpu", "CPUExecutionProvider")
+    spec = build_spec(None, root, device=device, providers=provider_order(required), required=required, expected={})
+    data = _base(HOST, host_facts())
+    data.update(lock=None, target_hash=None, environment={"prefix": sys.prefix, "python": str(python)},
+                ran_on_target_hardware=True, certified="run")
+    if progress:
+        progress("certify", target=HOST, message=f"smoke export-and-infer with {python}")
+    runner_result, process = run_smoke(python, spec, timeout or DEFAULT_TIMEOUT)
+    return _finish(root, HOST, data, spec, runner_result, process, started, out)
+
+
+def _finish(root: Path, name: str, data: dict, spec: dict, runner_result: dict | None, process: dict,
+            started: float, out: Path | None) -> Certificate:
     status, failure, runs = _summarise(runner_result, process)
     data.update(
         result=status, reason=None, failure=failure, runs=runs,
@@ -325,20 +292,13 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
         runner={k: v for k, v in process.items() if k != "failure"} | {"stages": (runner_result or {}).get("stages", [])},
         seconds=round(time.monotonic() - started, 3),
     )
-    return _write(root, target_name, data, out)
-
-
-def _file_sha256(path: Path) -> str | None:
-    import hashlib
-
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+    return _write(root, name, data, out)
 
 
 def _write(root: Path, name: str, data: dict, out: Path | None) -> Certificate:
     # certs/ may be a symlink committed into the project: an explicit --out is the user's choice, certs/ is not.
     path = out or ensure_inside(root, cert_path(root, name), "certificate")
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    return Certificate(data, path)
+    cert = Certificate.from_json(json.loads(json.dumps(data, default=str)))
+    write_text_atomic(path, cert.dumps())
+    cert.path = path
+    return cert

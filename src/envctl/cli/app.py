@@ -16,6 +16,7 @@ from typing import Callable, List, Optional
 import typer
 
 from envctl.core.errors import EnvctlError
+from envctl.matrix.project import Project
 
 app = typer.Typer(
     add_completion=False,
@@ -108,7 +109,8 @@ def render(
         from envctl.pipeline import stages as pipeline
         from envctl.core import output as report
 
-        results = pipeline.render(matrix, targets, all_)
+        project = Project.load(matrix)
+        results = pipeline.render(project, project.select(targets, all_))
         report.print_render(results)
 
     _run(body)
@@ -133,14 +135,16 @@ def lock(
         from envctl.core import output as report
 
         if check:
-            stale = pipeline.check_locks(matrix, targets, all_ or not targets)
+            project = Project.load(matrix)
+            stale = pipeline.check_locks(project, project.select(targets, all_ or not targets))
             if json_:
                 _emit_json([s.__dict__ for s in stale] if stale else [])
             else:
                 report.print_stale(stale)
             return 1 if stale else 0
         with report.Progress() as progress:
-            results = pipeline.lock(matrix, targets, all_, channels=channel, progress=progress)
+            project = Project.load(matrix)
+            results = pipeline.lock(project, project.select(targets, all_), channels=channel, progress=progress)
         report.print_locks(results)
         return 0
 

@@ -11,6 +11,8 @@ from typing import List, Optional
 
 import typer
 
+from envctl.matrix.project import Project
+
 MatrixOpt = typer.Option(Path("envs/matrix.yaml"), "--matrix", "-m", help="The matrix file.")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
 
@@ -18,7 +20,7 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of 
 def _print_setup(result) -> None:
     from rich.markup import escape
 
-    from envctl.core.output import _size, console
+    from envctl.core.output import format_size, console
 
     created = result.create
     if created.action == "unchanged":
@@ -26,8 +28,9 @@ def _print_setup(result) -> None:
     else:
         console.print(f"[green]{created.action}[/] {created.target} at {created.prefix}: "
                       f"{created.packages.get('conda', 0)} conda + {created.packages.get('pip', 0)} pip packages, "
-                      f"{_size(created.size_bytes)}, {created.seconds:.1f}s")
-    cert, path = result.certificate or {}, result.certificate_path
+                      f"{format_size(created.size_bytes)}, {created.seconds:.1f}s")
+    cert = result.certificate.to_json() if result.certificate else {}
+    path = result.certificate.path if result.certificate else None
     if result.certification == "already certified":
         console.print(f"[green]already certified[/]: {path} passed for this lock ({created.lock_sha256[:12]}).")
     elif result.certification == "passed":
@@ -82,7 +85,8 @@ def register(app: typer.Typer, _run, _emit_json) -> None:
             from envctl.core import output as report
 
             with report.Progress() as progress:
-                result = pipeline.setup(matrix, target, prefix=prefix, force=force, channels=channel,
+                project = Project.load(matrix)
+                result = pipeline.setup(project, project.target(target), prefix=prefix, force=force, channels=channel,
                                         certify=not no_certify, timeout=timeout, progress=progress)
             _print_setup(result)
             return 1 if result.certification == "failed" else 0

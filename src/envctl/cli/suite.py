@@ -49,15 +49,15 @@ def register(app: typer.Typer, _run, _emit_json) -> None:
             if (prefix or out) and not single:
                 raise EnvctlError("--prefix and --out apply to one target given with --target.")
             if single:  # the one-target form prints the certificate in full
-                from envctl.certify import certify as certify_mod
+                from envctl.pipeline import stages
                 from envctl.core import output as report
 
-                cert = certify_mod.certify(matrix, target, prefix=prefix, timeout=timeout, out=out)
+                cert = stages.certify_one(matrix, target, prefix=prefix, timeout=timeout, out=out)
                 if json_:
-                    _emit_json(cert.data)
+                    _emit_json(cert.to_json())
                 else:
-                    report.print_certificate(cert.data, cert.path)
-                return 0 if cert.data["result"] in ("passed", "skipped") else 1
+                    report.print_certificate(cert.to_json(), cert.path)
+                return 0 if cert.result.value in ("passed", "skipped") else 1
 
             from envctl.suite import certify_all as suite
 

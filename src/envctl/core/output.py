@@ -145,7 +145,7 @@ def print_locks(results) -> None:
         console.print(f"[green]locked[/] {r.target} -> {r.path} ({', '.join(r.platforms)})")
 
 
-def _size(num: float) -> str:
+def format_size(num: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if num < 1024:
             return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
@@ -160,7 +160,7 @@ def print_create(result) -> None:
     console.print(
         f"[green]{result.action}[/] {result.target} at {result.prefix}: "
         f"{result.packages.get('conda', 0)} conda + {result.packages.get('pip', 0)} pip packages, "
-        f"{_size(result.size_bytes)}, {result.seconds:.1f}s"
+        f"{format_size(result.size_bytes)}, {result.seconds:.1f}s"
     )
     console.print(f"Use it: envctl run --target {result.target} -- python ...   or   {result.python} ...")
 

@@ -43,9 +43,11 @@ from typing import TYPE_CHECKING, Any
 
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
-from envctl.create.conda_install import _install_conda, _read_lock
+from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
-from envctl.create.prefixswap import Progress, _emit, _prefix_lock, _recover, _sha256_file, _swap_in, env_in_use
+from envctl.core.hashing import sha256_file
+from envctl.core.paths import default_prefix, lock_path
+from envctl.create.prefixswap import Progress, emit, prefix_lock, recover_leftovers, swap_in, env_in_use
 from envctl.create.verify import STATE_FILE, CorruptFiles, verify_conda, verify_files
 
 if TYPE_CHECKING:
@@ -75,19 +77,6 @@ class CreateResult:
         return data | {"prefix": str(self.prefix), "python": str(self.python), "seconds": round(self.seconds, 3)}
 
 
-def _name(target: Target | str) -> str:
-    return target if isinstance(target, str) else target.name
-
-
-def default_prefix(root: Path, target: Target | str) -> Path:
-    """Where envctl puts a target's env: <root>/.envctl/envs/<target> (git-ignored)."""
-    return Path(root).absolute() / ".envctl" / "envs" / _name(target)
-
-
-def _lock_file(root: Path, target: Target | str) -> Path:
-    return Path(root) / "locks" / f"{_name(target)}.conda-lock.yml"
-
-
 def env_state(prefix: Path) -> dict[str, Any] | None:
     """What create recorded in the env (lock sha256, target, ...), or None if not an envctl env."""
     try:
@@ -107,9 +96,9 @@ def create_env(
 ) -> CreateResult:
     """Install `root/locks/<target>.conda-lock.yml` at `prefix` (default: default_prefix)."""
     started = time.monotonic()
-    name = _name(target)
+    name = target if isinstance(target, str) else target.name
     _check_name(name)
-    lock = _lock_file(root, name)
+    lock = lock_path(root, name)
     if not lock.is_file():
         raise EnvctlError(f"no lock for target '{name}': {lock} does not exist", hint=f"Run `envctl lock --target {name}`.")
     if prefix is None:
@@ -117,7 +106,7 @@ def create_env(
         prefix = ensure_inside(root, default_prefix(root, name), "env prefix")
     else:
         prefix = Path(os.path.abspath(prefix))  # the user's explicit choice, wherever it is
-    lock_sha = _sha256_file(lock)
+    lock_sha = sha256_file(lock)
     try:
         return _create_locked(root, name, lock, lock_sha, prefix, force, progress, started)
     except OSError as exc:  # a full disk, a read-only or missing parent, a file where a folder should be
@@ -152,8 +141,8 @@ def _os_error(prefix: Path, exc: OSError) -> EnvctlError:
 
 def _create_locked(root: Path, name: str, lock: Path, lock_sha: str, prefix: Path, force: bool,
                    progress: Progress | None, started: float) -> CreateResult:
-    with _prefix_lock(prefix, progress) as waited:
-        _recover(prefix)
+    with prefix_lock(prefix, progress) as waited:
+        recover_leftovers(prefix)
         state = env_state(prefix)
         if not force and _matches(prefix, state, lock_sha):
             return _result(name, prefix, "unchanged", state, started, waited)
@@ -163,7 +152,7 @@ def _create_locked(root: Path, name: str, lock: Path, lock_sha: str, prefix: Pat
                 hint="Remove it yourself or choose another --prefix.",
             )
         action = "rebuilt" if state is not None else "created"
-        _emit(progress, "start", target=name, message=f"{'rebuilding' if state else 'creating'} {name} at {prefix} from {lock.name}")
+        emit(progress, "start", target=name, message=f"{'rebuilding' if state else 'creating'} {name} at {prefix} from {lock.name}")
         state = _build(lock, lock_sha, name, prefix, progress)
         return _result(name, prefix, action, state, started, waited)
 
@@ -190,12 +179,12 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
     from envctl.host.platform import host_platform
 
     host = host_platform()
-    conda, pip = _read_lock(lock, name, host, lock_sha)
+    conda, pip = read_lock_entries(lock, name, host, lock_sha)
     staging = prefix.with_name(f"{prefix.name}.staging-{os.getpid()}")
     try:
         _link_verified(conda, pip, lock, host, staging, prefix, progress)
         python = staging / "bin" / "python"
-        _emit(progress, "check", message="running the env's python")
+        emit(progress, "check", message="running the env's python")
         version = _check_python(python) if python.exists() else ""
         size, own = env_size(staging)
         state = {
@@ -212,14 +201,14 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
         }
         # Written last: an env with this file is complete.
         write_text_atomic(staging / STATE_FILE, json.dumps(state, indent=2) + "\n")
-        _emit(progress, "swap", message=f"swapping the new env into {prefix}")
-        old = _swap_in(staging, prefix)
+        emit(progress, "swap", message=f"swapping the new env into {prefix}")
+        old = swap_in(staging, prefix)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    _emit(progress, "done", message=f"{name} ready at {prefix}")
+    emit(progress, "done", message=f"{name} ready at {prefix}")
     return state
 
 
@@ -247,7 +236,7 @@ def _link_verified(conda: list[Any], pip: list[PipPackage], lock: Path, host: st
                     file=lock, exit_code=1,
                     hint="The package does not match its own file list: re-lock, or report it to the channel/index.",
                 ) from None
-            _emit(progress, "refetch", manager=corrupt.manager, packages=sorted(corrupt.packages),
+            emit(progress, "refetch", manager=corrupt.manager, packages=sorted(corrupt.packages),
                   message=f"{corrupt.describe()}; evicting them from the cache and fetching them again")
             corrupt.evict()
             evicted |= keys
@@ -262,9 +251,9 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
           progress: Progress | None) -> None:
     """Install both parts into a fresh `staging` and verify every linked file; CorruptFiles on a mismatch."""
     staging.mkdir(parents=True)
-    _emit(progress, "conda", total=len(conda), message=f"linking {len(conda)} conda packages")
-    _install_conda(conda, staging, prefix, progress, lock)
-    _emit(progress, "verify", manager="conda", transient=True, message="checking the linked conda files against their packages")
+    emit(progress, "conda", total=len(conda), message=f"linking {len(conda)} conda packages")
+    install_conda(conda, staging, prefix, progress, lock)
+    emit(progress, "verify", manager="conda", transient=True, message="checking the linked conda files against their packages")
     verify_conda(staging)
     python = staging / "bin" / "python"
     if pip:
@@ -272,17 +261,17 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
 
         if not python.exists():
             raise EnvctlError(f"the lock has pip packages but no conda python for {host}", file=lock)
-        _emit(progress, "pip", total=len(pip), message=f"installing {len(pip)} pip packages")
+        emit(progress, "pip", total=len(pip), message=f"installing {len(pip)} pip packages")
         install_pip(pip, python=python, staging=staging, final=prefix)
 
 
 def _check_python(python: Path) -> str:
-    from envctl.create.pip_install import clean_env
+    from envctl.core.process import without_host_python
 
     try:
         proc = subprocess.run(
             [str(python), "-I", "-c", "import sys; print(sys.version)"],
-            env=clean_env(), capture_output=True, text=True, timeout=120,
+            env=without_host_python(), capture_output=True, text=True, timeout=120,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvctlError(f"the new env's python does not run: {exc}", exit_code=1) from None

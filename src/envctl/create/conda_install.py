@@ -7,7 +7,6 @@ later envs of the same lock skip importing conda-lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from envctl.core.atomic import write_bytes_atomic
 from envctl.core.errors import EnvctlError
-from envctl.create.prefixswap import Progress, _emit, _sha256_file
-from envctl.create.verify import _cache_home
+from envctl.core.hashing import sha256_bytes, sha256_file
+from envctl.create.prefixswap import Progress, emit
+from envctl.create.verify import cache_home
 
 if TYPE_CHECKING:
     from envctl.create.pip_install import PipPackage
@@ -42,7 +42,7 @@ PLAN_VERSION = 1
 
 
 def _plan_path(lock_sha: str) -> Path:
-    return _cache_home() / "plans" / f"{lock_sha}.json"
+    return cache_home() / "plans" / f"{lock_sha}.json"
 
 
 def _parse_plan(lock: Path, lock_sha: str, name: str) -> dict[str, Any]:
@@ -64,13 +64,13 @@ def _parse_plan(lock: Path, lock_sha: str, name: str) -> dict[str, Any]:
     from conda_lock.lockfile import parse_conda_lock_file
 
     data = lock.read_bytes()
-    if hashlib.sha256(data).hexdigest() != lock_sha:
+    if sha256_bytes(data) != lock_sha:
         raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
     try:
         parsed = parse_conda_lock_file(lock)
     except Exception as exc:  # pydantic/yaml errors: a broken file, not a bug of ours
         raise EnvctlError(f"cannot read the lock: {exc}", file=lock, hint=f"Re-lock with `envctl lock --target {name}`.") from None
-    if hashlib.sha256(lock.read_bytes()).hexdigest() != lock_sha:
+    if sha256_file(lock) != lock_sha:
         raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
     meta = parsed.metadata
     plan = {
@@ -91,7 +91,7 @@ def _parse_plan(lock: Path, lock_sha: str, name: str) -> dict[str, Any]:
     return plan
 
 
-def _read_lock(lock: Path, name: str, host: str, lock_sha: str) -> tuple[list[CondaEntry], list[PipPackage]]:
+def read_lock_entries(lock: Path, name: str, host: str, lock_sha: str) -> tuple[list[CondaEntry], list[PipPackage]]:
     """The lock's conda and pip entries for `host`, through conda-lock's own parser."""
     from envctl.create.pip_install import PipPackage
 
@@ -158,7 +158,7 @@ def _conda_records(entries: list[Any], lock: Path) -> list[Any]:
             if url.startswith("file:") and entry.hash.sha256:
                 path = Path(url2pathname(urlparse(url).path))
                 try:
-                    actual_sha = _sha256_file(path)
+                    actual_sha = sha256_file(path)
                 except OSError as exc:
                     raise EnvctlError(f"conda package {entry.name}: cannot read {path}: {exc.strerror}", file=lock) from None
                 _check_hash(entry, "the archive's sha256", entry.hash.sha256.lower(), actual_sha, str(path), lock)
@@ -175,7 +175,7 @@ def _check_hash(entry: Any, what: str, expected: str, actual: str, where: str, l
         )
 
 
-def _install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Progress | None, lock: Path) -> None:
+def install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Progress | None, lock: Path) -> None:
     if not entries:
         return
     import asyncio
@@ -192,7 +192,7 @@ def _install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Pr
 
         def on_transaction_operation_complete(self, operation: int) -> None:
             self.done += 1
-            _emit(progress, "conda-package", done=self.done, total=self.total, transient=True,
+            emit(progress, "conda-package", done=self.done, total=self.total, transient=True,
                   message=f"linked {self.done}/{self.total} conda packages")
 
     try:

@@ -17,21 +17,18 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
+from envctl.core.process import die_with_parent, signal_text, uv_binary, without_host_python
 
 # uv's wording (0.5 ... 0.13): "Hash mismatch for `name @ url`\n\n Expected:\n  sha256:..\n\n Computed:\n  sha256:.."
 _HASH_MISMATCH = re.compile(
     r"Hash mismatch for `(?P<req>[^`]+)`\s*Expected:\s*(?P<expected>\S+)\s*Computed:\s*(?P<actual>\S+)",
     re.S,
 )
-# Variables that would make the env's python (or uv) look at the host's packages.
-_SCRUB_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONUSERBASE")
 
 
 @dataclass(frozen=True)
@@ -40,27 +37,6 @@ class PipPackage:
     version: str
     url: str
     sha256: str
-
-
-def clean_env() -> dict[str, str]:
-    """os.environ without what would leak the host's Python into the env."""
-    return {k: v for k, v in os.environ.items() if k not in _SCRUB_ENV}
-
-
-def uv_binary() -> str:
-    """The uv executable shipped with the `uv` wheel (an envctl dependency), else PATH's."""
-    try:
-        from uv import find_uv_bin
-
-        return find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
-            return found
-    raise EnvctlError(
-        "cannot install the pip part of the lock: uv is not installed",
-        hint="Install it with `pip install uv` (envctl depends on it).",
-    )
 
 
 def requirements_text(packages: list[PipPackage]) -> str:
@@ -100,7 +76,7 @@ def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, fina
         "-r", str(reqs),
     ]
     try:
-        proc = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, preexec_fn=_die_with_parent())
+        proc = subprocess.run(cmd, env=without_host_python(), capture_output=True, text=True, preexec_fn=die_with_parent())
     finally:
         reqs.unlink(missing_ok=True)
     if proc.returncode != 0:
@@ -150,43 +126,10 @@ def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
         found.setdefault(owner[str(path)], []).append(os.path.relpath(path, staging))
 
     def evict() -> None:
-        subprocess.run([uv_binary(), "cache", "clean", *sorted(found)], env=clean_env(),
-                       capture_output=True, text=True, preexec_fn=_die_with_parent())
+        subprocess.run([uv_binary(), "cache", "clean", *sorted(found)], env=without_host_python(),
+                       capture_output=True, text=True, preexec_fn=die_with_parent())
 
     raise CorruptFiles("pip", found, evict)
-
-
-def signal_text(number: int) -> str:
-    """'SIGXFSZ (file size limit exceeded)' for a signal number."""
-    try:
-        sig = signal.Signals(number)
-    except ValueError:
-        return f"signal {number}"
-    return f"{sig.name} ({signal.strsignal(sig) or 'signal'})"
-
-
-def _die_with_parent():
-    """A preexec_fn that has the child killed when envctl dies (Linux), else None.
-
-    Without it a create killed with SIGKILL leaves uv running, writing into the
-    staging folder while the next create deletes it. prctl is looked up here,
-    in the parent: a preexec_fn must not import or allocate after fork.
-    """
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 def _pip_error(output: str, packages: list[PipPackage]) -> EnvctlError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -21,21 +20,13 @@ from typing import Any, Callable
 Progress = Callable[..., None]
 
 
-def _emit(progress: Progress | None, event: str, **info: Any) -> None:
+def emit(progress: Progress | None, event: str, **info: Any) -> None:
     if progress is not None:
         progress(event, **info)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @contextmanager
-def _prefix_lock(prefix: Path, progress: Progress | None, *, shared: bool = False) -> Iterator[bool]:
+def prefix_lock(prefix: Path, progress: Progress | None, *, shared: bool = False) -> Iterator[bool]:
     """Hold flock on <prefix>.lock; yields True when another process had it first.
 
     create takes it exclusively; a certification running the env takes it
@@ -53,7 +44,7 @@ def _prefix_lock(prefix: Path, progress: Progress | None, *, shared: bool = Fals
             waited = False
         except BlockingIOError:
             holder = "a create" if shared else "another create or a certification"
-            _emit(progress, "waiting", lock=str(path), message=f"{holder} holds {path}; waiting")
+            emit(progress, "waiting", lock=str(path), message=f"{holder} holds {path}; waiting")
             fcntl.flock(fd, mode)
             waited = True
         yield waited
@@ -69,7 +60,7 @@ def env_in_use(prefix: Path, progress: Progress | None = None) -> Iterator[bool]
     control) nothing can create there either, so the block just runs.
     """
     try:
-        cm = _prefix_lock(Path(os.path.abspath(prefix)), progress, shared=True)
+        cm = prefix_lock(Path(os.path.abspath(prefix)), progress, shared=True)
         waited = cm.__enter__()
     except OSError:
         yield False
@@ -84,7 +75,7 @@ def _leftovers(prefix: Path, kind: str) -> list[Path]:
     return sorted(prefix.parent.glob(f"{prefix.name}.{kind}-*"))
 
 
-def _recover(prefix: Path) -> None:
+def recover_leftovers(prefix: Path) -> None:
     """Undo what a killed create left behind (we hold the prefix lock, so nobody else is working).
 
     Only the two-rename fallback swap can leave no prefix with the old env
@@ -120,14 +111,14 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
-def _swap_in(staging: Path, prefix: Path) -> Path | None:
+def swap_in(staging: Path, prefix: Path) -> Path | None:
     """Make the complete `staging` the env at `prefix`; return the old env's folder to delete."""
     if not os.path.lexists(prefix):
         os.rename(staging, prefix)
         return None
     if _exchange(staging, prefix):
         return staging  # now holds the old env
-    # Fallback: two renames. A kill between them leaves <prefix>.old-*, which _recover restores.
+    # Fallback: two renames. A kill between them leaves <prefix>.old-*, which recover_leftovers restores.
     old = prefix.with_name(f"{prefix.name}.old-{os.getpid()}")
     os.rename(prefix, old)
     try:

@@ -7,7 +7,6 @@ each file must be; a ledger of verified inodes keeps warm creates fast.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from typing import Callable
 
 from envctl.core.atomic import write_bytes_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.hashing import file_digest
 
 STATE_FILE = Path("conda-meta") / "envctl-state.json"
 
@@ -43,7 +43,7 @@ class CorruptFiles(Exception):
         self._evict()
 
 
-def _cache_home() -> Path:
+def cache_home() -> Path:
     base = os.environ.get("ENVCTL_CACHE_DIR")
     if base:
         return Path(base)
@@ -61,7 +61,7 @@ class _Ledger:
     MAX_ENTRIES = 250_000  # about ten torch envs' worth; beyond it, only what this run saw is kept
 
     def __init__(self) -> None:
-        self.path = _cache_home() / "verified-files-v1.json"
+        self.path = cache_home() / "verified-files-v1.json"
         self.entries: dict[str, list] = {}
         self.added: dict[str, list] = {}
         self.used: set[str] = set()
@@ -105,24 +105,14 @@ class _Ledger:
             pass
 
 
-def _digest_file(path: str | Path, algo: str) -> bytes:
-    with open(path, "rb") as handle:
-        if hasattr(hashlib, "file_digest"):  # Python 3.11+
-            return hashlib.file_digest(handle, algo).digest()
-        digest = hashlib.new(algo)
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-        return digest.digest()
-
-
 def _digest_matches(path: str | Path, digest: str) -> bool:
     import base64
 
     if ":" in digest:
         algo, _, expected = digest.partition(":")
-        return _digest_file(path, algo).hex() == expected.lower()
+        return file_digest(path, algo).hex() == expected.lower()
     algo, _, expected = digest.partition("=")
-    return base64.urlsafe_b64encode(_digest_file(path, algo)).rstrip(b"=").decode() == expected.rstrip("=")
+    return base64.urlsafe_b64encode(file_digest(path, algo)).rstrip(b"=").decode() == expected.rstrip("=")
 
 
 def verify_files(checks: list[FileCheck]) -> list[Path]:

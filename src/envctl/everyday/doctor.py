@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
+from envctl.core.paths import lock_path
 
 # Drift in these breaks the certified combination (conda spellings included).
 MANAGED = {"torch", "pytorch", "onnx", "onnxruntime", "onnxruntime-gpu", "protobuf", "libprotobuf", "numpy"}
@@ -88,11 +89,11 @@ def _import_remedy(name: str, error: str, fix: str) -> str:
 
 
 def probe(python: Path) -> dict:
-    from envctl.certify.certify import _clean_env
+    from envctl.core.process import foreign_python_env
 
     try:
         proc = subprocess.run([str(python), "-I", "-c", PROBE], capture_output=True, text=True, timeout=600,
-                              env=_clean_env())
+                              env=foreign_python_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"cannot run {python}: {exc}"}
     try:
@@ -203,9 +204,10 @@ def installed_target(found: dict, target=None, opset: int | None = None, facts: 
 
 def _locate(matrix_path: Path, target_name: str | None, prefix: Path | None):
     """(target or None, prefix, python, kind) of the env to inspect."""
-    from envctl.certify.certify import env_python
-    from envctl.create.build import default_prefix, env_state
-    from envctl.pipeline.stages import project_root
+    from envctl.core.paths import env_python
+    from envctl.core.paths import default_prefix
+    from envctl.create.build import env_state
+    from envctl.core.paths import project_root
 
     target = None
     if target_name:
@@ -228,11 +230,12 @@ def _locate(matrix_path: Path, target_name: str | None, prefix: Path | None):
 
 def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | None = None, opset: int | None = None) -> dict:
     """Everything `envctl doctor` reports, as JSON-ready data (see the module doc)."""
-    import hashlib
+    from envctl.core.hashing import sha256_file
 
     from envctl.create.build import env_state
     from envctl.host.facts import host_facts
-    from envctl.pipeline.stages import host_blocker, project_root
+    from envctl.core.paths import project_root
+    from envctl.pipeline.stages import host_blocker
     from envctl.host.platform import host_platform
     from envctl.rules.api import check_target
 
@@ -278,11 +281,11 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
                             if any(_canon(d["name"]) in (n, n + "-gpu") and d["folder"] not in owned for d in found["dists"])]
     name = chosen.name if chosen else state.get("target")
     if state and name:
-        lock = project_root(matrix_path) / "locks" / f"{name}.conda-lock.yml"
+        lock = lock_path(project_root(matrix_path), name)
         lock = lock if lock.exists() or not state.get("lock_file") else Path(state["lock_file"])
         if lock.exists():
             report["drift"] = drift(where, lock, state.get("host_platform") or host_platform(), found["dists"])
-            changed = hashlib.sha256(lock.read_bytes()).hexdigest() != state.get("lock_sha256")
+            changed = sha256_file(lock) != state.get("lock_sha256")
             report["drift"]["lock_changed"] = changed
             managed = [p for p in report["drift"]["packages"] if p["managed"]]
             if changed:

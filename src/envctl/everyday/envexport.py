@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
+from envctl.core.paths import lock_path
 
 KINDS = ("env", "explicit")
 
@@ -26,7 +27,7 @@ def _pip_options(env_file: Path, root: Path) -> list[str] | None:
     """`--index-url ...` lines from the rendered spec's envctl block; None if it is missing."""
     import yaml
 
-    from envctl.lock.pip_resolve import _location
+    from envctl.lock.pip_resolve import resolve_location
 
     try:
         doc = yaml.safe_load(env_file.read_text(encoding="utf-8")) or {}
@@ -36,7 +37,7 @@ def _pip_options(env_file: Path, root: Path) -> list[str] | None:
     lines = [f"--index-url {opts['index_url']}"] if opts.get("index_url") else []
     lines += [f"--extra-index-url {u}" for u in opts.get("extra_index_urls") or []]
     # Relative find-links are relative to the project, as when locking; the file may be used elsewhere.
-    lines += [f"--find-links {_location(f, root)}" for f in opts.get("find_links") or []]
+    lines += [f"--find-links {resolve_location(f, root)}" for f in opts.get("find_links") or []]
     return lines
 
 
@@ -47,28 +48,28 @@ def export_env(matrix_path: Path, target_name: str, *, kind: str = "env", platfo
     from envctl.lock.solve import check_locks
     from envctl.lock.lockfile import parse_lockfile
     from envctl.matrix.loader import load_matrix
-    from envctl.pipeline.stages import project_root
+    from envctl.core.paths import project_root
     from envctl.host.platform import host_platform
-    from envctl.lock.render import env_file
+    from envctl.core.paths import env_file
 
     if kind not in KINDS:
         raise EnvctlError(f"--kind {kind!r}: choose env or explicit", key="--kind")
     (target,) = load_matrix(matrix_path).select([target_name])
     root = project_root(matrix_path)
-    lock_path = root / "locks" / f"{target.name}.conda-lock.yml"
-    if not lock_path.exists():
-        raise EnvctlError(f"target '{target.name}' has no lock at {lock_path}.",
+    lock_file = lock_path(root, target.name)
+    if not lock_file.exists():
+        raise EnvctlError(f"target '{target.name}' has no lock at {lock_file}.",
                           hint=f"Make it with `envctl lock {target.name}`.")
     notes = [f"{s.reason}; exporting the lock as it is (re-lock with `envctl lock {target.name}`)"
              for s in check_locks(root, [target])]
-    lockfile = parse_lockfile(lock_path)
+    lockfile = parse_lockfile(lock_file)
     platforms = list(lockfile.metadata.platforms)
     if platform is None:
         platform = host_platform() if host_platform() in platforms else platforms[0]
         if len(platforms) > 1 and host_platform() not in platforms:
             notes.append(f"the lock covers {', '.join(platforms)}; exporting {platform} (choose with --platform)")
     elif platform not in platforms:
-        raise EnvctlError(f"the lock covers {', '.join(platforms)}, not {platform}", file=lock_path, key="--platform")
+        raise EnvctlError(f"the lock covers {', '.join(platforms)}, not {platform}", file=lock_file, key="--platform")
     lines = render_lockfile_for_platform(lockfile=lockfile, include_dev_dependencies=False, extras=None, kind=kind,
                                          platform=platform, suppress_warning_for_pip_and_explicit=True)
     has_pip = any(p.manager == "pip" and p.platform == platform for p in lockfile.package)
@@ -77,7 +78,7 @@ def export_env(matrix_path: Path, target_name: str, *, kind: str = "env", platfo
     elif has_pip:
         notes.append("the pip packages are '# pip' lines: micromamba and conda-lock install them, plain "
                      "`conda create --file` skips them (use --kind env there)")
-    header = f"# envctl: target '{target.name}', {lock_path.name}, platform {platform}"
+    header = f"# envctl: target '{target.name}', {lock_file.name}, platform {platform}"
     return "\n".join([header, *lines]) + "\n", notes
 
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
+from envctl.core.paths import lock_path
 
 EXPORTERS = ("torchscript", "dynamo")
 SIMPLIFIERS = ("auto", "onnxslim", "onnxsim")
@@ -53,13 +54,14 @@ def parse_sizes(text: str | None) -> list[int] | None:
 
 def _where(matrix_path: Path, target_name: str | None, prefix: Path | None):
     """(target or None, python, description) of the env to export in."""
-    from envctl.certify.certify import env_python
-    from envctl.create.build import default_prefix
+    from envctl.core.paths import env_python
+    from envctl.core.paths import default_prefix
 
     target = None
     if target_name:
         from envctl.matrix.loader import load_matrix
-        from envctl.pipeline.stages import host_blocker, project_root
+        from envctl.pipeline.stages import host_blocker
+        from envctl.core.paths import project_root
 
         (target,) = load_matrix(matrix_path).select([target_name])
         blocker = host_blocker(target)
@@ -77,21 +79,22 @@ def _where(matrix_path: Path, target_name: str | None, prefix: Path | None):
 
 def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Path, *, opset, exporter, dynamic,
                       simplify, sizes, path: Path | None) -> dict:
-    from envctl.certify.certify import GPU_PROVIDERS, _probe_host_python, _providers, build_spec, expected_versions
-    from envctl.pipeline.stages import project_root
+    from envctl.certify.certify import build_spec, expected_versions, probe_python, provider_order
+    from envctl.host.runnable import needs_gpu
+    from envctl.core.paths import project_root
     from envctl.host.platform import host_platform
 
     root = project_root(matrix_path)
     if target is not None:
-        lock = root / "locks" / f"{target.name}.conda-lock.yml"
-        device = "cuda" if target.execution_provider in GPU_PROVIDERS else "cpu"
-        spec = build_spec(target, root, device=device, providers=_providers(target.execution_provider),
+        lock = lock_path(root, target.name)
+        device = "cuda" if needs_gpu(target) else "cpu"
+        spec = build_spec(target, root, device=device, providers=provider_order(target.execution_provider),
                           required=target.execution_provider,
                           expected=expected_versions(lock, host_platform()) if lock.exists() else {})
     else:  # what certify does for --target host: CUDA when this python's torch sees a GPU
-        cuda = bool(_probe_host_python(python).get("cuda"))
+        cuda = bool(probe_python(python).get("cuda"))
         required = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
-        spec = build_spec(None, root, device="cuda" if cuda else "cpu", providers=_providers(required),
+        spec = build_spec(None, root, device="cuda" if cuda else "cpu", providers=provider_order(required),
                           required=required, expected={})
     spec.update(target=target.name if target else "export", models=[ref], exporters=[exporter],
                 model_paths=[str(Path(path or Path.cwd()).absolute())], dynamic=dynamic, out=str(out))
@@ -170,7 +173,7 @@ def print_report(report: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from envctl.core.output import RESULT_STYLE, _size, console
+    from envctl.core.output import RESULT_STYLE, format_size, console
 
     v = report["versions"]
     stack = ", ".join(f"{k} {v[k]}" for k in ("torch", "onnx", "onnxruntime") if v.get(k))
@@ -195,9 +198,9 @@ def print_report(report: dict) -> None:
         console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
     seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
     if report["status"] == "passed":
-        size = _size(report["model_bytes"]) if report["model_bytes"] is not None else "?"
+        size = format_size(report["model_bytes"]) if report["model_bytes"] is not None else "?"
         console.print(f"[green]passed[/]{seconds}: opset {report['opset_written']}, IR {report['ir_version']}, {size}")
-        console.print("files to ship: " + ", ".join(f"{f['path']} ({_size(f['bytes'])})" for f in report["files"]),
+        console.print("files to ship: " + ", ".join(f"{f['path']} ({format_size(f['bytes'])})" for f in report["files"]),
                       soft_wrap=True)
         return
     f = report["failure"] or {}

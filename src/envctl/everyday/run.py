@@ -10,7 +10,6 @@ command, as conda's shell hooks would. The exit status is the command's own
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -19,6 +18,8 @@ import sys
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
+from envctl.core.paths import lock_path
+from envctl.core.hashing import sha256_file
 
 # Sources every activation script in order, then replaces itself with the command.
 _ACTIVATE = 'for f in "$ENVCTL_ACTIVATE_D"/*.sh; do . "$f" || exit 1; done; unset ENVCTL_ACTIVATE_D; exec "$@"'
@@ -26,7 +27,8 @@ _ACTIVATE = 'for f in "$ENVCTL_ACTIVATE_D"/*.sh; do . "$f" || exit 1; done; unse
 
 def resolve_prefix(matrix_path: Path, target: str | None, prefix: Path | None) -> tuple[Path, str | None]:
     """The env's prefix from --prefix or --target (default .envctl/envs/<target>); EnvctlError if missing."""
-    from envctl.create.build import default_prefix, env_state
+    from envctl.core.paths import default_prefix
+    from envctl.create.build import env_state
 
     chosen = None
     if prefix is not None:
@@ -34,7 +36,7 @@ def resolve_prefix(matrix_path: Path, target: str | None, prefix: Path | None) -
         name = (env_state(prefix) or {}).get("target")
     elif target:
         from envctl.matrix.loader import load_matrix
-        from envctl.pipeline.stages import project_root
+        from envctl.core.paths import project_root
 
         (chosen,) = load_matrix(matrix_path).select([target])  # unknown names get suggestions
         name, prefix = chosen.name, default_prefix(project_root(matrix_path), chosen)
@@ -54,14 +56,14 @@ def resolve_prefix(matrix_path: Path, target: str | None, prefix: Path | None) -
 def stale_warning(matrix_path: Path, prefix: Path) -> str | None:
     """A note when the env was built from another lock than the one in locks/ now."""
     from envctl.create.build import env_state
-    from envctl.pipeline.stages import project_root
+    from envctl.core.paths import project_root
 
     state = env_state(prefix) or {}
     if not state.get("target"):
         return None
-    lock = project_root(matrix_path) / "locks" / f"{state['target']}.conda-lock.yml"
+    lock = lock_path(project_root(matrix_path), state['target'])
     try:
-        current = hashlib.sha256(lock.read_bytes()).hexdigest()
+        current = sha256_file(lock)
     except OSError:
         return None
     if current != state.get("lock_sha256"):

@@ -7,6 +7,7 @@ file, as NVIDIA documents them.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -84,3 +85,9 @@ def host_facts() -> dict:
     facts["jetson"] = jetson
     facts["has_nvidia_gpu"] = bool((nvidia and nvidia.get("gpus")) or jetson)
     return facts
+
+
+@functools.lru_cache(maxsize=1)
+def cached_host_facts() -> dict:
+    """host_facts() once per process: several targets ask whether a GPU is here."""
+    return host_facts()

@@ -23,11 +23,9 @@ which give the dependency edges that pylock.toml leaves out.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
+
+from envctl.core.hashing import sha256_file
+from envctl.core.process import die_with_parent, signal_text, uv_binary
 
 # conda package name -> PyPI name, where they differ. Anything else is taken
 # to have the same (normalised) name on both sides.
@@ -158,28 +159,12 @@ def choose_wheel(filenames: list[str], platform: str, virtual: dict[str, str], p
     return min(filenames, key=key)
 
 
-def _uv() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if not found:
-            raise PipResolveError("uv is not installed (envctl depends on the `uv` package): pip install uv") from None
-        return found
-
-
-def _sha256_of(url: str) -> str:
+def _local_sha256(url: str) -> str:
     """sha256 of a local wheel, for find-links entries that come without a hash."""
-    digest = hashlib.sha256()
-    with open(unquote(urlsplit(url).path), "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(unquote(urlsplit(url).path))
 
 
-def _location(value: str, base: Path) -> str:
+def resolve_location(value: str, base: Path) -> str:
     """A find-links / index location: URLs as they are, local paths made absolute."""
     if "://" in value:
         return value
@@ -188,15 +173,11 @@ def _location(value: str, base: Path) -> str:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
-    from envctl.create.pip_install import _die_with_parent
-
     # uv dies with envctl: a killed `envctl lock` leaves no resolver running on.
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent())
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, preexec_fn=die_with_parent())
     if proc.returncode != 0:
         text = (proc.stderr or proc.stdout).strip()
         if proc.returncode < 0:
-            from envctl.create.pip_install import signal_text
-
             text = (text + "\n" if text else "") + f"uv was killed by {signal_text(-proc.returncode)}"
         raise PipResolveError(text or f"uv exited with status {proc.returncode}")
 
@@ -259,7 +240,7 @@ def resolve(
             encoding="utf-8",
         )
         cmd = [
-            _uv(), "pip", "compile", "requirements.in", "--constraint", "constraints.txt",
+            uv_binary("resolve the pip part of the target"), "pip", "compile", "requirements.in", "--constraint", "constraints.txt",
             "--python", sys.executable, "--python-version", python_version, "--python-platform", python_platform,
             "--only-binary", ":all:", "--no-config", "--config-file", "uv.toml", "--no-header",
         ]
@@ -268,7 +249,7 @@ def resolve(
         for url in options.extra_index_urls:
             cmd += ["--extra-index-url", url]
         for link in options.find_links:
-            cmd += ["--find-links", _location(link, base)]
+            cmd += ["--find-links", resolve_location(link, base)]
         # uv insists on this file name for the PEP 751 format.
         _run(cmd + ["--format", "pylock.toml", "-o", "pylock.toml"], work, env)
         _run(cmd + ["--format", "requirements.txt", "--annotation-style", "line", "-o", "requirements.txt"], work, env)
@@ -296,7 +277,7 @@ def resolve(
             url = wheel.get("url") or (work / wheel["path"]).resolve().as_uri()
             by_name[unquote(url.rsplit("/", 1)[-1].split("#")[0])] = (url, wheel.get("hashes") or {})
         url, hashes = by_name[choose_wheel(sorted(by_name), platform, virtual, python_version)]
-        sha256 = hashes.get("sha256") or (_sha256_of(url) if url.startswith("file:") else None)
+        sha256 = hashes.get("sha256") or (_local_sha256(url) if url.startswith("file:") else None)
         if not sha256:
             raise PipResolveError(f"the index gave no sha256 for {url}; envctl locks only hashed wheels")
         packages.append(PipPackage(name, version, url, sha256, tuple(sorted(deps.get(name, ())))))

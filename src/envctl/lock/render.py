@@ -18,6 +18,7 @@ import yaml
 
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.paths import env_dir, env_file, virtual_packages_file
 from envctl.matrix.loader import Target
 from envctl.host.platform import virtual_packages
 from envctl.rules.api import Finding, check_target, implied_requirements
@@ -33,14 +34,6 @@ class RenderResult:
     path: Path
     changed: bool
     spec_hash: str
-
-
-def env_dir(root: Path, target: Target) -> Path:
-    return root / "envs" / target.name
-
-
-def env_file(root: Path, target: Target) -> Path:
-    return env_dir(root, target) / "environment.yml"
 
 
 def _conda_spec(name: str, spec: Spec | None, build: str | None = None) -> str:
@@ -191,7 +184,7 @@ def render_target(root: Path, target: Target, matrix_path: Path) -> RenderResult
     changed = not path.exists() or path.read_text(encoding="utf-8") != text
     if changed:
         write_text_atomic(path, text)
-    vp_path = env_dir(root, target) / "virtual-packages.yml"
+    vp_path = virtual_packages_file(root, target)
     vp_text = virtual_packages_text(target)
     if not vp_path.exists() or vp_path.read_text(encoding="utf-8") != vp_text:
         write_text_atomic(vp_path, vp_text)

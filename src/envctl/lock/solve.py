@@ -23,6 +23,7 @@ import yaml
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_bytes_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.paths import env_file, lock_path
 from envctl.lock.lockfile import (
     KEY_SPEC_HASH,
     KEY_TARGET,
@@ -33,7 +34,7 @@ from envctl.lock.lockfile import (
     read_lock_meta,
 )
 from envctl.matrix.loader import Target
-from envctl.lock.render import env_file, recorded_target_hash, spec_hash
+from envctl.lock.render import recorded_target_hash, spec_hash
 
 Progress = Callable[..., None]
 
@@ -85,10 +86,6 @@ class _EnvSpec:
     conda: list[str]
     pip: list[str]
     pip_options: dict[str, Any] = field(default_factory=dict)
-
-
-def lock_path(root: Path, target: Target) -> Path:
-    return Path(root) / "locks" / f"{target.name}.conda-lock.yml"
 
 
 def _str_list(value: Any, what: str, path: Path) -> list[str]:

@@ -1,8 +1,10 @@
-"""The pipeline stages chained: matrix -> render -> lock -> create.
+"""The stages chained: render -> lock -> create -> certify.
 
-Each function here is what one CLI command calls. A stage runs only when its
-input changed: render when the target definition changed, lock when the
-rendered spec changed, create when the lock changed.
+Each public function here is what one command calls, given a Project (the
+matrix loaded once) and its Targets. A stage runs only when its input
+changed: render when the target definition changed, lock when the rendered
+spec changed, create when the lock changed. `run_chain` is the one place the
+stages are put in order; `envctl create` and the whole-matrix run both use it.
 """
 
 from __future__ import annotations
@@ -11,195 +13,214 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from envctl.certify.certificate import Certificate, CertificateError, read_certificate
 from envctl.core.errors import EnvctlError
-from envctl.matrix.loader import Matrix, Target, load_matrix
+from envctl.core.paths import cert_path, default_prefix
+from envctl.matrix.loader import Target
+from envctl.matrix.project import Project
 
 Progress = Callable[..., None]
+HOST = "host"  # the interpreter envctl runs in, certified in place
 
 
-def project_root(matrix_path: Path) -> Path:
-    """The project a matrix belongs to: the folder holding envs/ (or the matrix's own folder)."""
-    matrix_path = Path(matrix_path).absolute()
-    parent = matrix_path.parent
-    return parent.parent if parent.name == "envs" else parent
-
-
-def _select(matrix: Matrix, targets: list[str] | None, all_targets: bool) -> list[Target]:
-    return matrix.select(targets, all_targets)
-
-
-def render(matrix_path: Path, targets: list[str] | None, all_targets: bool):
+def render(project: Project, targets: list[Target]):
     """Render the chosen targets; refuse all of them before writing if any cannot work."""
     from envctl.lock.render import blocking_findings, render_target
 
-    matrix = load_matrix(matrix_path)
-    chosen = _select(matrix, targets, all_targets)
-    blocked = {t.name: blocking_findings(t) for t in chosen}
+    blocked = {t.name: blocking_findings(t) for t in targets}
     blocked = {k: v for k, v in blocked.items() if v}
     if blocked:
         lines = "; ".join(f"{name}: {f.rule} ({f.message})" for name, fs in blocked.items() for f in fs)
         raise EnvctlError(
             f"nothing rendered: {len(blocked)} target(s) cannot work: {lines}",
-            file=matrix_path, hint="Run `envctl matrix check` for sources and remedies.", exit_code=1,
+            file=project.matrix_path, hint="Run `envctl matrix check` for sources and remedies.", exit_code=1,
         )
-    root = project_root(matrix_path)
-    return [render_target(root, t, Path(matrix_path)) for t in chosen]
+    return [render_target(project.root, t, project.matrix_path) for t in targets]
 
 
-def ensure_rendered(root: Path, matrix_path: Path, target: Target, progress: Progress | None = None) -> bool:
+def ensure_rendered(project: Project, target: Target, progress: Progress | None = None) -> bool:
     """Render `target` if its environment.yml is missing or stale; True if it did."""
     from envctl.lock.render import is_fresh, render_target
 
-    if is_fresh(root, target):
+    if is_fresh(project.root, target):
         return False
     if progress:
         progress("render", target=target.name, message="environment.yml missing or stale: rendering")
-    render_target(root, target, Path(matrix_path))
+    render_target(project.root, target, project.matrix_path)
     return True
 
 
-def check_locks(matrix_path: Path, targets: list[str] | None, all_targets: bool):
-    from envctl.lock.solve import check_locks as _check
+def check_locks(project: Project, targets: list[Target]):
+    """Missing or stale locks (a rendered file older than the matrix makes its lock stale too)."""
     from envctl.lock.render import is_fresh
+    from envctl.lock.solve import StaleLock, check_locks as stale_locks
 
-    matrix = load_matrix(matrix_path)
-    chosen = _select(matrix, targets, all_targets)
-    root = project_root(matrix_path)
-    stale = list(_check(root, chosen))
-    # A rendered file older than the matrix makes its lock stale too.
+    stale = list(stale_locks(project.root, targets))
     names = {s.target for s in stale}
-    from envctl.lock.solve import StaleLock
-
-    for t in chosen:
-        if t.name not in names and not is_fresh(root, t):
+    for t in targets:
+        if t.name not in names and not is_fresh(project.root, t):
             stale.append(StaleLock(target=t.name, reason="environment.yml is stale against the matrix (run `envctl render`)"))
     return stale
 
 
-def ensure_locked(root: Path, matrix_path: Path, target: Target, *, channels=None, progress: Progress | None = None, force: bool = False):
+def ensure_locked(project: Project, target: Target, *, channels=None, progress: Progress | None = None,
+                  force: bool = False):
     """Render and lock `target` when missing or stale; return the LockResult or None if fresh."""
-    from envctl.lock.solve import check_locks as _check
-    from envctl.lock.solve import lock_target
+    from envctl.lock.solve import check_locks as stale_locks, lock_target
 
-    rendered = ensure_rendered(root, matrix_path, target, progress)
-    if not force and not rendered and not list(_check(root, [target])):
+    rendered = ensure_rendered(project, target, progress)
+    if not force and not rendered and not list(stale_locks(project.root, [target])):
         return None
     if progress:
         progress("lock", target=target.name, message="lock missing or stale: solving")
-    return lock_target(root, target, channels=channels, progress=progress)
+    return lock_target(project.root, target, channels=channels, progress=progress)
 
 
-def lock(matrix_path: Path, targets: list[str] | None, all_targets: bool, *, channels=None, progress: Progress | None = None):
-    matrix = load_matrix(matrix_path)
-    chosen = _select(matrix, targets, all_targets)
-    root = project_root(matrix_path)
+def lock(project: Project, targets: list[Target], *, channels=None, progress: Progress | None = None):
+    from envctl.lock.solve import lock_target
+
     results = []
-    for target in chosen:
-        ensure_rendered(root, matrix_path, target, progress)
-        from envctl.lock.solve import lock_target
-
-        results.append(lock_target(root, target, channels=channels, progress=progress))
+    for target in targets:
+        ensure_rendered(project, target, progress)
+        results.append(lock_target(project.root, target, channels=channels, progress=progress))
     return results
 
 
 def host_blocker(target: Target, facts: dict | None = None) -> str | None:
-    """Why `target` cannot run on this machine (with what would make it runnable), or None.
+    """Why this host cannot run `target` (with what would make it runnable), or None."""
+    from envctl.host.runnable import runnability
 
-    Certification's own skip logic decides; host facts (nvidia-smi) are read
-    only for GPU targets, so the everyday no-op create stays fast.
-    """
-    from envctl.certify.certify import GPU_PROVIDERS, _skip_reason
-    from envctl.host.platform import host_platform
-
-    host = host_platform()
-    lock_only = f"or `envctl lock {target.name}` to make and check its lock here without an env"
-    gpu = target.execution_provider in GPU_PROVIDERS
-    if facts is None:
-        from envctl.host.facts import host_facts
-
-        facts = host_facts() if gpu and host in target.platforms else {"has_nvidia_gpu": False}
-    reason = _skip_reason(target, facts)
-    if reason and host not in target.platforms:
-        where = " or ".join(target.platforms)
-        return (f"target '{target.name}' runs on {where}, and this machine is {host}. "
-                f"Run `envctl create --target {target.name}` on a {where} machine, {lock_only}.")
-    if reason:
-        return (f"target '{target.name}' needs {target.execution_provider} (CUDA {target.cuda or '?'}), and this "
-                f"machine has no NVIDIA GPU (no nvidia-smi, no Jetson L4T). Run it on a machine with an NVIDIA "
-                f"driver for CUDA {target.cuda or '?'} or newer, {lock_only}.")
-    driver = ((facts.get("nvidia") or {}).get("driver_cuda") or "") if gpu else ""
-    if driver and target.cuda and _major(driver) < _major(target.cuda):
-        return (f"target '{target.name}' needs CUDA {target.cuda}, and this machine's NVIDIA driver supports CUDA "
-                f"{driver} at most. Upgrade the driver to one for CUDA {target.cuda} or newer, {lock_only}.")
-    return None
+    return runnability(target, facts).advice
 
 
-def _major(version: str) -> int:
-    head = str(version).split(".")[0]
-    return int(head) if head.isdigit() else 0
-
-
-def create(matrix_path: Path, target_name: str, *, prefix: Path | None = None, force: bool = False, channels=None, progress: Progress | None = None):
+def create(project: Project, target: Target, *, prefix: Path | None = None, force: bool = False, channels=None,
+           progress: Progress | None = None):
+    """Lock if needed, then build the env; refused before any download when this host cannot run it."""
     from envctl.create.build import create_env
 
-    matrix = load_matrix(matrix_path)
-    (target,) = matrix.select([target_name])
-    root = project_root(matrix_path)
-    # Before render or lock: a target this host cannot run must cost no download.
     blocker = host_blocker(target)
     if blocker:
         raise EnvctlError(f"not creating: {blocker}", exit_code=1)
-    ensure_locked(root, matrix_path, target, channels=channels, progress=progress)
-    return create_env(root, target, prefix=prefix, force=force, progress=progress)
+    ensure_locked(project, target, channels=channels, progress=progress)
+    return create_env(project.root, target, prefix=prefix, force=force, progress=progress)
+
+
+def fresh_certificate(project: Project, target: Target, prefix: Path, lock_sha256: str) -> Certificate | None:
+    """certs/<target>.json when it passed, for this env, this lock and this definition; else None."""
+    try:
+        cert = read_certificate(cert_path(project.root, target))
+    except CertificateError:
+        return None
+    ok = (cert.passed and cert.lock is not None and cert.lock.hex == lock_sha256
+          and cert.prefix == str(prefix) and cert.target_hash == target.definition_hash())
+    return cert if ok else None
 
 
 @dataclass
-class SetupResult:
-    """What `envctl create` did: the env, and its certification."""
+class ChainResult:
+    """What the chain did for one target: the env (None when lock-only here) and its certificate."""
 
-    create: object  # create.CreateResult
-    certification: str  # "passed" | "failed" | "already certified" | "not run"
-    certificate: dict | None = None
-    certificate_path: Path | None = None
-
-
-def fresh_certificate(root: Path, target: Target, prefix: Path, lock_sha256: str) -> tuple[dict, Path] | None:
-    """certs/<target>.json when it passed, for this env, this lock and this definition; else None."""
-    import json
-
-    from envctl.certify.certify import cert_path
-
-    path = cert_path(root, target.name)
-    try:
-        cert = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    ok = (isinstance(cert, dict) and cert.get("result") == "passed"
-          and (cert.get("lock") or {}).get("sha256") == lock_sha256
-          and (cert.get("environment") or {}).get("prefix") == str(prefix)
-          and cert.get("target_hash") == target.definition_hash())
-    return (cert, path) if ok else None
+    target: str
+    create: object | None = None  # create.build.CreateResult
+    certificate: Certificate | None = None
+    certification: str = "not run"  # passed | failed | already certified | lock-only | not run
 
 
-def setup(matrix_path: Path, target_name: str, *, prefix: Path | None = None, force: bool = False, channels=None,
-          certify: bool = True, timeout: float | None = None, progress: Progress | None = None) -> SetupResult:
-    """The newcomer's one command: render, lock (if missing or stale), create, certify.
+class StageFailed(Exception):
+    """An error in one stage of the chain, with the stage it happened in."""
 
-    A rebuilt env is always re-certified; an unchanged one only when no fresh
-    passing certificate exists for it and its lock.
+    def __init__(self, stage: str, error: BaseException) -> None:
+        super().__init__(f"{stage}: {error}")
+        self.stage, self.error = stage, error
+
+
+def run_chain(project: Project, target: Target, *, prefix: Path | None = None, force: bool = False, channels=None,
+              certify: bool = True, reuse_certificate: bool = True, refuse_lock_only: bool = True,
+              facts: dict | None = None, timeout: float | None = None, out: Path | None = None,
+              progress: Progress | None = None) -> ChainResult:
+    """render -> lock -> create -> certify for one target; errors come wrapped in StageFailed.
+
+    A target this host cannot run is refused before any download
+    (`refuse_lock_only`, what `envctl create` wants) or locked and certified
+    lock-only (what `certify` and the whole-matrix run want). An unchanged env
+    with a fresh passing certificate is not re-certified when `reuse_certificate`.
     """
-    created = create(matrix_path, target_name, prefix=prefix, force=force, channels=channels, progress=progress)
-    if not certify:
-        return SetupResult(created, "not run")
-    from envctl.certify.certify import certify as run_certify
+    from envctl.certify.certify import certify_env, certify_lock_only
+    from envctl.create.build import create_env
+    from envctl.host.runnable import runnability
 
-    (target,) = load_matrix(matrix_path).select([target_name])
-    root = project_root(matrix_path)
-    if created.action == "unchanged":
-        fresh = fresh_certificate(root, target, created.prefix, created.lock_sha256)
-        if fresh:
-            if progress:
-                progress("certify", target=target.name, message=f"already certified: {fresh[1]} passed for this lock")
-            return SetupResult(created, "already certified", fresh[0], fresh[1])
-    cert = run_certify(matrix_path, target.name, prefix=created.prefix, timeout=timeout, build=False, progress=progress)
-    return SetupResult(created, "passed" if cert.data.get("result") == "passed" else "failed", cert.data, cert.path)
+    stage = "render"
+    try:
+        runnable = runnability(target, facts)
+        if not runnable and refuse_lock_only:
+            raise EnvctlError(f"not creating: {runnable.advice}", exit_code=1)
+        ensure_rendered(project, target, progress)
+        # Lock-only targets are locked too: solving for their platform is the one check this host can make.
+        stage = "lock"
+        ensure_locked(project, target, channels=channels, progress=progress)
+        if not runnable:
+            if not certify:
+                return ChainResult(target.name, certification="not run")
+            stage = "certify"
+            return ChainResult(target.name, certificate=certify_lock_only(project.root, target, runnable.reason,
+                                                                          facts=facts, out=out),
+                               certification="lock-only")
+        stage = "create"
+        created = create_env(project.root, target, prefix=prefix or default_prefix(project.root, target),
+                             force=force, progress=progress)
+        if not certify:
+            return ChainResult(target.name, created, certification="not run")
+        stage = "certify"
+        if reuse_certificate and created.action == "unchanged" and out is None:
+            fresh = fresh_certificate(project, target, created.prefix, created.lock_sha256)
+            if fresh:
+                if progress:
+                    progress("certify", target=target.name, message=f"already certified: {fresh.path} passed for this lock")
+                return ChainResult(target.name, created, fresh, "already certified")
+        cert = certify_env(project.root, target, created.prefix, facts=facts, timeout=timeout, out=out,
+                           progress=progress)
+        return ChainResult(target.name, created, cert, "passed" if cert.passed else "failed")
+    except (KeyboardInterrupt, StageFailed):
+        raise
+    except Exception as exc:
+        raise StageFailed(stage, exc) from exc
+
+
+def unwrap(call: Callable[[], ChainResult]) -> ChainResult:
+    """Run a chain for a command: a stage's EnvctlError reaches the user as itself."""
+    try:
+        return call()
+    except StageFailed as failed:
+        raise failed.error from None
+
+
+def setup(project: Project, target: Target, *, prefix: Path | None = None, force: bool = False, channels=None,
+          certify: bool = True, timeout: float | None = None, progress: Progress | None = None) -> ChainResult:
+    """The newcomer's one command: render, lock (if missing or stale), create, certify."""
+    return unwrap(lambda: run_chain(project, target, prefix=prefix, force=force, channels=channels, certify=certify,
+                                    timeout=timeout, progress=progress))
+
+
+def certify_one(matrix_path: Path, name: str, *, prefix: Path | None = None, timeout: float | None = None,
+                out: Path | None = None, progress: Progress | None = None) -> Certificate:
+    """`envctl certify --target NAME`: 'host' in place; a runnable target built (if needed) then certified;
+    any other target lock-only. An explicit --prefix is certified as it is, without building."""
+    from envctl.certify.certify import certify_env, certify_host
+
+    if name == HOST and not Path(matrix_path).exists():  # the host needs no project
+        return certify_host(Path.cwd(), timeout=timeout, out=out, progress=progress)
+    project = Project.load(matrix_path)
+    if name == HOST and HOST not in project.matrix.targets:
+        return certify_host(project.root, timeout=timeout, out=out, progress=progress)
+    from envctl.certify.certify import certify_lock_only
+    from envctl.host.runnable import runnability
+
+    target = project.target(name)
+    runnable = runnability(target)
+    if not runnable:  # nothing to build or run here: record the lock's state
+        return certify_lock_only(project.root, target, runnable.reason, out=out)
+    if prefix is not None:
+        return certify_env(project.root, target, Path(prefix), timeout=timeout, out=out, progress=progress)
+    chain = unwrap(lambda: run_chain(project, target, reuse_certificate=False, timeout=timeout, out=out,
+                                     progress=progress))
+    return chain.certificate

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from envctl.rules import ruleset  # noqa: F401 - registers the rules
 from envctl.matrix.loader import Matrix, Target
-from envctl.rules.engine import RULES, Finding, Implied, _Ctx, admitted  # noqa: F401 - admitted is public
+from envctl.rules.engine import RULES, Finding, Implied, RuleContext, admitted  # noqa: F401 - admitted is public
 
 __all__ = ["Finding", "Implied", "admitted", "check_target", "check_matrix", "implied_requirements", "describe_rules"]
 
@@ -46,7 +46,7 @@ def describe_rules() -> list[tuple[str, str]]:
 
 
 def check_target(target: Target) -> list[Finding]:
-    c = _Ctx(target)
+    c = RuleContext(target)
     for rule_id, _, check in RULES:
         c.rule = rule_id
         check(c)
@@ -58,4 +58,4 @@ def check_matrix(matrix: Matrix) -> dict[str, list[Finding]]:
 
 
 def implied_requirements(target: Target) -> list[Implied]:
-    return _Ctx(target).implied
+    return RuleContext(target).implied

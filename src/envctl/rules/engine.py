@@ -151,7 +151,7 @@ _FOLLOWS = {"onnxscript": "torch", "numpy": "onnxruntime"}  # where render.py pl
 _NOT_ORT_SOURCE = re.compile(r"pypi\.org|pythonhosted|download\.pytorch\.org|/pytorch/?$")
 
 
-class _Ctx:
+class RuleContext:
     """One target, its candidate lines and derived facts; rules read it and `emit` findings."""
 
     def __init__(self, t: Target) -> None:
@@ -255,7 +255,7 @@ class _Ctx:
             self.emit("error" if hard else "warning", every.format(**kw) + note, source, remedy.format(**kw))
 
 
-def _implied(c: _Ctx) -> Iterable[Implied]:
+def _implied(c: RuleContext) -> Iterable[Implied]:
     t = c.t
     if "dynamo" in t.exporters:
         torch = c.c["torch"] or ([F.TORCH_LINES[-1]] if _newer(t.torch, F.TORCH_LINES) else [])
@@ -276,23 +276,23 @@ def _implied(c: _Ctx) -> Iterable[Implied]:
 
 
 # --- rules ---------------------------------------------------------------------
-RULES: list[tuple[str, str, Callable[[_Ctx], None]]] = []  # (id, description, check)
+RULES: list[tuple[str, str, Callable[[RuleContext], None]]] = []  # (id, description, check)
 
 
 def rule(rule_id: str):
-    def register(fn: Callable[[_Ctx], None]) -> Callable[[_Ctx], None]:
+    def register(fn: Callable[[RuleContext], None]) -> Callable[[RuleContext], None]:
         RULES.append((rule_id, (fn.__doc__ or "").strip(), fn))
         return fn
     return register
 
 
-def _line_rule(rule_id: str, doc: str, pkg: str, test: Callable[[_Ctx, str], Fact | None], every: str, some: str,
-               remedy: str, when: Callable[[_Ctx], bool] = lambda c: True,
-               lines: Callable[[_Ctx], list[str]] | None = None,
-               soft: Callable[[_Ctx], bool] = lambda c: False, also: Callable[[_Ctx], list[Fact]] = lambda c: [],
-               partial: Callable[[_Ctx], bool] = lambda c: False) -> None:
-    """Register a rule that judges each candidate line of `pkg` with `test` (see _Ctx.per_line)."""
-    def check(c: _Ctx) -> None:
+def _line_rule(rule_id: str, doc: str, pkg: str, test: Callable[[RuleContext, str], Fact | None], every: str, some: str,
+               remedy: str, when: Callable[[RuleContext], bool] = lambda c: True,
+               lines: Callable[[RuleContext], list[str]] | None = None,
+               soft: Callable[[RuleContext], bool] = lambda c: False, also: Callable[[RuleContext], list[Fact]] = lambda c: [],
+               partial: Callable[[RuleContext], bool] = lambda c: False) -> None:
+    """Register a rule that judges each candidate line of `pkg` with `test` (see RuleContext.per_line)."""
+    def check(c: RuleContext) -> None:
         if when(c):
             c.per_line(pkg, lines(c) if lines else c.c[pkg], lambda l: test(c, l), every, some, remedy,
                        soft(c), also(c), partial(c))

@@ -13,7 +13,7 @@ from envctl.rules import facts as F
 from envctl.rules.facts import Fact
 from envctl.rules.engine import (  # noqa: F401 - shared helpers of the engine
     RULES,
-    _Ctx,
+    RuleContext,
     _KNOWN,
     _PY,
     _exp,
@@ -35,7 +35,7 @@ from envctl.rules.engine import (  # noqa: F401 - shared helpers of the engine
 
 
 @rule("not-yet-known")
-def _not_yet_known(c: _Ctx) -> None:
+def _not_yet_known(c: RuleContext) -> None:
     """A spec admits no release the facts know (newer or older): reported once, not checked."""
     for pkg, lines in _KNOWN.items():
         spec = c.t.spec(pkg)
@@ -52,8 +52,8 @@ def _not_yet_known(c: _Ctx) -> None:
                f"envctl facts.py JETPACK ({F.CF} §7)", "check the JetPack stack by hand")
 
 
-def _python_rule(pkg: str) -> Callable[[_Ctx], None]:
-    def check(c: _Ctx) -> None:
+def _python_rule(pkg: str) -> Callable[[RuleContext], None]:
+    def check(c: RuleContext) -> None:
         py, lines, table = c.raw["python"], c.raw[pkg], _PY[pkg]
         if not py or not lines or any(_py_ok(p, table[l]) for l in lines for p in py):
             return
@@ -70,7 +70,7 @@ for _pkg, _id in (("torch", "torch-python"), ("onnx", "onnx-python"), ("onnxrunt
 
 
 @rule("osx-no-cuda")
-def _osx(c: _Ctx) -> None:
+def _osx(c: RuleContext) -> None:
     """macOS builds of torch and onnxruntime have no CUDA."""
     if any(p.startswith("osx") for p in c.t.platforms) and (c.t.cuda or c.gpu):
         c.emit("error", "the target asks for CUDA or onnxruntime-gpu on macOS; macOS builds are CPU only",
@@ -138,7 +138,7 @@ _line_rule("torch-exporter-opset", "The opset must be at most torch's ONNX_MAX_O
 
 
 @rule("dynamo-opset-floor")
-def _dynamo_floor(c: _Ctx) -> None:
+def _dynamo_floor(c: RuleContext) -> None:
     """torch >= 2.9's dynamo exporter builds at opset 18 and version-converts lower requests."""
     lines = [l for l in c.c["torch"] if _exp(l).dynamo_build_opset] if "dynamo" in c.t.exporters else []
     floor = min((_exp(l).dynamo_build_opset for l in lines), default=0)
@@ -157,8 +157,8 @@ _line_rule("ort-max-opset", "onnxruntime loads models only up to the last releas
            "lower the opset, or use an onnxruntime that loads opset {t.opset}")
 
 
-def _ort_ir(exporter: str) -> Callable[[_Ctx, str], Fact | None]:
-    def test(c: _Ctx, o: str) -> Fact | None:
+def _ort_ir(exporter: str) -> Callable[[RuleContext, str], Fact | None]:
+    def test(c: RuleContext, o: str) -> Fact | None:
         ir, disputed = c.ir[exporter].value, F.ORT_MAX_IR_DISPUTED.get(o)
         if F.ORT_MAX_IR[o].value < ir:
             return F.ORT_MAX_IR[o]
@@ -226,11 +226,11 @@ _line_rule("ort-gpu-cuda-major", "onnxruntime-gpu is built for one CUDA major (P
            lines=lambda c: [l for l in c.c["onnxruntime"] if l in c.ort_cuda[0]], soft=lambda c: bool(c.ort_sources))
 
 
-def _torch_cudnn(c: _Ctx) -> bool:
+def _torch_cudnn(c: RuleContext) -> bool:
     return c.want > 0 and c.variant != "cpu"
 
 
-def _ort_cudnn(c: _Ctx) -> bool:  # PyPI's table; aarch64 (Jetson) builds link the board's cuDNN
+def _ort_cudnn(c: RuleContext) -> bool:  # PyPI's table; aarch64 (Jetson) builds link the board's cuDNN
     return c.gpu and c.via_pip("onnxruntime") and not c.aarch64_only
 
 
@@ -256,7 +256,7 @@ for _pkg, _table, _applies in (("torch", F.TORCH_CUDNN, _torch_cudnn), ("onnxrun
                lines=lambda c, p=_pkg, tb=_table: [l for l in c.c[p] if l in tb])
 
 
-def _numpy_lines(c: _Ctx) -> list[str]:
+def _numpy_lines(c: RuleContext) -> list[str]:
     extra = tuple(sorted({_line(v) for v in _named(c.numpy)} - set(F.NUMPY_LINES), key=V))
     return admitted(c.numpy, F.NUMPY_LINES + extra)
 
@@ -279,7 +279,7 @@ for _id, _pkg, _old, _fault, _doc in (
 
 
 @rule("onnxscript-min")
-def _onnxscript_min(c: _Ctx) -> None:
+def _onnxscript_min(c: RuleContext) -> None:
     """The dynamo exporter imports a torch-version-specific onnxscript module: a minimum onnxscript per torch."""
     if "dynamo" not in c.t.exporters or c.t.onnxscript is None:
         return  # unset: rendering adds the implied minimum
@@ -295,7 +295,7 @@ def _onnxscript_min(c: _Ctx) -> None:
                f"set onnxscript to '>={need}'", partial=not impossible)
 
 
-def _onnxscript_needs(c: _Ctx) -> Fact:
+def _onnxscript_needs(c: RuleContext) -> Fact:
     return min((F.ONNXSCRIPT_ONNX_MIN[s] for s in admitted(c.onnxscript, F.ONNXSCRIPT_LINES)), key=lambda f: V(f.value))
 
 
@@ -307,7 +307,7 @@ _line_rule("onnxscript-onnx", "onnxscript (for the dynamo exporter) requires onn
 
 
 @rule("jetson-ort-gpu-wheels")
-def _jetson_ort(c: _Ctx) -> None:
+def _jetson_ort(c: RuleContext) -> None:
     """PyPI has no aarch64 onnxruntime-gpu: a linux-aarch64 GPU target needs a Jetson wheel index or find-links."""
     if c.gpu and c.via_pip("onnxruntime") and "linux-aarch64" in c.t.platforms and not c.ort_sources:
         c.emit("error", "onnxruntime-gpu for linux-aarch64 would come from PyPI, which has no aarch64 onnxruntime-gpu",
@@ -325,7 +325,7 @@ _line_rule("jetson-tensorrt", "onnxruntime's TensorRT EP links TensorRT 8 up to 
 
 
 @rule("jetpack-cuda")
-def _jetpack_cuda(c: _Ctx) -> None:
+def _jetpack_cuda(c: RuleContext) -> None:
     """JetPack fixes the board's CUDA (JetPack >= 5 can upgrade to CUDA >= 11.8); host and target CUDA must agree."""
     host_cuda = c.host.get("cuda")
     if _major(host_cuda) and c.want and _major(host_cuda) != c.want:
@@ -343,7 +343,7 @@ def _jetpack_cuda(c: _Ctx) -> None:
 
 
 @rule("jetpack-python")
-def _jetpack_python(c: _Ctx) -> None:
+def _jetpack_python(c: RuleContext) -> None:
     """NVIDIA's Jetson torch wheels are built for the JetPack's default Python only."""
     if c.jp and c.jetson_torch and not c.t.python.contains(f"{c.jp[1].value.python}.0"):
         (version, fact), nvidia = c.jp, any("developer.download.nvidia.com" in u for u in c.urls)
@@ -353,7 +353,7 @@ def _jetpack_python(c: _Ctx) -> None:
 
 
 @rule("jetpack-stack")
-def _jetpack_stack(c: _Ctx) -> None:
+def _jetpack_stack(c: RuleContext) -> None:
     """host_provides l4t/cudnn/tensorrt should be what that JetPack ships."""
     if not c.jp:
         return
@@ -369,7 +369,7 @@ def _jetpack_stack(c: _Ctx) -> None:
 
 
 @rule("onnx-opset27-trap")
-def _opset27(c: _Ctx) -> None:
+def _opset27(c: RuleContext) -> None:
     """onnx 1.22's helper.make_model stamps the unreleased opset 27, which onnxruntime <= 1.31 rejects."""
     old = [l for l in c.c["onnxruntime"] if F.ORT_MAX_OPSET[l].value < 27] if "1.22" in c.c["onnx"] else []
     if old:

@@ -27,6 +27,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from envctl.certify.certificate import Certificate
 from envctl.core.errors import EnvctlError
 
 OK_OUTCOMES = ("passed", "xfailed", "lock-only")
@@ -50,14 +51,14 @@ class TargetResult:
     xfail: str | None = None
     reason: str | None = None  # why lock-only
     failure: dict | None = None  # {class, stage, message, remedy}: the first failure
-    certificate: dict | None = None
+    certificate: Certificate | None = None
     certificate_path: Path | None = None
     models: tuple[str, ...] = ()
     exporters: tuple[str, ...] = ()
 
     @property
     def runs(self) -> list[dict]:
-        return (self.certificate or {}).get("runs") or []
+        return self.certificate.runs if self.certificate else []
 
     @property
     def worst(self) -> dict | None:
@@ -70,7 +71,7 @@ class TargetResult:
         return worst or None
 
     def to_json(self) -> dict:
-        cert = self.certificate or {}
+        cert = self.certificate.to_json() if self.certificate else {}
         return {"target": self.target, "outcome": self.outcome, "ok": self.outcome in OK_OUTCOMES,
                 "seconds": round(self.seconds, 3), "xfail": self.xfail, "reason": self.reason,
                 "failure": self.failure, "worst": self.worst, "versions": cert.get("versions"),
@@ -140,49 +141,38 @@ def _stage_failure(stage: str, target: str, exc: BaseException) -> dict:
     return {"class": klass, "stage": stage, "message": message, "remedy": remedy}
 
 
-def certify_target(matrix_path: Path, root: Path, target, facts: dict, *, timeout: float | None, emit) -> TargetResult:
-    """Render, lock, create and certify one target; never raises for the target's own errors."""
-    from envctl.certify.certify import HOST, _skip_reason, certify
-    from envctl.create.build import create_env, default_prefix
-    from envctl.pipeline.stages import ensure_locked, ensure_rendered
+def certify_target(project, target, facts: dict, *, timeout: float | None, emit) -> TargetResult:
+    """The stage chain for one target (None: the host interpreter); never raises for the target's own errors."""
+    from envctl.certify.certify import certify_host
+    from envctl.pipeline.stages import HOST, StageFailed, run_chain
 
     started = time.monotonic()
     name = target.name if target is not None else HOST
     xfail = getattr(target, "xfail", None)
     base = dict(target=name, xfail=xfail, models=tuple(getattr(target, "models", ())),
                 exporters=tuple(getattr(target, "exporters", ())))
-    stage = "certify"
     try:
         if target is None:
-            cert = certify(matrix_path, HOST, timeout=timeout, progress=emit)
+            try:
+                cert = certify_host(project.root, timeout=timeout, progress=emit)
+            except Exception as exc:
+                raise StageFailed("certify", exc) from exc
         else:
-            stage = "render"
-            ensure_rendered(root, matrix_path, target, emit)
-            # Lock-only targets are locked too: solving for their platform is
-            # the one check this host can make for them.
-            stage = "lock"
-            ensure_locked(root, matrix_path, target, progress=emit)
-            prefix = default_prefix(root, target)
-            if _skip_reason(target, facts) is None:
-                stage = "create"
-                create_env(root, target, prefix=prefix, progress=emit)
-            stage = "certify"
-            cert = certify(matrix_path, name, prefix=prefix, timeout=timeout, build=False, progress=emit)
+            cert = run_chain(project, target, refuse_lock_only=False, reuse_certificate=False, facts=facts,
+                             timeout=timeout, progress=emit).certificate
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # one target's error is its failure, never the run's end
-        failure = _stage_failure(stage, name, exc)
+    except StageFailed as failed:  # one target's error is its failure, never the run's end
+        failure = _stage_failure(failed.stage, name, failed.error)
         # A bug in envctl is never the failure an xfail mark expects.
         expected = xfail if failure["class"] != "internal_error" else None
         return TargetResult(outcome=outcome_of("failed", expected), seconds=time.monotonic() - started,
                             failure=failure, **base)
-    data = cert.data
     if target is None:
-        base.update(models=tuple(data.get("spec", {}).get("models", ())),
-                    exporters=tuple(data.get("spec", {}).get("exporters", ())))
-    return TargetResult(outcome=outcome_of(data["result"], xfail), seconds=time.monotonic() - started,
-                        reason=data.get("reason"), failure=data.get("failure"), certificate=data,
-                        certificate_path=cert.path, **base)
+        base.update(models=tuple((cert.spec or {}).get("models", ())), exporters=tuple((cert.spec or {}).get("exporters", ())))
+    return TargetResult(outcome=outcome_of(cert.result.value, xfail), seconds=time.monotonic() - started,
+                        reason=cert.reason, failure=cert.failure.to_json() if cert.failure else None,
+                        certificate=cert, certificate_path=cert.path, **base)
 
 
 def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets: bool = False, jobs: int = 1,
@@ -193,15 +183,15 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
     `progress`, if given, has `queued(names)`, `event(name, event, message, transient)` and
     `done(TargetResult)`; it is called from worker threads.
     """
-    from envctl.certify.certify import HOST
     from envctl.host.facts import host_facts
-    from envctl.matrix.loader import load_matrix
-    from envctl.pipeline.stages import project_root
+    from envctl.matrix.project import Project
+    from envctl.pipeline.stages import HOST
 
     if jobs < 1:
         raise EnvctlError(f"-j/--jobs must be at least 1, not {jobs}")
     started = time.monotonic()
-    matrix = load_matrix(matrix_path)
+    project = Project.load(matrix_path)
+    matrix = project.matrix
     names = list(dict.fromkeys(names or []))  # a target named twice runs once
     use_host = HOST in names and HOST not in matrix.targets
     rest = [n for n in names if not (use_host and n == HOST)]
@@ -210,7 +200,6 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
         chosen.append(None)  # None: the current interpreter
     if not chosen:
         raise EnvctlError("name at least one target, or pass --all.", file=matrix_path)
-    root = project_root(matrix_path)
     facts = host_facts()
     labels = [t.name if t is not None else HOST for t in chosen]
     if progress:
@@ -223,7 +212,7 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
             if progress:
                 progress.event(name, event, str(info.get("message") or event), bool(info.get("transient")))
 
-        result = certify_target(matrix_path, root, target, facts, timeout=timeout, emit=emit)
+        result = certify_target(project, target, facts, timeout=timeout, emit=emit)
         if progress:
             progress.done(result)
         return result
@@ -271,13 +260,13 @@ def _write_reports(suite: SuiteResult, junit: Path | None, markdown: Path | None
 # ---------------------------------------------------------------- drift
 
 
-def _tolerances(cert: dict, run: dict) -> tuple[float, float]:
+def _tolerances(spec: dict, run: dict) -> tuple[float, float]:
     """The atol/rtol this run was held to (per-model values win over the target's)."""
     for stage in run.get("stages") or []:
         details = stage.get("details") or {}
         if stage.get("name") == "inference" and "atol" in details and "rtol" in details:
             return float(details["atol"]), float(details["rtol"])
-    tol = (cert.get("spec") or {}).get("tolerances") or {}
+    tol = (spec or {}).get("tolerances") or {}
     return float(tol.get("atol", 1e-4)), float(tol.get("rtol", 1e-3))
 
 
@@ -336,7 +325,7 @@ def drift(results: list[TargetResult]) -> list[dict]:
             fp = run.get("fingerprint")
             if not fp or not fp.get("outputs"):
                 continue
-            atol, rtol = _tolerances(result.certificate or {}, run)
+            atol, rtol = _tolerances(result.certificate.spec if result.certificate else {}, run)
             members.setdefault(run["model"], []).append({
                 "label": f"{result.target}[{run['exporter']}]", "target": result.target, "exporter": run["exporter"],
                 "status": run.get("status"), "fingerprint": fp, "atol": atol, "rtol": rtol})

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from envctl import __version__
 from envctl.core.atomic import write_text_atomic
+from envctl.core.paths import lock_path
+from envctl.host.runnable import needs_gpu
 from envctl.matrix.loader import Target, load_matrix
 
 __all__ = ["RUNNERS", "Entry", "entries", "github_workflow", "write_workflow", "default_out", "job_count"]
@@ -43,7 +45,6 @@ SELF_HOSTED = {
     "osx-64": ("macOS", "X64"),
     "win-64": ("Windows", "X64"),
 }
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 PYTHON = "3.12"  # the interpreter envctl itself runs with; targets bring their own
 # Majors that run on Node 24 (GitHub removed Node 20 from its runners in September 2026).
 ACTIONS = {
@@ -67,7 +68,7 @@ class Entry:
 
     @property
     def lock(self) -> str:
-        return f"locks/{self.target}.conda-lock.yml"
+        return lock_path(Path("."), self.target).as_posix()
 
 
 def _q(value: str) -> str:
@@ -82,7 +83,7 @@ def _one_line(text: str) -> str:
 def entries(targets: list[Target], gpu_label: str | None = None) -> list[Entry]:
     out = []
     for target in targets:
-        gpu = target.execution_provider in GPU_PROVIDERS
+        gpu = needs_gpu(target)
         for platform in target.platforms:
             if gpu and gpu_label:
                 runner: str | tuple[str, ...] = ("self-hosted", *SELF_HOSTED[platform], gpu_label)
@@ -121,7 +122,7 @@ def _project_dir(root: Path) -> str:
 
 
 def default_out(matrix_path: Path) -> Path:
-    from envctl.pipeline.stages import project_root
+    from envctl.core.paths import project_root
 
     return _checkout_root(project_root(matrix_path)) / ".github" / "workflows" / "certify.yml"
 
@@ -141,7 +142,7 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
                     branch: str = "main") -> str:
     """The workflow text for the matrix at `matrix_path`."""
     from envctl.core.errors import EnvctlError
-    from envctl.pipeline.stages import project_root
+    from envctl.core.paths import project_root
 
     if gpu_label is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", gpu_label):
         raise EnvctlError(f"--gpu-label {gpu_label!r}: a runner label is letters, digits, '.', '_' or '-'.")

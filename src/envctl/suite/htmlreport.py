@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.core.atomic import write_text_atomic
+from envctl.certify.certificate import CertificateError, read_certificate
 from envctl.core.errors import EnvctlError
 from envctl.matrix.loader import Target, load_matrix
 from envctl.suite.status import Stage, TargetStatus, target_status
@@ -66,11 +67,11 @@ def _slug(text: str) -> str:
 
 
 def _load_cert(path: str | None) -> dict | None:
+    """The certificate's validated JSON (status already said when it is unreadable)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8")) if path else None
-    except (OSError, ValueError):
+        return read_certificate(Path(path)).to_json() if path else None
+    except CertificateError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _columns(targets: list[Target]) -> list[tuple[str, str]]:
@@ -233,17 +234,15 @@ def _details(target: Target, s: TargetStatus, cert: dict | None, anchor: str, ru
 
 def build_report(matrix_path: Path, *, now: datetime | None = None) -> tuple[str, int]:
     """The page's HTML and the number of targets in it."""
-    from envctl.pipeline.stages import project_root
-    from envctl.suite.status import has_gpu
+    from envctl.core.paths import project_root
 
     matrix = load_matrix(matrix_path)
     targets = list(matrix.targets.values())
     root = project_root(matrix_path)
-    gpu = has_gpu()
     columns = _columns(targets)
     rows, details, counts = [], [], {}
     for target in targets:
-        s = target_status(root, target, gpu=gpu)
+        s = target_status(root, target)
         cert = _load_cert((s.certificate or {}).get("path"))
         counts[s.summary] = counts.get(s.summary, 0) + 1
         anchor = f"cert-{_slug(target.name)}"

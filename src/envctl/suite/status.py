@@ -14,19 +14,17 @@ Each stage is a `Stage(state, detail)` with state one of:
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from envctl.certify.certificate import Certificate, CertificateError, read_certificate
 from envctl.core.errors import EnvctlError
+from envctl.host.runnable import runnability
 from envctl.matrix.loader import Target, load_matrix
 
-__all__ = ["Stage", "TargetStatus", "project_status", "target_status", "status_json", "runs_here", "has_gpu", "cert_summary"]
+__all__ = ["Stage", "TargetStatus", "project_status", "target_status", "status_json", "cert_summary"]
 
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 
 
 @dataclass(frozen=True)
@@ -88,54 +86,34 @@ def _hex(value: Any) -> str | None:
     return str(value).split(":", 1)[-1] if value else None
 
 
-def has_gpu() -> bool:
-    # Cheap stand-in for hostinfo's nvidia-smi query: status must not wait on a driver.
-    return shutil.which("nvidia-smi") is not None or TEGRA_RELEASE.exists()
-
-
-def runs_here(target: Target, host: str | None = None, gpu: bool | None = None) -> tuple[bool, str | None]:
-    """Whether certify would run the target here or certify it lock-only (and why)."""
-    from envctl.host.platform import host_platform
-
-    host = host or host_platform()
-    if host not in target.platforms:
-        return False, f"runs on {', '.join(target.platforms)}; this host is {host}"
-    if target.execution_provider in GPU_PROVIDERS and not (has_gpu() if gpu is None else gpu):
-        return False, f"needs {target.execution_provider} (CUDA {target.cuda or '?'}); this host has no NVIDIA GPU"
-    return True, None
-
-
-def _read_cert(path: Path) -> tuple[dict | None, str]:
+def _read_cert(path: Path) -> tuple[Certificate | None, str]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, f"no certificate at {path}"
-    except (OSError, ValueError) as exc:
-        return None, f"unreadable certificate {path}: {exc}"
-    if not isinstance(data, dict) or "result" not in data:
-        return None, f"{path} is not an envctl certificate"
-    return data, ""
+        return read_certificate(path), ""
+    except CertificateError as exc:
+        return None, str(exc)
 
 
-def cert_summary(data: dict, path: Path) -> dict[str, Any]:
-    failure = data.get("failure") or {}
-    host = data.get("host") or {}
+def cert_summary(cert: Certificate, path: Path) -> dict[str, Any]:
     return {
-        "path": str(path), "result": data.get("result"), "certified": data.get("certified"),
-        "created_at": data.get("created_at"), "hostname": host.get("hostname"), "host_platform": host.get("platform"),
-        "failure_class": failure.get("class"), "reason": data.get("reason"),
-        "lock_sha256": _hex((data.get("lock") or {}).get("sha256")),
+        "path": str(path), "result": cert.result.value, "certified": cert.certified.value,
+        "created_at": cert.created_at or None, "hostname": cert.host.get("hostname"),
+        "host_platform": cert.host.get("platform"), "failure_class": cert.failure.klass if cert.failure else None,
+        "reason": cert.reason, "lock_sha256": cert.lock.hex if cert.lock else None,
     }
 
 
-def target_status(root: Path, target: Target, *, host: str | None = None, gpu: bool | None = None) -> TargetStatus:
-    from envctl.create.build import default_prefix, env_state
-    from envctl.lock.solve import check_locks, lock_path
+def target_status(root: Path, target: Target, *, facts: dict | None = None) -> TargetStatus:
+    from envctl.core.paths import default_prefix
+    from envctl.create.build import env_state
+    from envctl.core.paths import lock_path
+    from envctl.lock.solve import check_locks
     from envctl.lock.lockfile import read_lock_meta
-    from envctl.lock.render import env_file, recorded_target_hash
+    from envctl.core.paths import env_file
+    from envctl.lock.render import recorded_target_hash
 
     name = target.name
-    here, why_not = runs_here(target, host, gpu)
+    runnable = runnability(target, facts)
+    here, why_not = runnable.runs_here, runnable.reason
     env_path = env_file(root, target)
     recorded = recorded_target_hash(env_path)
     rendered = Stage("ok", str(env_path)) if env_path.exists() else Stage("missing", f"no {env_path}")
@@ -173,7 +151,7 @@ def target_status(root: Path, target: Target, *, host: str | None = None, gpu: b
         else:
             env = Stage("stale", f"{prefix} was built from another lock")
 
-    from envctl.certify.certify import cert_path
+    from envctl.core.paths import cert_path
 
     path = cert_path(root, name)
     data, problem = _read_cert(path)
@@ -216,13 +194,12 @@ def _next(s: TargetStatus) -> tuple[str | None, str]:
 
 def project_status(matrix_path: Path, targets: list[str] | None = None) -> list[TargetStatus]:
     """Status of the chosen targets (default: all), in matrix order."""
-    from envctl.pipeline.stages import project_root
+    from envctl.core.paths import project_root
 
     matrix = load_matrix(matrix_path)
     chosen = matrix.select(targets) if targets else list(matrix.targets.values())
     root = project_root(matrix_path)
-    gpu = has_gpu()
-    return [target_status(root, t, gpu=gpu) for t in chosen]
+    return [target_status(root, t) for t in chosen]
 
 
 def status_json(matrix_path: Path, statuses: list[TargetStatus]) -> dict[str, Any]:
