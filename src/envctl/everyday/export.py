@@ -173,7 +173,7 @@ def print_report(report: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from envctl.core.output import RESULT_STYLE, format_size, console
+    from envctl.core.output import RESULT_STYLE, human_size, console
 
     v = report["versions"]
     stack = ", ".join(f"{k} {v[k]}" for k in ("torch", "onnx", "onnxruntime") if v.get(k))
@@ -198,9 +198,9 @@ def print_report(report: dict) -> None:
         console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
     seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
     if report["status"] == "passed":
-        size = format_size(report["model_bytes"]) if report["model_bytes"] is not None else "?"
+        size = human_size(report["model_bytes"]) if report["model_bytes"] is not None else "?"
         console.print(f"[green]passed[/]{seconds}: opset {report['opset_written']}, IR {report['ir_version']}, {size}")
-        console.print("files to ship: " + ", ".join(f"{f['path']} ({format_size(f['bytes'])})" for f in report["files"]),
+        console.print("files to ship: " + ", ".join(f"{f['path']} ({human_size(f['bytes'])})" for f in report["files"]),
                       soft_wrap=True)
         return
     f = report["failure"] or {}
