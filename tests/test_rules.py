@@ -1,6 +1,6 @@
 """Compatibility rules: one known-good and one known-bad combination per rule family.
 
-The combinations come from ../shared/compat-facts.md; each bad one asserts the
+The combinations come from docs/compatibility.md; each bad one asserts the
 severity, the rule id and that the finding names a source.
 """
 
@@ -166,7 +166,7 @@ def test_ort_max_opset_partial_names_the_bound(target):
 
 
 def test_ort_max_ir_dynamo(target):
-    # torch >= 2.6's dynamo exporter writes IR 10; ORT 1.17 loads IR <= 9 (compat-facts §5 EMP-TORCH table).
+    # torch >= 2.6's dynamo exporter writes IR 10; ORT 1.17 loads IR <= 9 (docs/compatibility.md §5 EMP-TORCH table).
     f = expect(target(CPU, exporters=["dynamo"], onnxruntime="1.17.*"), "ort-max-ir", "error")
     assert "IR 10" in f.message
     clean(target(CPU, exporters=["dynamo"], onnxruntime="1.18.*"), "ort-max-ir")

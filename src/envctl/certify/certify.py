@@ -191,7 +191,7 @@ def probe_python(python: Path) -> dict:
 def build_spec(target: Target | None, root: Path, *, device: str, providers: list[str], required: str,
                expected: dict[str, str]) -> dict:
     if target is None:
-        # Opset 18 is the dynamo exporter's native opset (compat-facts §5); at
+        # Opset 18 is the dynamo exporter's native opset (docs/compatibility.md §5); at
         # 17 torch 2.13's down-conversion of Split fails the checker.
         return {"spec_version": 1, "target": HOST, "opset": 18, "exporters": ["torchscript", "dynamo"],
                 "providers": providers, "required_provider": required, "device": device,

@@ -1,9 +1,10 @@
 """Compatibility facts behind envctl's rules: data only, one entry per release line.
 
 Every value is a `Fact` with the `source` it was taken from (a URL where
-../shared/compat-facts.md gives one, else a precise reference into that
-sheet) and `confirmed`: False where the sheet marks the value UNCONFIRMED or
-its sources disagree. Rules (rules.py) may only warn on unconfirmed facts.
+there is one, else a section of the fact sheet docs/compatibility.md, cited
+as "docs/compatibility.md §N") and `confirmed`: False where the sheet marks
+the value UNCONFIRMED or its sources disagree. Rules (rules.py) may only warn
+on unconfirmed facts.
 
 A "release line" is major.minor ("1.18"): the facts hold for every patch of
 the line unless the sheet says otherwise. Lines are listed oldest first; a
@@ -23,7 +24,8 @@ class Fact:
     confirmed: bool = True
 
 
-CF = "compat-facts.md"
+# The fact sheet in this repository; sources cite its sections as f"{CF} §N".
+CF = "docs/compatibility.md"
 
 
 def _lines(prefix: str, lo: int, hi: int) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """Where each target stands in the pipeline, and the one command to run next.
 
-Every stage is content-addressed (DESIGN.md), so status only compares
+Every stage is content-addressed (each records the hash of its input), so status only compares
 recorded hashes: the rendered file's header against the target definition,
 the lock's recorded spec hash against the rendered file, the env's recorded
 lock sha256 and the certificate's lock sha256 against the lock file's bytes.
