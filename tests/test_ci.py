@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from envctl import ci
+from envctl.suite import ci_github as ci
 from envctl.cli import app
 
 runner = CliRunner()

@@ -13,11 +13,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envctl import facts as F
-from envctl.fields import PipOptions
-from envctl.matrix import Target, load_matrix
-from envctl.rules import Finding, admitted, check_matrix, check_target, describe_rules, implied_requirements
-from envctl.versions import Spec
+from envctl.rules import facts as F
+from envctl.matrix.fields import PipOptions
+from envctl.matrix.loader import Target, load_matrix
+from envctl.rules.api import Finding, admitted, check_matrix, check_target, describe_rules, implied_requirements
+from envctl.matrix.versions import Spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,80 @@
+"""Overview commands: status, report --html, ci github."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+MatrixOpt = typer.Option(Path("envs/matrix.yaml"), "--matrix", "-m", help="The matrix file.")
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
+
+
+def register(app: typer.Typer, _run, _emit_json) -> None:
+    ci_app = typer.Typer(no_args_is_help=True, help="Generate CI configuration that certifies the matrix.")
+    app.add_typer(ci_app, name="ci")
+
+    @app.command()
+    def status(
+        targets: Optional[List[str]] = typer.Argument(None, help="Targets to show (default: all)."),
+        matrix: Path = MatrixOpt,
+        json_: bool = JsonOpt,
+    ) -> None:
+        """Each target's pipeline stages (rendered, locked, env, certified: present and fresh) and what to run next."""
+
+        def body() -> None:
+            from envctl.suite import status as status_mod
+
+            statuses = status_mod.project_status(matrix, targets)
+            if json_:
+                _emit_json(status_mod.status_json(matrix, statuses))
+            else:
+                status_mod.print_status(statuses)
+
+        _run(body)
+
+    @app.command()
+    def report(
+        html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML matrix report here."),
+        matrix: Path = MatrixOpt,
+    ) -> None:
+        """Render the matrix, its stages and its certificates as one page."""
+
+        def body() -> None:
+            from envctl.suite import htmlreport as htmlreport
+            from envctl.core.errors import EnvctlError
+            from envctl.core.output import console
+
+            if html is None:
+                raise EnvctlError("name an output: `envctl report --html PATH`.")
+            path, count = htmlreport.write_report(matrix, html)
+            console.print(f"wrote {path} ({count} target(s))")
+
+        _run(body)
+
+    @ci_app.command("github")
+    def ci_github(
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Workflow file (default .github/workflows/certify.yml in the project; '-' for stdout)."),
+        gpu_label: Optional[str] = typer.Option(None, "--gpu-label", help="Run CUDA targets on self-hosted runners with this label (default: hosted runners, lock-only)."),
+        install: Optional[str] = typer.Option(None, "--install", help="pip requirement that installs envctl in CI (default: '.' in envctl's own repo, else envctl==<this version>)."),
+        branch: str = typer.Option("main", "--branch", help="Branch whose pushes run the workflow."),
+        matrix: Path = MatrixOpt,
+    ) -> None:
+        """Write a GitHub Actions workflow that checks the locks and certifies every target."""
+
+        def body() -> None:
+            import sys
+
+            from envctl.suite import ci_github as ci
+            from envctl.core.output import console
+
+            text = ci.github_workflow(matrix, gpu_label=gpu_label, install=install, branch=branch)
+            if out is not None and str(out) == "-":
+                sys.stdout.write(text)
+                return
+            path = out or ci.default_out(matrix)
+            changed = ci.write_workflow(path, text)
+            console.print(f"{path}: {'written' if changed else 'unchanged'} ({ci.job_count(text)} certify job(s))")
+
+        _run(body)
