@@ -221,6 +221,7 @@ def test_the_template_ships_in_the_wheel(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), str(project)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("envctl-*.whl")
-    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("envctl/templates/")}
-    templates = {f"envctl/templates/{p.name}" for p in (REPO / "src" / "envctl" / "templates").glob("*.j2")}
-    assert f"envctl/templates/{ci.TEMPLATE}" in templates and shipped == templates
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("envctl/suite/templates/")}
+    folder = REPO / "src" / "envctl" / "suite" / "templates"
+    templates = {f"envctl/suite/templates/{p.name}" for p in folder.glob("*.j2")}
+    assert f"envctl/suite/templates/{ci.TEMPLATE}" in templates and shipped == templates

@@ -34,7 +34,7 @@ from envctl.matrix.loader import Target, load_matrix
 __all__ = ["RUNNERS", "Entry", "Row", "Workflow", "entries", "render", "github_workflow", "write_workflow",
            "default_out", "job_count"]
 
-TEMPLATE = "github-workflow.yml.j2"  # in envctl/templates/, shipped as package data
+TEMPLATE = "github-workflow.yml.j2"  # in envctl/suite/templates/, shipped as package data
 
 # GitHub-hosted runner per conda platform (docs.github.com: "GitHub-hosted runners").
 # macos-13 (the last Intel image) was retired in 2025; macos-15-intel replaces it.
@@ -181,7 +181,7 @@ def _bare(value: object) -> object:
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("envctl", "templates"),
+        loader=jinja2.PackageLoader("envctl.suite", "templates"),
         undefined=jinja2.StrictUndefined,  # a misspelt field is an error, not an empty string
         keep_trailing_newline=True,
         trim_blocks=True,
