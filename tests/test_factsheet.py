@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envctl import facts as F
+from envctl.rules import facts as F
 from envctl.matrix import load_matrix
-from envctl.rulecontext import RULES
-from envctl.rules import check_target
+from envctl.rules.engine import RULES
+from envctl.rules.api import check_target
 
 from test_rules import CPU, CU12, CU118, JETSON
 

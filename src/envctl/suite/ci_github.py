@@ -8,25 +8,35 @@ cache). Targets that need an NVIDIA GPU have no GitHub-hosted runner: they
 run on hosted runners, where `envctl certify` certifies them lock-only, unless
 `--gpu-label` sends them to self-hosted GPU runners.
 
-The YAML is written as text, not dumped: it carries comments, and the same
-matrix always gives the same bytes (no dates, matrix order), so the file can
-be committed and checked for drift by regenerating it.
+The YAML is rendered from a template (templates/github-workflow.yml.j2), not
+dumped: it carries comments, and the same matrix always gives the same bytes
+(no dates, matrix order), so the file can be committed and checked for drift
+by regenerating it. This module decides the values (jobs, runners, paths);
+the template only lays them out.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+
+import jinja2
 
 from envctl import __version__
 from envctl.core.atomic import write_text_atomic
+from envctl.core.errors import EnvctlError
 from envctl.core.paths import lock_path
 from envctl.host.runnable import needs_gpu
 from envctl.matrix.loader import Target, load_matrix
 
-__all__ = ["RUNNERS", "Entry", "entries", "github_workflow", "write_workflow", "default_out", "job_count"]
+__all__ = ["RUNNERS", "Entry", "Row", "Workflow", "entries", "render", "github_workflow", "write_workflow",
+           "default_out", "job_count"]
+
+TEMPLATE = "github-workflow.yml.j2"  # in envctl/suite/templates/, shipped as package data
 
 # GitHub-hosted runner per conda platform (docs.github.com: "GitHub-hosted runners").
 # macos-13 (the last Intel image) was retired in 2025; macos-15-intel replaces it.
@@ -71,8 +81,8 @@ class Entry:
         return lock_path(Path("."), self.target).as_posix()
 
 
-def _q(value: str) -> str:
-    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+def _q(value: str | tuple[str, ...]) -> str:
+    """A YAML double-quoted scalar, or a flow sequence of them (JSON is valid YAML)."""
     return json.dumps(value)
 
 
@@ -127,21 +137,74 @@ def default_out(matrix_path: Path) -> Path:
     return _checkout_root(project_root(matrix_path)) / ".github" / "workflows" / "certify.yml"
 
 
+@dataclass(frozen=True)
+class Row:
+    """One entry of the certify job's matrix, with the lock path as actions see it."""
 
-def _setup_steps(add, spec: str) -> None:
-    """Checkout, Python and envctl: the first steps of every job."""
-    add(f"      - uses: {ACTIONS['checkout']}")
-    add(f"      - uses: {ACTIONS['python']}")
-    add("        with:")
-    add(f"          python-version: {_q(PYTHON)}")
-    add("      - name: Install envctl")
-    add(f"        run: python -m pip install {_q(spec)}")
+    target: str
+    platform: str
+    runner: str | tuple[str, ...]
+    mode: str
+    note: str  # one line: it becomes a YAML comment
+    lock: str  # from the checkout's root
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """Every value templates/github-workflow.yml.j2 prints; the template decides only the layout.
+
+    Paths the workflow's steps use are relative to the project (steps run there); those
+    actions see (cache, upload, hashFiles) are from the checkout's root, like `lock`.
+    """
+
+    matrix: str  # the matrix, from the checkout's root (named in the header)
+    matrix_opt: str  # " --matrix REL" for envctl commands, "" at the default place
+    branch: str
+    install: str  # the pip requirement that installs envctl
+    workdir: str  # the project's folder in the checkout, "" at its root
+    rows: tuple[Row, ...]
+    rattler_cache: str
+    uv_cache: str
+    certs: str
+    reports: str
+    python: str = PYTHON
+    actions: Mapping[str, str] = field(default_factory=lambda: dict(ACTIONS))
+
+
+def _bare(value: object) -> object:
+    # A line break in a bare value (a path, a comment) would start a new YAML line: refuse it
+    # rather than write a workflow whose structure the matrix decided. Quoted values have none.
+    if isinstance(value, str) and any(c in value for c in "\n\r\x85\u2028\u2029"):
+        raise EnvctlError(f"cannot write {value!r} into the workflow: it contains a line break.")
+    return value
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("envctl.suite", "templates"),
+        undefined=jinja2.StrictUndefined,  # a misspelt field is an error, not an empty string
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # YAML, not HTML: quoting is the `q` filter's job
+        finalize=_bare,
+        # GitHub's expressions are ${{ ... }}: Jinja's default delimiters would swallow them.
+        variable_start_string="<<", variable_end_string=">>",
+        block_start_string="<%", block_end_string="%>",
+        comment_start_string="<#", comment_end_string="#>",
+    )
+    env.filters["q"] = _q
+    return env
+
+
+def render(workflow: Workflow) -> str:
+    return _environment().get_template(TEMPLATE).render(wf=workflow)
 
 
 def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install: str | None = None,
                     branch: str = "main") -> str:
     """The workflow text for the matrix at `matrix_path`."""
-    from envctl.core.errors import EnvctlError
     from envctl.core.paths import project_root
 
     if gpu_label is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", gpu_label):
@@ -155,106 +218,20 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
         rel = Path(matrix_path).absolute().relative_to(root).as_posix()
     except ValueError:
         rel = Path(matrix_path).name
-    matrix_opt = "" if rel == "envs/matrix.yaml" else f" --matrix {rel}"
-    # Steps run in the project; paths seen by actions (cache, upload, hashFiles) are from the checkout's root.
     base = _project_dir(root)
-    P = (lambda p: f"{base}/{p}") if base else (lambda p: p)  # noqa: E731
-    spec = install or _install_spec(root)
-    L: list[str] = []
-    add = L.append
-    add(f"# Generated by `envctl ci github` from {P(rel)}: regenerate it after changing the matrix, do not edit.")
-    add("# Locks are checked first (a missing or stale lock fails the run before anything is built);")
-    add("# then each target is rebuilt from its committed lock and certified on a runner of its platform.")
-    add("name: certify")
-    add("")
-    add("on:")
-    add("  push:")
-    add(f"    branches: [{_q(branch)}]")
-    add("  pull_request:")
-    add("  workflow_dispatch:")
-    add("")
-    add("permissions:")
-    add("  contents: read")
-    add("  checks: write  # the JUnit report becomes a check run")
-    add("")
-    add("concurrency:")
-    add("  group: certify-${{ github.ref }}")
-    add("  cancel-in-progress: true")
-    add("")
-    add("defaults:")
-    add("  run:")
-    add("    shell: bash  # the same commands on Linux, macOS and Windows runners")
-    if base:
-        add(f"    working-directory: {_q(base)}")
-    add("")
-    add("jobs:")
-    add("  check:")
-    add("    name: matrix check and locks")
-    add("    runs-on: ubuntu-latest")
-    add("    steps:")
-    _setup_steps(add, spec)
-    add("      - name: Check the matrix against the compatibility rules")
-    add(f"        run: envctl matrix check{matrix_opt}")
-    add("      - name: Refuse missing or stale locks")
-    add(f"        run: envctl lock --check --all{matrix_opt}")
-    add("")
-    add("  certify:")
-    add("    name: certify ${{ matrix.target }} on ${{ matrix.platform }} (${{ matrix.mode }})")
-    add("    needs: check")
-    add("    runs-on: ${{ matrix.runner }}")
-    add("    strategy:")
-    add("      fail-fast: false  # one broken target must not hide the others")
-    add("      matrix:")
-    add("        include:")
-    for job in jobs:
-        add(f"          # {job.target} on {job.platform}: {job.note}")
-        add(f"          - target: {_q(job.target)}")
-        add(f"            platform: {_q(job.platform)}")
-        runner = _q(job.runner) if isinstance(job.runner, str) else "[" + ", ".join(_q(r) for r in job.runner) + "]"
-        add(f"            runner: {runner}")
-        add(f"            mode: {_q(job.mode)}")
-        add(f"            lock: {_q(P(job.lock))}")
-    add("    env:")
-    add("      # Package caches inside the workspace: same filesystem as .envctl/envs, so installs hardlink.")
-    add(f"      RATTLER_CACHE_DIR: ${{{{ github.workspace }}}}/{P('.envctl/cache/rattler')}")
-    add(f"      UV_CACHE_DIR: ${{{{ github.workspace }}}}/{P('.envctl/cache/uv')}")
-    add("      TARGET: ${{ matrix.target }}")
-    add("      REPORT: reports/${{ matrix.target }}-${{ matrix.platform }}")
-    add("    steps:")
-    _setup_steps(add, spec)
-    add("      - name: Restore the package cache (keyed on the lock's hash)")
-    add("        if: matrix.mode == 'run'")
-    add(f"        uses: {ACTIONS['cache']}")
-    add("        with:")
-    add("          path: |")
-    add(f"            {P('.envctl/cache/rattler')}")
-    add(f"            {P('.envctl/cache/uv')}")
-    add("          key: envctl-${{ matrix.platform }}-${{ matrix.target }}-${{ hashFiles(matrix.lock) }}")
-    add("          restore-keys: |")
-    add("            envctl-${{ matrix.platform }}-${{ matrix.target }}-")
-    add("            envctl-${{ matrix.platform }}-")
-    add("      - name: Certify (builds the env from its lock; writes the step summary)")
-    add(f'        run: mkdir -p reports && envctl certify "$TARGET"{matrix_opt} --junit "$REPORT.xml" --markdown "$REPORT.md"')
-    add("      - name: Upload the certificate and reports")
-    add("        if: always()")
-    add(f"        uses: {ACTIONS['upload']}")
-    add("        with:")
-    add("          name: certify-${{ matrix.target }}-${{ matrix.platform }}")
-    add("          path: |")
-    add(f"            {P('certs')}/${{{{ matrix.target }}}}.json")
-    add(f"            {P('reports')}/")
-    add("          if-no-files-found: warn")
-    add("      - name: Publish the JUnit report")
-    add("        if: always()")
-    add(f"        uses: {ACTIONS['junit']}")
-    add("        with:")
-    add(f"          report_paths: {P('reports')}/${{{{ matrix.target }}}}-${{{{ matrix.platform }}}}.xml")
-    add("          check_name: certify ${{ matrix.target }} on ${{ matrix.platform }}")
-    add("          require_tests: false  # a lock-only target may have no test cases")
-    add("      - name: Say so when certify left no report")
-    add(f"        if: failure() && hashFiles(format('{P('reports')}/{{0}}-{{1}}.md', matrix.target, matrix.platform)) == ''")
-    add('        run: echo "envctl certify $TARGET ended without a report; see the job log." >> "$GITHUB_STEP_SUMMARY"')
-    return "\n".join(L) + "\n"
+    at = (lambda p: f"{base}/{p}") if base else (lambda p: p)  # noqa: E731
+    return render(Workflow(
+        matrix=at(rel),
+        matrix_opt="" if rel == "envs/matrix.yaml" else f" --matrix {rel}",
+        branch=branch,
+        install=install or _install_spec(root),
+        workdir=base,
+        rows=tuple(Row(j.target, j.platform, j.runner, j.mode, j.note, at(j.lock)) for j in jobs),
+        rattler_cache=at(".envctl/cache/rattler"),
+        uv_cache=at(".envctl/cache/uv"),
+        certs=at("certs"),
+        reports=at("reports"),
+    ))
 
 
 def write_workflow(path: Path, text: str) -> bool:
