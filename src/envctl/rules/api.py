@@ -25,7 +25,7 @@ Semantics (the contract `envctl matrix check` prints):
   else as any version.
 * The "dynamo" exporter means `torch.onnx.export(..., dynamo=True)`.
 
-Rules are registered in `RULES` with an id; most are declarative `_line_rule`
+Rules are registered in `RULES` with an id; most are declarative `line_rule`
 entries (judge each candidate line of one package against a fact), the rest
 small functions. Each has a one-line description (`describe_rules()`).
 """

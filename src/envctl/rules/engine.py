@@ -38,12 +38,12 @@ class Implied:
 
 
 # --- versions and release lines ----------------------------------------------
-def _line(v: V) -> str:
+def line_of(v: V) -> str:
     rel = v.release + (0,)
     return f"{rel[0]}.{rel[1]}"
 
 
-def _named(spec: Spec | str) -> list[V]:
+def named_versions(spec: Spec | str) -> list[V]:
     """The versions a spec's clauses name."""
     try:
         clauses = SpecifierSet(spec.pip() if isinstance(spec, Spec) else spec)
@@ -62,9 +62,9 @@ def _has(spec: Spec | str, v: V) -> bool:
     return spec.contains(v) if isinstance(spec, Spec) else SpecifierSet(spec).contains(v, prereleases=True)
 
 
-def _probes(line: str, *specs: Spec | str) -> list[V]:
+def probes(line: str, *specs: Spec | str) -> list[V]:
     out = [V(f"{line}.0"), V(f"{line}.9999")]
-    for v in (v for s in specs for v in _named(s) if _line(v) == line):
+    for v in (v for s in specs for v in named_versions(s) if line_of(v) == line):
         rel = (v.release + (0, 0, 0))[:3]
         out += [v, V(f"{rel[0]}.{rel[1]}.{rel[2] + 1}")]  # a bound and just past it
     return out
@@ -72,20 +72,20 @@ def _probes(line: str, *specs: Spec | str) -> list[V]:
 
 def admitted(spec: Spec, lines: Iterable[str]) -> list[str]:
     """The known release lines `spec` admits."""
-    return [l for l in lines if any(spec.contains(p) for p in _probes(l, spec))]
+    return [l for l in lines if any(spec.contains(p) for p in probes(l, spec))]
 
 
-def _overlap(a: Spec | str, b: str, lines: Iterable[str]) -> bool:
+def overlap(a: Spec | str, b: str, lines: Iterable[str]) -> bool:
     """Whether some version satisfies both specs (probed per line)."""
-    every = list(lines) + sorted({_line(v) for s in (a, b) for v in _named(s)})
-    return any(_has(a, p) and _has(b, p) for l in every for p in _probes(l, a, b))
+    every = list(lines) + sorted({line_of(v) for s in (a, b) for v in named_versions(s)})
+    return any(_has(a, p) and _has(b, p) for l in every for p in probes(l, a, b))
 
 
-def _lt(a: str, b: str) -> bool:
+def lt(a: str, b: str) -> bool:
     return V(a) < V(b)
 
 
-def _span(lines: Iterable[str]) -> str:
+def span(lines: Iterable[str]) -> str:
     ls = sorted(set(lines), key=V)
     return ls[0] if len(ls) == 1 else f"{ls[0]}–{ls[-1]}"
 
@@ -97,40 +97,40 @@ def _runs(sub: Iterable[str], lines: list[str]) -> str:
         if l in sub:
             run.append(l)
         elif run:
-            runs.append(_span(run))
+            runs.append(span(run))
             run = []
     return ", ".join(runs)
 
 
 def _bound(pkg: str, bad: list[str], good: list[str]) -> str:
-    if _lt(bad[-1], good[0]):
+    if lt(bad[-1], good[0]):
         return f"{pkg}>={good[0]}"
-    return f"{pkg}<{bad[0]}" if _lt(good[-1], bad[0]) else f"{pkg} {_span(good)}"
+    return f"{pkg}<{bad[0]}" if lt(good[-1], bad[0]) else f"{pkg} {span(good)}"
 
 
-def _newer(spec: Spec, lines: tuple[str, ...]) -> bool:
-    named = _named(spec)
+def newer_than(spec: Spec, lines: tuple[str, ...]) -> bool:
+    named = named_versions(spec)
     return bool(named) and all(v > V(f"{lines[-1]}.9999") for v in named)
 
 
-def _py_ok(py: str, fact: Fact) -> bool:
+def py_ok(py: str, fact: Fact) -> bool:
     return V(fact.value[0]) <= V(py) <= V(fact.value[1])
 
 
-def _major(text: str | None) -> int:
+def major_of(text: str | None) -> int:
     """Leading integer of a version-ish string (host_provides values are free text); 0 if none."""
     m = re.match(r"\d+", str(text or ""))
     return int(m.group()) if m else 0
 
 
-def _ver(text: str | None) -> V | None:
+def ver(text: str | None) -> V | None:
     try:
         return V(str(text))
     except InvalidVersion:
         return None
 
 
-def _src(facts: Iterable[Fact]) -> str:
+def src(facts: Iterable[Fact]) -> str:
     return "; ".join(dict.fromkeys(f.source for f in facts))
 
 
@@ -138,13 +138,13 @@ def _fmt(value: object) -> str:
     return "/".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _exp(line: str) -> F.Exporter:
+def exp(line: str) -> F.Exporter:
     return F.TORCH_EXPORTER[line].value
 
 
 # --- the context one target is checked in --------------------------------------
-_PY = {"torch": F.TORCH_PYTHON, "onnx": F.ONNX_PYTHON, "onnxruntime": F.ORT_PYTHON}
-_KNOWN = {"python": F.PYTHON_LINES, "torch": F.TORCH_LINES, "onnx": F.ONNX_LINES, "onnxruntime": F.ORT_LINES,
+PY = {"torch": F.TORCH_PYTHON, "onnx": F.ONNX_PYTHON, "onnxruntime": F.ORT_PYTHON}
+KNOWN = {"python": F.PYTHON_LINES, "torch": F.TORCH_LINES, "onnx": F.ONNX_LINES, "onnxruntime": F.ORT_LINES,
           "numpy": F.NUMPY_LINES, "protobuf": F.PROTOBUF_LINES, "onnxscript": F.ONNXSCRIPT_LINES}
 _FOLLOWS = {"onnxscript": "torch", "numpy": "onnxruntime"}  # where render.py places unplaced packages
 # pip sources that hold no (aarch64/Jetson) onnxruntime-gpu: PyPI, PyTorch's index, a .../pytorch/ wheel folder.
@@ -156,15 +156,15 @@ class RuleContext:
 
     def __init__(self, t: Target) -> None:
         self.t, self.host, self.out, self.rule = t, t.host, [], ""
-        self.raw = {p: admitted(t.spec(p), _KNOWN[p]) for p in ("python", "torch", "onnx", "onnxruntime")}
+        self.raw = {p: admitted(t.spec(p), KNOWN[p]) for p in ("python", "torch", "onnx", "onnxruntime")}
         self.c = dict(self.raw)
-        for pkg, table in _PY.items():
-            kept = [l for l in self.raw[pkg] if any(_py_ok(p, table[l]) for p in self.raw["python"])]
+        for pkg, table in PY.items():
+            kept = [l for l in self.raw[pkg] if any(py_ok(p, table[l]) for p in self.raw["python"])]
             self.c[pkg] = kept or self.raw[pkg]  # nothing left: the python rules report it
         o = t.pip_options
         self.urls = ([o.index_url] if o.index_url else []) + list(o.extra_index_urls) + list(o.find_links)
         self.ort_sources = [u for u in self.urls if not _NOT_ORT_SOURCE.search(u)]
-        self.gpu, self.want = t.onnxruntime_build == "gpu", _major(t.cuda)
+        self.gpu, self.want = t.onnxruntime_build == "gpu", major_of(t.cuda)
         self.jetson = "jetpack" in self.host or "l4t" in self.host
         self.aarch64_only = all(p == "linux-aarch64" for p in t.platforms)
         self.jetson_torch = self.via_pip("torch") and any(h in u for u in self.urls for h in F.JETSON_WHEEL_HOSTS)
@@ -222,7 +222,7 @@ class RuleContext:
         """The newest (oldest) IR this exporter writes over the torch candidates (TorchScript: follows the opset)."""
         if exporter == "torchscript":
             return F.TS_IR_BY_OPSET.get(self.t.opset)  # below opset 15: IR <= 8, which every known ORT loads
-        made = [Fact(_exp(l).dynamo_ir, F.TORCH_EXPORTER[l].source) for l in self.c["torch"] if _exp(l).dynamo_ir]
+        made = [Fact(exp(l).dynamo_ir, F.TORCH_EXPORTER[l].source) for l in self.c["torch"] if exp(l).dynamo_ir]
         return (min if oldest else max)(made, key=lambda f: f.value, default=None)
 
     def per_line(self, pkg: str, lines: list[str], test: Callable[[str], Fact | None], every: str, some: str,
@@ -239,11 +239,11 @@ class RuleContext:
             return
         bad, good = list(broken), [l for l in lines if l not in broken]
         bound = _bound(pkg, bad, good) if good else ""
-        kw = dict(t=self.t, c=self, spec=self.t.spec(pkg) if pkg in _KNOWN else "*", bad=_runs(bad, lines),
+        kw = dict(t=self.t, c=self, spec=self.t.spec(pkg) if pkg in KNOWN else "*", bad=_runs(bad, lines),
                   val=_fmt(broken[bad[-1]].value), bound=bound, pin=f"; pin {bound}" if bound else "",
                   or_bound=f" or {bound}" if bound else "")
         # The oldest and newest broken line's facts name the sources (one per line would be a wall).
-        source = _src([broken[bad[0]], broken[bad[-1]], *also])
+        source = src([broken[bad[0]], broken[bad[-1]], *also])
         unsure = [f for f in broken.values() if not f.confirmed]
         unconfirmed = bool(unsure)
         note = "" if not unsure else " (UNCONFIRMED, see source)" if len(unsure) == len(broken) else \
@@ -258,20 +258,20 @@ class RuleContext:
 def _implied(c: RuleContext) -> Iterable[Implied]:
     t = c.t
     if "dynamo" in t.exporters:
-        torch = c.c["torch"] or ([F.TORCH_LINES[-1]] if _newer(t.torch, F.TORCH_LINES) else [])
-        needs = [l for l in torch if _exp(l).onnxscript_min]
+        torch = c.c["torch"] or ([F.TORCH_LINES[-1]] if newer_than(t.torch, F.TORCH_LINES) else [])
+        needs = [l for l in torch if exp(l).onnxscript_min]
         if needs:
-            line = max(needs, key=lambda l: V(_exp(l).onnxscript_min))
-            e = _exp(line)
+            line = max(needs, key=lambda l: V(exp(l).onnxscript_min))
+            e = exp(line)
             yield Implied("onnxscript", Spec.parse(f">={e.onnxscript_min}"),
                           f"torch {line}'s dynamo exporter imports onnxscript._framework_apis.{e.onnxscript_module} "
                           f"(first in onnxscript {e.onnxscript_min})", F.TORCH_EXPORTER[line].source)
     ort, torch = c.c["onnxruntime"], c.c["torch"]
     if ort and all(l in F.ORT_NUMPY1_ONLY for l in ort):
-        yield Implied("numpy", Spec.parse("<2"), f"onnxruntime {_span(ort)} is built against numpy 1.x",
+        yield Implied("numpy", Spec.parse("<2"), f"onnxruntime {span(ort)} is built against numpy 1.x",
                       F.ORT_NUMPY1_ONLY[ort[0]].source)
-    elif torch and all(_lt(l, F.TORCH_NUMPY2_FIRST.value) for l in torch):
-        yield Implied("numpy", Spec.parse("<2"), f"torch {_span(torch)} is built against numpy 1.x",
+    elif torch and all(lt(l, F.TORCH_NUMPY2_FIRST.value) for l in torch):
+        yield Implied("numpy", Spec.parse("<2"), f"torch {span(torch)} is built against numpy 1.x",
                       F.TORCH_NUMPY2_FIRST.source)
 
 
@@ -286,7 +286,7 @@ def rule(rule_id: str):
     return register
 
 
-def _line_rule(rule_id: str, doc: str, pkg: str, test: Callable[[RuleContext, str], Fact | None], every: str, some: str,
+def line_rule(rule_id: str, doc: str, pkg: str, test: Callable[[RuleContext, str], Fact | None], every: str, some: str,
                remedy: str, when: Callable[[RuleContext], bool] = lambda c: True,
                lines: Callable[[RuleContext], list[str]] | None = None,
                soft: Callable[[RuleContext], bool] = lambda c: False, also: Callable[[RuleContext], list[Fact]] = lambda c: [],
