@@ -24,6 +24,7 @@ from typing import Any
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
+from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
 from envctl.core.process import foreign_python_env
 from envctl.core.hashing import sha256_file_or_none
@@ -195,7 +196,7 @@ def build_spec(target: Target | None, root: Path, *, device: str, providers: lis
         # 17 torch 2.13's down-conversion of Split fails the checker.
         return {"spec_version": 1, "target": HOST, "opset": 18, "exporters": ["torchscript", "dynamo"],
                 "providers": providers, "required_provider": required, "device": device,
-                "expected_versions": expected, "models": ["cnn", "transformer", "rnn"], "model_paths": [str(root)],
+                "expected_versions": expected, "models": list(BUILTIN_MODELS), "model_paths": [str(root)],
                 "tolerances": {"atol": 1e-4, "rtol": 1e-3}, "sizes": DEFAULT_SIZES, "seed": 0, "simplify": None}
     return {"spec_version": 1, "target": target.name, "opset": target.opset, "exporters": list(target.exporters),
             "providers": providers, "required_provider": required, "device": device,

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
+from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import lock_path
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -114,7 +115,7 @@ def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None =
     """Run the recipe; return the report (status, versions, per-size errors, files, failure)."""
     from envctl.certify.certify import DEFAULT_TIMEOUT, run_smoke
 
-    if ":" not in ref and ref not in ("cnn", "transformer", "rnn"):
+    if ":" not in ref and ref not in BUILTIN_MODELS:
         raise EnvctlError(f"{ref!r} is not MODULE:CALLABLE (e.g. mymodel:make_model)")
     if exporter is not None and exporter not in EXPORTERS:
         raise EnvctlError(f"--exporter {exporter!r}: choose torchscript or dynamo", key="--exporter")

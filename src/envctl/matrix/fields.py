@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from envctl.matrix.versions import Spec, SpecError
+from envctl.smoke import BUILTIN_MODELS
 
 PLATFORMS = ("linux-64", "linux-aarch64", "osx-arm64", "osx-64", "win-64")
 EXPORTERS = ("torchscript", "dynamo")
@@ -193,7 +194,7 @@ def _pip_options(value: Any):
 def _models(value: Any) -> tuple[str, ...]:
     models = _str_list(value)
     for model in models:
-        if model not in ("cnn", "transformer", "rnn") and (":" not in model or model.startswith(":") or model.endswith(":")):
+        if model not in BUILTIN_MODELS and (":" not in model or model.startswith(":") or model.endswith(":")):
             raise FieldError(f"model '{model}' is neither a built-in (cnn, transformer, rnn) nor 'module:callable'")
     return models
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from envctl.core.atomic import SAFE_NAME
 from envctl.core.errors import EnvctlError, did_you_mean
+from envctl.smoke import BUILTIN_MODELS
 from envctl.matrix.fields import TARGET_FIELDS, FieldError, PipOptions, parse_field
 from envctl.matrix.versions import Spec
 from envctl.core.yamlsource import LineDict, load_yaml
@@ -60,7 +61,7 @@ class Target:
     host_provides: tuple[tuple[str, str], ...] = ()
     virtual_packages: tuple[tuple[str, str], ...] = ()
     execution_provider: str = "CPUExecutionProvider"
-    models: tuple[str, ...] = ("cnn", "transformer", "rnn")
+    models: tuple[str, ...] = BUILTIN_MODELS
     atol: float = 1e-4
     rtol: float = 1e-3
     simplify: str | None = None
