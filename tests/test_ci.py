@@ -40,7 +40,7 @@ TARGETS = {
     "win-cuda": cuda(["win-64"]),
     "jetson": cuda(["linux-aarch64"], cuda="11.8", execution_provider="CUDAExecutionProvider"),
 }
-EXPECTED = [  # (target, platform, hosted runner, mode)
+EXPECTED = [  # (target, platform, hosted runner, mode): lock-only jobs need no runner of their platform
     ("linux-cpu", "linux-64", "ubuntu-latest", "run"),
     ("arm-cpu", "linux-aarch64", "ubuntu-24.04-arm", "run"),
     ("mac", "osx-arm64", "macos-14", "run"),
@@ -49,8 +49,8 @@ EXPECTED = [  # (target, platform, hosted runner, mode)
     ("everywhere", "osx-arm64", "macos-14", "run"),
     ("everywhere", "win-64", "windows-latest", "run"),
     ("linux-cuda", "linux-64", "ubuntu-latest", "lock-only"),
-    ("win-cuda", "win-64", "windows-latest", "lock-only"),
-    ("jetson", "linux-aarch64", "ubuntu-24.04-arm", "lock-only"),
+    ("win-cuda", "win-64", "ubuntu-latest", "lock-only"),
+    ("jetson", "linux-aarch64", "ubuntu-latest", "lock-only"),
 ]
 
 
@@ -75,16 +75,17 @@ def steps_by_name(job: dict) -> dict[str, dict]:
 def test_workflow_checks_locks_then_certifies_each_target_on_its_runner(matrix):
     text, doc = generate(matrix)
     on = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` key as true
-    assert {"push", "pull_request", "workflow_dispatch"} <= set(on)
-    assert doc["permissions"] == {"contents": "read", "checks": "write"}
+    assert {"push", "pull_request", "workflow_dispatch", "schedule"} <= set(on)
+    assert set(doc["jobs"]) == {"lock", "certify", "report"}
 
-    check = doc["jobs"]["check"]
+    check = doc["jobs"]["lock"]
     runs = [s["run"] for s in check["steps"] if "run" in s]
-    assert "envctl matrix check" in runs and "envctl lock --check --all" in runs
-    assert runs.index("envctl matrix check") < runs.index("envctl lock --check --all")
+    assert "envctl matrix check" in runs
+    locking = next(r for r in runs if "envctl lock --check" in r)
+    assert runs.index("envctl matrix check") < runs.index(locking)
 
     job = doc["jobs"]["certify"]
-    assert job["needs"] == "check" and job["runs-on"] == "${{ matrix.runner }}"
+    assert job["needs"] == "lock" and job["runs-on"] == "${{ matrix.runner }}"
     assert job["strategy"]["fail-fast"] is False
     include = job["strategy"]["matrix"]["include"]
     assert [(e["target"], e["platform"], e["runner"], e["mode"]) for e in include] == EXPECTED
@@ -97,7 +98,8 @@ def test_workflow_checks_locks_then_certifies_each_target_on_its_runner(matrix):
     assert ".envctl/cache/rattler" in cache["with"]["path"]
     assert job["env"]["RATTLER_CACHE_DIR"].endswith(".envctl/cache/rattler")
     certify = next(s for s in job["steps"] if "envctl certify" in s.get("run", ""))
-    assert 'envctl certify "$TARGET" --junit "$REPORT.xml" --markdown "$REPORT.md"' in certify["run"]
+    assert 'envctl certify "$TARGET" --junit "$REPORT.xml" --markdown "$REPORT.md" $CERTIFY_FLAGS' in certify["run"]
+    assert job["env"]["CERTIFY_FLAGS"] == "${{ matrix.flags }}"
     uses = [s.get("uses", "").split("@")[0] for s in job["steps"]]
     assert {"actions/checkout", "actions/setup-python", "actions/upload-artifact", "mikepenz/action-junit-report"} <= set(uses)
     junit = next(s for s in job["steps"] if s.get("uses", "").startswith("mikepenz/"))
@@ -107,7 +109,7 @@ def test_workflow_checks_locks_then_certifies_each_target_on_its_runner(matrix):
     # CUDA targets say why they are lock-only, next to their entry.
     for name in ("linux-cuda", "win-cuda", "jetson"):
         comment = next(line for line in text.splitlines() if line.strip().startswith(f"# {name} on "))
-        assert "self-hosted GPU runner" in comment and "lock-only" in comment
+        assert "GPU runner" in comment and "lock-only" in comment and "runner_labels" in comment
     assert "# linux-cpu on linux-64: x86 <CPU> & friends" in text
 
 
@@ -128,7 +130,7 @@ def test_gpu_label_sends_cuda_targets_to_self_hosted_runners(matrix):
     assert include[("linux-cuda", "linux-64")]["runner"] == ["self-hosted", "Linux", "X64", "gpu"]
     assert include[("win-cuda", "win-64")]["runner"] == ["self-hosted", "Windows", "X64", "gpu"]
     assert include[("jetson", "linux-aarch64")]["runner"] == ["self-hosted", "Linux", "ARM64", "gpu"]
-    assert all(e["mode"] == "run" for e in include.values())
+    assert all(e["mode"] == "run" and e["flags"] == "--fail-on-lock-only" for e in include.values())
     assert include[("linux-cpu", "linux-64")]["runner"] == "ubuntu-latest"
 
 
@@ -185,15 +187,16 @@ def test_matrix_values_are_written_as_data_never_read_as_template(tmp_path):
     targets = {"a.b_c-1": cpu(["linux-64", "osx-64"], description=description),
                "cuda.12": cuda(["linux-aarch64", "win-64"], xfail="known: no driver")}
     path.write_text(yaml.safe_dump({"version": 1, "targets": targets}, sort_keys=False))
-    for extra, runners in [((), ["ubuntu-24.04-arm", "windows-latest"]),
-                           (("--gpu-label", "gpu.x_1"), [["self-hosted", "Linux", "ARM64", "gpu.x_1"],
-                                                         ["self-hosted", "Windows", "X64", "gpu.x_1"]])]:
+    # Without --gpu-label the CUDA target's two lock-only platforms are one job on Linux.
+    for extra, cuda_jobs, runners in [
+            ((), [("cuda.12", "linux-aarch64+win-64")], ["ubuntu-latest"]),
+            (("--gpu-label", "gpu.x_1"), [("cuda.12", "linux-aarch64"), ("cuda.12", "win-64")],
+             [["self-hosted", "Linux", "ARM64", "gpu.x_1"], ["self-hosted", "Windows", "X64", "gpu.x_1"]])]:
         text, doc = generate(path, *extra)
         comment = '# a.b_c-1 on osx-64: has << wf.install >>, <% if x %>, {{ jinja }}, ${{ secrets.TOKEN }} and "quotes" over two lines'
         assert "          " + comment in text.splitlines()
         include = doc["jobs"]["certify"]["strategy"]["matrix"]["include"]
-        assert [(e["target"], e["platform"]) for e in include] == [
-            ("a.b_c-1", "linux-64"), ("a.b_c-1", "osx-64"), ("cuda.12", "linux-aarch64"), ("cuda.12", "win-64")]
+        assert [(e["target"], e["platform"]) for e in include] == [("a.b_c-1", "linux-64"), ("a.b_c-1", "osx-64"), *cuda_jobs]
         assert [e["runner"] for e in include] == ["ubuntu-latest", "macos-15-intel", *runners]
         assert [e["lock"] for e in include][-1] == "locks/cuda.12.conda-lock.yml"
         assert '          - target: "cuda.12"' in text.splitlines()  # quoted, as every matrix value

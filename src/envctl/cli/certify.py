@@ -20,6 +20,7 @@ def certify(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (one test per target, model and exporter)."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary here (also appended to $GITHUB_STEP_SUMMARY when set)."),
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when two targets' outputs differ beyond tolerance."),
+    fail_on_lock_only: bool = typer.Option(False, "--fail-on-lock-only", help="Exit 1 when a target ended lock-only (nothing ran): for CI jobs meant to run it."),
     prefix: Optional[Path] = options.prefix("Certify the env at this prefix (with --target)."),
     timeout: Optional[int] = options.timeout("Seconds before a smoke run counts as hung."),
     out: Optional[Path] = options.out("Certificate path (with --target; default certs/<target>.json).", short=False),
@@ -30,7 +31,7 @@ def certify(
 
     Exit 0 only when every target that can run here passed or failed as its
     `xfail` mark expects; targets for another platform or a missing GPU are
-    lock-only.
+    lock-only (a failure with --fail-on-lock-only).
     """
     from envctl.cli import printing
     from envctl.core.errors import EnvctlError
@@ -40,7 +41,7 @@ def certify(
         raise EnvctlError("name targets or pass --all, not both.")
     if not all_ and not names:
         raise EnvctlError("name a target (or several), or pass --all.", hint="`envctl matrix show` lists them.")
-    single = target is not None and not targets and not (junit or markdown or fail_on_drift)
+    single = target is not None and not targets and not (junit or markdown or fail_on_drift or fail_on_lock_only)
     if (prefix or out) and not single:
         raise EnvctlError("--prefix and --out apply to one target given with --target.")
     if single:  # the one-target form prints the certificate in full
@@ -59,7 +60,7 @@ def certify(
     with suite_report.SuiteProgress() as progress:
         result = suite.run_suite(matrix, names, all_targets=all_, jobs=jobs, timeout=timeout,
                                  junit=junit, markdown=markdown, fail_on_drift=fail_on_drift,
-                                 progress=progress)
+                                 fail_on_lock_only=fail_on_lock_only, progress=progress)
     if json_:
         printing.emit_json(result.to_json())
     else:

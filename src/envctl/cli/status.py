@@ -1,4 +1,4 @@
-"""Overview commands: status, report --html, ci github."""
+"""Overview commands: status, report (--html, --drift), ci github, ci gitlab."""
 
 from __future__ import annotations
 
@@ -31,44 +31,94 @@ def status(
 @command()
 def report(
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML matrix report here."),
+    drift: Optional[List[Path]] = typer.Option(None, "--drift", help="Compare the certificates under this folder across targets (repeatable): the fan-in of a CI run."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="With --drift: write the Markdown summary here (also appended to $GITHUB_STEP_SUMMARY when set)."),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="With --drift: exit 1 when two targets' outputs differ beyond tolerance."),
     matrix: Path = options.MATRIX,
-) -> None:
-    """Render the matrix, its stages and its certificates as one page."""
+    json_: bool = options.JSON,
+) -> int:
+    """Render the matrix, its stages and its certificates as one page; or compare gathered certificates (--drift)."""
     from envctl.core.errors import EnvctlError
     from envctl.core.output import console
-    from envctl.suite import htmlreport
 
-    if html is None:
-        raise EnvctlError("name an output: `envctl report --html PATH`.")
-    path, count = htmlreport.write_report(matrix, html)
-    console.print(f"wrote {path} ({count} target(s))")
+    if html is None and not drift:
+        raise EnvctlError("name an output: `envctl report --html PATH`, or certificates: `envctl report --drift DIR`.")
+    if (markdown or fail_on_drift) and not drift:
+        raise EnvctlError("--markdown and --fail-on-drift go with --drift DIR.")
+    code = 0
+    if drift:
+        from envctl.cli import printing
+        from envctl.suite import gathered
+        from envctl.suite import summary as suite_report
+
+        suite = gathered.drift_report(list(drift), matrix=matrix, markdown=markdown, fail_on_drift=fail_on_drift)
+        if json_:
+            printing.emit_json(suite.to_json())
+        else:
+            suite_report.print_suite(suite)
+        # The certify jobs fail for their own targets; this check fails only for drift, when asked.
+        code = 1 if fail_on_drift and suite.drifted else 0
+    if html is not None:
+        from envctl.suite import htmlreport
+
+        path, count = htmlreport.write_report(matrix, html)
+        console.print(f"wrote {path} ({count} target(s))")
+    return code
+
+
+def _write(text: str, out: Optional[Path], default: Path, what: str, jobs: int) -> None:
+    import sys
+
+    from envctl.core.output import console
+    from envctl.suite import ci_jobs
+
+    if out is not None and str(out) == "-":
+        sys.stdout.write(text)
+        return
+    path = out or default
+    changed = ci_jobs.write_if_changed(path, text)
+    console.print(f"{path}: {'written' if changed else 'unchanged'} ({jobs} {what})")
+
+
+GPU_LABEL_HELP = ("Run CUDA targets without `runner_labels:` on self-hosted runners with this label "
+                  "(default: lock-only, on Linux).")
+INSTALL_HELP = "pip requirement that installs envctl in CI (default: envctl's own checkout in envctl's repo)."
+FAIL_ON_DRIFT_HELP = "The fan-in job fails when two targets' outputs differ beyond tolerance."
 
 
 @command("github")
 def ci_github(
     out: Optional[Path] = options.out("Workflow file (default .github/workflows/certify.yml in the project; '-' for stdout)."),
-    gpu_label: Optional[str] = typer.Option(None, "--gpu-label", help="Run CUDA targets on self-hosted runners with this label (default: hosted runners, lock-only)."),
-    install: Optional[str] = typer.Option(None, "--install", help="pip requirement that installs envctl in CI (default: '.' in envctl's own repo, else envctl==<this version>)."),
-    branch: str = typer.Option("main", "--branch", help="Branch whose pushes run the workflow."),
+    gpu_label: Optional[str] = typer.Option(None, "--gpu-label", help=GPU_LABEL_HELP),
+    install: Optional[str] = typer.Option(None, "--install", help=INSTALL_HELP),
+    branch: str = typer.Option("main", "--branch", help="The default branch: its pushes run the workflow, and its runs are never cancelled."),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help=FAIL_ON_DRIFT_HELP),
     matrix: Path = options.MATRIX,
 ) -> None:
     """Write a GitHub Actions workflow that checks the locks and certifies every target."""
-    import sys
-
-    from envctl.core.output import console
     from envctl.suite import ci_github as ci
 
-    text = ci.github_workflow(matrix, gpu_label=gpu_label, install=install, branch=branch)
-    if out is not None and str(out) == "-":
-        sys.stdout.write(text)
-        return
-    path = out or ci.default_out(matrix)
-    changed = ci.write_workflow(path, text)
-    console.print(f"{path}: {'written' if changed else 'unchanged'} ({ci.job_count(text)} certify job(s))")
+    text = ci.github_workflow(matrix, gpu_label=gpu_label, install=install, branch=branch, fail_on_drift=fail_on_drift)
+    _write(text, out, ci.default_out(matrix), "certify job(s)", ci.job_count(text))
+
+
+@command("gitlab")
+def ci_gitlab(
+    out: Optional[Path] = options.out("Pipeline file (default .gitlab-ci.yml at the checkout's root; '-' for stdout)."),
+    gpu_label: Optional[str] = typer.Option(None, "--gpu-label", help=GPU_LABEL_HELP.replace("self-hosted runners", "runners tagged")),
+    install: Optional[str] = typer.Option(None, "--install", help=INSTALL_HELP),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help=FAIL_ON_DRIFT_HELP),
+    matrix: Path = options.MATRIX,
+) -> None:
+    """Write a GitLab CI pipeline (.gitlab-ci.yml) that checks the locks and certifies every target."""
+    from envctl.suite import ci_gitlab as ci
+
+    text = ci.gitlab_pipeline(matrix, gpu_label=gpu_label, install=install, fail_on_drift=fail_on_drift)
+    _write(text, out, ci.default_out(matrix), "certify job(s)", ci.job_count(text))
 
 
 def register(app: typer.Typer) -> None:
     add_commands(app, status, report)
     ci_app = typer.Typer(no_args_is_help=True, help="Generate CI configuration that certifies the matrix.")
-    add_commands(ci_app, ci_github)
+    add_commands(ci_app, ci_github, ci_gitlab)
     app.add_typer(ci_app, name="ci")

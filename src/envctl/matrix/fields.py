@@ -6,6 +6,7 @@ suggestions all agree on the schema.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -191,6 +192,38 @@ def _pip_options(value: Any):
     )
 
 
+# A CI runner label (GitHub `runs-on`, GitLab `tags`): written into generated CI files, so a
+# narrow alphabet that needs no escaping in YAML, shell or GitHub expressions.
+RUNNER_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    labels = _str_list(value)
+    for label in labels:
+        if not RUNNER_LABEL.match(label):
+            raise FieldError(f"runner label {label!r} is not allowed: use letters, digits, '.', '_' and '-'")
+    return labels
+
+
+def _runner_labels(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A list (every platform of the target) or a mapping of platform to list: ((platform or '*', labels), ...)."""
+    if not isinstance(value, dict):
+        return (("*", _labels(value)),)
+    if not value:
+        raise FieldError("expected labels for at least one platform, got an empty mapping")
+    out = []
+    for platform, labels in value.items():
+        if platform not in PLATFORMS:
+            from envctl.core.errors import did_you_mean
+
+            raise FieldError(f"'{platform}' is not one of {', '.join(PLATFORMS)}.{did_you_mean(str(platform), PLATFORMS)}")
+        try:
+            out.append((platform, _labels(labels)))
+        except FieldError as exc:
+            raise FieldError(f"{platform}: {exc}") from None
+    return tuple(out)
+
+
 def _models(value: Any) -> tuple[str, ...]:
     models = _str_list(value)
     for model in models:
@@ -235,6 +268,8 @@ TARGET_FIELDS: dict[str, FieldSpec] = {
     "simplify": FieldSpec(lambda v: None if v is None else _choice(SIMPLIFIERS)(v), "auto, onnxslim or onnxsim after export"),
     "timeout": FieldSpec(_positive(int), "seconds before a smoke run counts as hung"),
     "xfail": FieldSpec(_optional_text, "reason the target is expected to fail certification"),
+    "runner_labels": FieldSpec(_runner_labels, "CI runner labels that run this target (GitHub runs-on, GitLab "
+                                               "tags): a list, or a mapping of platform to list; not hashed"),
 }
 
 

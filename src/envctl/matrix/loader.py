@@ -68,12 +68,19 @@ class Target:
     timeout: int = 900
     xfail: str | None = None
     description: str = ""
+    # Where CI runs the target (suite/ci_jobs.py); the env does not depend on it, so not hashed.
+    runner_labels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # ((platform or "*", labels), ...)
     # Where the target came from, for error messages; not part of its hash.
     origin: str = field(default="", compare=False)
 
     def spec(self, package: str) -> Spec | None:
         """The spec of a managed package by its matrix name."""
         return getattr(self, package, None)
+
+    def labels_for(self, platform: str) -> tuple[str, ...]:
+        """The CI runner labels for one of the target's platforms (empty: none given)."""
+        labels = dict(self.runner_labels)
+        return labels.get(platform) or labels.get("*") or ()
 
     @property
     def host(self) -> dict[str, str]:
@@ -87,11 +94,14 @@ class Target:
                 data[key] = str(value["raw"] if isinstance(value, dict) else value) or "*"
         data["host_provides"] = dict(self.host_provides)
         data["virtual_packages"] = dict(self.virtual_packages)
+        data["runner_labels"] = {p: list(labels) for p, labels in self.runner_labels}
         return data
 
     def definition_hash(self) -> str:
         """sha256 of the resolved definition: what makes a rendered file stale."""
-        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        data = self.to_json()
+        data.pop("runner_labels")  # where CI runs it does not change the env: renders and locks stay fresh
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

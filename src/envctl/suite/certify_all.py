@@ -55,6 +55,8 @@ class TargetResult:
     certificate_path: Path | None = None
     models: tuple[str, ...] = ()
     exporters: tuple[str, ...] = ()
+    platform: str = ""  # the conda platform of the host it was certified on
+    platforms: tuple[str, ...] = ()  # the target's platforms (all lock-only when nothing ran)
 
     @property
     def runs(self) -> list[dict]:
@@ -88,6 +90,11 @@ class SuiteResult:
     seconds: float
     written: dict[str, str] = field(default_factory=dict)  # report kind -> path
     fail_on_drift: bool = False
+    fail_on_lock_only: bool = False
+
+    @property
+    def lock_only(self) -> list[str]:
+        return [t.target for t in self.targets if t.outcome == "lock-only"]
 
     @property
     def drifted(self) -> list[str]:
@@ -98,7 +105,9 @@ class SuiteResult:
     def ok(self) -> bool:
         # Drift is reported, not fatal, unless asked: each target already passed
         # against its own PyTorch, and torch versions may differ on purpose.
-        return all(t.outcome in OK_OUTCOMES for t in self.targets) and not (self.fail_on_drift and self.drifted)
+        # --fail-on-lock-only: a CI job meant to run a target must not pass having only checked its lock.
+        return (all(t.outcome in OK_OUTCOMES for t in self.targets) and not (self.fail_on_drift and self.drifted)
+                and not (self.fail_on_lock_only and self.lock_only))
 
     @property
     def exit_code(self) -> int:
@@ -113,6 +122,7 @@ class SuiteResult:
     def to_json(self) -> dict:
         return {"matrix": str(self.matrix), "ok": self.ok, "exit_code": self.exit_code, "counts": self.counts(),
                 "drifted": self.drifted, "fail_on_drift": self.fail_on_drift,
+                "lock_only": self.lock_only, "fail_on_lock_only": self.fail_on_lock_only,
                 "seconds": round(self.seconds, 3), "targets": [t.to_json() for t in self.targets],
                 "drift": _json_safe(self.drift), "written": self.written}
 
@@ -150,7 +160,8 @@ def certify_target(project, target, facts: dict, *, timeout: float | None, emit)
     name = target.name if target is not None else HOST
     xfail = getattr(target, "xfail", None)
     base = dict(target=name, xfail=xfail, models=tuple(getattr(target, "models", ())),
-                exporters=tuple(getattr(target, "exporters", ())))
+                exporters=tuple(getattr(target, "exporters", ())), platform=str(facts.get("platform") or ""),
+                platforms=tuple(getattr(target, "platforms", ())))
     try:
         if target is None:
             try:
@@ -177,7 +188,7 @@ def certify_target(project, target, facts: dict, *, timeout: float | None, emit)
 
 def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets: bool = False, jobs: int = 1,
               timeout: float | None = None, junit: Path | None = None, markdown: Path | None = None,
-              fail_on_drift: bool = False, progress=None) -> SuiteResult:
+              fail_on_drift: bool = False, fail_on_lock_only: bool = False, progress=None) -> SuiteResult:
     """Certify the chosen targets (`jobs` at a time), compare them, write the reports asked for.
 
     `progress`, if given, has `queued(names)`, `event(name, event, message, transient)` and
@@ -223,12 +234,14 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
     finally:
         # On Ctrl-C: start nothing new; smoke runs already going end at their own timeout.
         pool.shutdown(wait=False, cancel_futures=True)
-    suite = SuiteResult(Path(matrix_path), results, drift(results), time.monotonic() - started, fail_on_drift=fail_on_drift)
-    _write_reports(suite, junit, markdown)
+    suite = SuiteResult(Path(matrix_path), results, drift(results), time.monotonic() - started,
+                        fail_on_drift=fail_on_drift, fail_on_lock_only=fail_on_lock_only)
+    write_reports(suite, junit, markdown)
     return suite
 
 
-def _write_reports(suite: SuiteResult, junit: Path | None, markdown: Path | None) -> None:
+def write_reports(suite: SuiteResult, junit: Path | None, markdown: Path | None) -> None:
+    """The JUnit and Markdown files asked for, and the Markdown appended to $GITHUB_STEP_SUMMARY when set."""
     from envctl.core.atomic import write_text_atomic
     from envctl.suite.junit import junit_xml
     from envctl.suite.summary import markdown_summary

@@ -1,10 +1,19 @@
 """JUnit XML for a whole-matrix certification, for CI test reporters.
 
-One <testsuite> per target and one <testcase> per model and exporter
-(classname = target, name = "model[exporter]"), so a test's identity is the
-same on every runner: a lock-only target lists the same cases as skipped.
-A failure the runs do not show (timeout, crash, a failed lock or create) is
-one case named "<target>[env]".
+One <testsuite> per target and one <testcase> per platform, model and
+exporter, so a test's identity is the same on every runner and unique across
+the jobs of one CI run: classname = "<target>.<platform>" with the dots of the
+target's name written as "_" (Jenkins splits a classname at its last dot into
+package and class, so `linux-cuda11.8` on linux-64 becomes package
+`linux-cuda11_8`, class `linux-64`), name = "model[exporter]". A run covers
+the host's platform; a lock-only target lists the same cases, skipped, for
+each of its platforms. The exact target name is the testsuite's name. A
+failure the runs do not show (timeout, crash, a failed lock or create) is one
+case named "<target>[env]".
+
+The file validates against the Jenkins xunit plugin's JUnit schema
+(junit-10.xsd; tests/test_junit_schema.py): in particular the root
+<testsuites> carries only name, time, tests, failures and errors.
 """
 
 from __future__ import annotations
@@ -26,8 +35,13 @@ def _failure_text(f: dict) -> str:
                  f"remedy: {f.get('remedy') or '-'}")
 
 
-def _case(suite_el: ET.Element, target: str, name: str, seconds: float) -> ET.Element:
-    return ET.SubElement(suite_el, "testcase", classname=target, name=name, time=f"{seconds:.3f}")
+def classname(target: str, platform: str) -> str:
+    """"<target>.<platform>" that survives a split at the last dot (see the module's docstring)."""
+    return f"{target.replace('.', '_')}.{platform or 'host'}"
+
+
+def _case(suite_el: ET.Element, klass: str, name: str, seconds: float) -> ET.Element:
+    return ET.SubElement(suite_el, "testcase", classname=klass, name=name, time=f"{seconds:.3f}")
 
 
 def _run_seconds(run: dict) -> float:
@@ -45,21 +59,24 @@ def _target_suite(t) -> ET.Element:
     el = ET.Element("testsuite", name=t.target)
     props = ET.SubElement(el, "properties")
     ET.SubElement(props, "property", name="outcome", value=t.outcome)
+    ET.SubElement(props, "property", name="platform", value=_text(t.platform))
     if t.xfail:
         ET.SubElement(props, "property", name="xfail", value=_text(t.xfail))
     for key, value in ((t.certificate or {}).get("versions") or {}).items():
         if value not in (None, ""):
             ET.SubElement(props, "property", name=f"version.{key}", value=_text(value))
     xfail_note = f"xfail: {t.xfail}"
-    if t.outcome == "lock-only":
-        for model in t.models or ("smoke",):
-            for exporter in t.exporters or ("-",):
-                case = _case(el, t.target, f"{model}[{exporter}]", 0.0)
-                ET.SubElement(case, "skipped", message=_text(t.reason))
+    here = classname(t.target, t.platform)
+    if t.outcome == "lock-only":  # nothing ran: the same cases, skipped, for every platform of the target
+        for platform in t.platforms or (t.platform,):
+            for model in t.models or ("smoke",):
+                for exporter in t.exporters or ("-",):
+                    case = _case(el, classname(t.target, platform), f"{model}[{exporter}]", 0.0)
+                    ET.SubElement(case, "skipped", message=_text(t.reason))
         return el
     shown = False  # does some run's case carry the target's failure?
     for run in t.runs:
-        case = _case(el, t.target, f"{run['model']}[{run['exporter']}]", _run_seconds(run))
+        case = _case(el, here, f"{run['model']}[{run['exporter']}]", _run_seconds(run))
         status, f = run.get("status"), run.get("failure") or {}
         if status == "skipped":
             ET.SubElement(case, "skipped", message=_text(_skip_message(run)))
@@ -76,7 +93,7 @@ def _target_suite(t) -> ET.Element:
                           message=_text(f"expected to fail ({t.xfail}) but passed: remove xfail from the matrix"))
     if t.outcome in ("failed", "xfailed") and not shown:
         f = t.failure or {"class": "unknown", "stage": "certify", "message": "failed without a recorded failure"}
-        case = _case(el, t.target, f"{t.target}[env]", t.seconds)
+        case = _case(el, here, f"{t.target}[env]", t.seconds)
         if t.outcome == "xfailed":
             ET.SubElement(case, "skipped", message=_text(f"{xfail_note} (failed as expected: {f.get('class')})", 1000)).text = _failure_text(f)
         else:
@@ -104,6 +121,8 @@ def junit_xml(suite) -> str:
         el = _target_suite(t)
         el.attrib.update({k: str(v) for k, v in _count(el).items()}, time=f"{t.seconds:.3f}")
         root.append(el)
-    root.attrib.update({k: str(v) for k, v in _count(root).items()}, time=f"{suite.seconds:.3f}")
+    # Jenkins' schema allows no `skipped` on <testsuites> (each <testsuite> has its own).
+    counts = {k: str(v) for k, v in _count(root).items() if k != "skipped"}
+    root.attrib.update(counts, time=f"{suite.seconds:.3f}")
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -209,9 +209,16 @@ def print_suite(suite) -> None:
     counts = ", ".join(f"{n} {k}" for k, n in suite.counts().items() if n)
     verdict = "[green]OK[/]" if suite.ok else "[bold red]FAILED[/]"
     drift_note = f"; drift above tolerance in {', '.join(suite.drifted)}" if suite.drifted else ""
-    console.print(f"{verdict}: {counts} in {seconds(suite.seconds)}{escape(drift_note)}.")
+    console.print(f"{verdict}: {counts} in {seconds(suite.seconds)}{escape(drift_note + _lock_only_note(suite))}.")
     for kind, path in suite.written.items():
         console.print(f"[dim]{kind} -> {escape(path)}[/]")
+
+
+def _lock_only_note(suite) -> str:
+    """Why a run with --fail-on-lock-only failed although nothing else did."""
+    if not (getattr(suite, "fail_on_lock_only", False) and getattr(suite, "lock_only", None)):
+        return ""
+    return f"; lock-only, but this run had to certify by running (--fail-on-lock-only): {', '.join(suite.lock_only)}"
 
 
 # ---------------------------------------------------------------- markdown
@@ -226,7 +233,8 @@ def markdown_summary(suite) -> str:
     counts = " · ".join(f"{n} {k}" for k, n in suite.counts().items() if n)
     lines = [f"## envctl certify: {'✅ OK' if suite.ok else '❌ FAILED'}", "",
              f"{counts}, {len(suite.targets)} target(s) in {seconds(suite.seconds)} (matrix `{suite.matrix}`)"
-             + (f"; ❌ drift above tolerance in {', '.join(suite.drifted)}" if suite.drifted else ""), "",
+             + (f"; ❌ drift above tolerance in {', '.join(suite.drifted)}" if suite.drifted else "")
+             + _lock_only_note(suite), "",
              "| target | result | failing stage | class | worst vs PyTorch (abs / rel) | time | stack | detail |",
              "|---|---|---|---|---|---|---|---|"]
     for t in suite.targets:
