@@ -228,3 +228,186 @@ def test_the_template_ships_in_the_wheel(tmp_path):
     folder = REPO / "src" / "envctl" / "suite" / "templates"
     templates = {f"envctl/suite/templates/{p.name}" for p in folder.glob("*.j2")}
     assert f"envctl/suite/templates/{ci.TEMPLATE}" in templates and shipped == templates
+
+
+# ------------------------------------------------------------ safety, fan-in, schedule, locks
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def github_expr(expr: str, **context: object) -> object:
+    """Evaluate the small subset of GitHub's expression language the workflow uses (==, !=, &&, ||, ())."""
+    body = expr.strip().removeprefix("${{").removesuffix("}}")
+    for name, value in sorted(context.items(), key=lambda kv: -len(kv[0])):
+        body = body.replace(name, repr(value))
+    return eval(body.replace("&&", " and ").replace("||", " or "), {"__builtins__": {}})  # noqa: S307
+
+
+def test_workflow_passes_the_github_workflow_schema(matrix):
+    import jsonschema
+
+    schema = __import__("json").loads((DATA / "github-workflow.schema.json").read_text())
+    for extra in ((), ("--gpu-label", "gpu"), ("--fail-on-drift",)):
+        _, doc = generate(matrix, *extra)
+        doc["on"] = doc.pop(True, doc.get("on"))
+        errors = list(jsonschema.Draft7Validator(schema).iter_errors(doc))
+        assert errors == [], [e.message for e in errors]
+    doc["jobs"]["lock"]["timeout-minutes"] = "soon"  # the schema does catch a broken workflow
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(doc))
+
+
+def test_every_job_has_a_timeout_and_only_the_permissions_it_needs(matrix):
+    text, doc = generate(matrix)
+    assert doc["permissions"] == {}  # nothing by default
+    jobs = doc["jobs"]
+    for name, job in jobs.items():
+        assert "timeout-minutes" in job, name
+        assert job["permissions"].get("contents") == "read", name
+        writes = {k for k, v in job["permissions"].items() if v == "write"}
+        assert writes == ({"checks"} if name == "certify" else set()), name  # only the JUnit check run writes
+    assert isinstance(jobs["lock"]["timeout-minutes"], int) and isinstance(jobs["report"]["timeout-minutes"], int)
+    assert jobs["certify"]["timeout-minutes"] == "${{ matrix.minutes }}"
+    for row in jobs["certify"]["strategy"]["matrix"]["include"]:
+        assert isinstance(row["minutes"], int) and 0 < row["minutes"] <= 360
+        # a run job allows for every smoke run at the target's hang timeout (900 s, 3 models x 1 exporter)
+        assert row["minutes"] == (20 if row["mode"] == "lock-only" else 30 + 3 * 15)
+    for job in jobs.values():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+
+
+def test_concurrency_never_cancels_runs_on_the_default_branch(matrix):
+    _, doc = generate(matrix)
+    group, cancel = doc["concurrency"]["group"], doc["concurrency"]["cancel-in-progress"]
+
+    def evaluate(ref: str, event: str, run_id: int) -> tuple[str, bool]:
+        ctx = {"github.ref": ref, "github.event_name": event, "github.run_id": str(run_id)}
+        return group.replace(group[group.index("${{"):], str(github_expr(group[group.index("${{"):], **ctx))), \
+            github_expr(cancel, **ctx)
+
+    main1, main2 = evaluate("refs/heads/main", "push", 1), evaluate("refs/heads/main", "push", 2)
+    assert main1[1] is False and main1[0] != main2[0]  # each run its own group: none cancelled or dropped
+    sched = evaluate("refs/heads/main", "schedule", 3)
+    assert sched[1] is False and sched[0] not in (main1[0], main2[0])
+    pr1, pr2 = evaluate("refs/pull/7/merge", "pull_request", 4), evaluate("refs/pull/7/merge", "pull_request", 5)
+    assert pr1[1] is True and pr1[0] == pr2[0]  # a newer push to the PR replaces the older run
+    other = evaluate("refs/heads/feature", "push", 6)
+    assert other[1] is True and other[0] != pr1[0]
+    _, doc = generate(matrix, "--branch", "release/2")
+    assert "refs/heads/release/2" in doc["concurrency"]["group"]
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--branch", "x' || true", "--out", "-"])
+    assert result.exit_code == 2 and "--branch" in result.output
+
+
+def test_weekly_schedule(matrix):
+    _, doc = generate(matrix)
+    (entry,) = doc.get("on", doc.get(True))["schedule"]
+    minute, hour, day, month, weekday = entry["cron"].split()
+    assert minute.isdigit() and hour.isdigit() and (day, month) == ("*", "*") and weekday.isdigit()
+
+
+def test_fan_in_gathers_every_certificate_and_reports(matrix):
+    _, doc = generate(matrix)
+    job = doc["jobs"]["report"]
+    assert job["needs"] == ["lock", "certify"] and "!cancelled()" in job["if"] and job["runs-on"] == "ubuntu-latest"
+    download = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
+    assert download["with"]["pattern"] == "certify-*" and "merge-multiple" not in download["with"]
+    upload_names = {s["with"]["name"] for j in doc["jobs"].values() for s in j["steps"]
+                    if s.get("uses", "").startswith("actions/upload-artifact@")}
+    assert "certify-${{ matrix.target }}-${{ matrix.platform }}" in upload_names  # what the pattern gathers
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert any(r.startswith("envctl report --drift gathered") and "--fail-on-drift" not in r for r in runs)
+    assert any("envctl report --html reports/matrix.html" in r for r in runs)
+    assert any(s.get("with", {}).get("name") == "matrix-report" for s in job["steps"])
+    _, strict = generate(matrix, "--fail-on-drift")
+    assert any("--fail-on-drift" in s.get("run", "") for s in strict["jobs"]["report"]["steps"])
+
+
+def test_lock_only_jobs_run_on_linux_and_run_jobs_must_really_run(matrix):
+    _, doc = generate(matrix)
+    for row in doc["jobs"]["certify"]["strategy"]["matrix"]["include"]:
+        if row["mode"] == "lock-only":
+            assert row["runner"] == "ubuntu-latest" and row["flags"] == ""
+        else:
+            assert row["flags"] == "--fail-on-lock-only"
+
+
+def test_runner_labels_choose_the_runner_per_target_and_platform(tmp_path):
+    path = tmp_path / "envs" / "matrix.yaml"
+    path.parent.mkdir()
+    targets = {"cu118": cuda(["linux-64"], cuda="11.8", runner_labels=["self-hosted", "gpu-cuda11"]),
+               "cu12": cuda(["linux-64", "win-64"], runner_labels={"linux-64": ["self-hosted", "a100"],
+                                                                   "win-64": ["self-hosted", "Windows", "rtx"]}),
+               "jetson": cuda(["linux-aarch64"], cuda="11.8", runner_labels="orin"),
+               "cu13": cuda(["linux-64"], cuda="13.0")}  # no labels: --gpu-label, else lock-only
+    path.write_text(yaml.safe_dump({"version": 1, "targets": targets}))
+    for extra, cu13 in (((), ("ubuntu-latest", "lock-only")),
+                        (("--gpu-label", "gpu"), (["self-hosted", "Linux", "X64", "gpu"], "run"))):
+        _, doc = generate(path, *extra)
+        rows = {(e["target"], e["platform"]): (e["runner"], e["mode"])
+                for e in doc["jobs"]["certify"]["strategy"]["matrix"]["include"]}
+        assert rows == {("cu118", "linux-64"): (["self-hosted", "gpu-cuda11"], "run"),
+                        ("cu12", "linux-64"): (["self-hosted", "a100"], "run"),
+                        ("cu12", "win-64"): (["self-hosted", "Windows", "rtx"], "run"),
+                        ("jetson", "linux-aarch64"): (["orin"], "run"),
+                        ("cu13", "linux-64"): cu13}
+
+
+def test_lock_step_solves_missing_locks_and_keeps_committed_ones_strict(matrix, tmp_path):
+    """The lock job's script, run by bash against a stand-in `envctl` that records its calls."""
+    _, doc = generate(matrix)
+    script = next(s["run"] for s in doc["jobs"]["lock"]["steps"] if "envctl lock --check" in s.get("run", ""))
+    project = matrix.parent.parent
+    (project / "locks").mkdir()
+    (project / "locks" / "mac.conda-lock.yml").write_text("committed\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bin_dir / "envctl"  # exits 1 for `lock --check` when told to: a stale committed lock
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1 $2" = "lock --check" ] && exit "${{STALE:-0}}"\nexit 0\n')
+    fake.chmod(0o755)
+    summary = tmp_path / "summary.md"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary)}
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    assert "lock --check mac" in lines and "lock mac" not in lines  # committed: checked, never relocked
+    assert "lock linux-cpu" in lines and "lock --check linux-cpu" not in lines  # missing: solved here
+    assert len(lines) == len(TARGETS)
+    assert "Locks to commit" in summary.read_text() and " linux-cpu" in summary.read_text()
+    assert "::warning::" in done.stdout
+    calls.unlink()
+    stale = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True)
+    assert stale.returncode != 0 and calls.read_text().splitlines()[-1] == "lock --check mac"
+    certify = doc["jobs"]["certify"]
+    download = next(s for s in certify["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))
+    assert download["with"] == {"name": "locks", "path": "locks"}
+    upload = next(s for s in doc["jobs"]["lock"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["with"]["name"] == "locks" and upload["with"]["path"] == "locks/"
+
+
+def test_runner_labels_are_validated_with_file_and_line(tmp_path):
+    path = tmp_path / "envs" / "matrix.yaml"
+    path.parent.mkdir()
+    for bad, needle in ((["ok", "no spaces"], "not allowed"), ({"linux-65": ["x"]}, "linux-65"),
+                        ([], "non-empty"), ({"linux-64": ["a;b"]}, "not allowed"), (["x", "x"], "duplicates")):
+        text = yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"], runner_labels=bad)}})
+        path.write_text(text)
+        result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", "-"])
+        line = 1 + next(i for i, l in enumerate(text.splitlines()) if l.strip().startswith("runner_labels"))
+        assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output
+        assert f"matrix.yaml:{line}" in " ".join(result.output.split()), result.output
+
+
+def test_runner_labels_do_not_change_the_definition_hash(tmp_path):
+    from envctl.matrix.loader import load_matrix
+
+    path = tmp_path / "m.yaml"
+    hashes = []
+    for extra in ({}, {"runner_labels": ["gpu"]}, {"runner_labels": {"linux-64": ["a", "b"]}}):
+        path.write_text(yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"], **extra)}}))
+        target = load_matrix(path).targets["a"]
+        hashes.append(target.definition_hash())
+    assert len(set(hashes)) == 1
+    assert target.labels_for("linux-64") == ("a", "b") and target.labels_for("win-64") == ()
