@@ -24,15 +24,7 @@ from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_bytes_atomic
 from envctl.core.errors import EnvctlError
 from envctl.core.paths import env_file, lock_path
-from envctl.lock.lockfile import (
-    KEY_SPEC_HASH,
-    KEY_TARGET,
-    KEY_TARGET_HASH,
-    KEY_VERSION,
-    LockInfo,
-    PlatformLock,
-    read_lock_meta,
-)
+from envctl.lock.lockfile import LockInfo, LockRequest, PlatformLock, content_hash, lock_format, read_lock_meta, source_path
 from envctl.matrix.loader import Target
 from envctl.lock.render import recorded_target_hash, spec_hash
 
@@ -220,8 +212,6 @@ def _resolve_pip(target: Target, platform: str, spec: _EnvSpec, records, virtual
 
 def lock_target(root: Path, target: Target, *, channels: list[str] | None = None, progress: Progress | None = None) -> LockResult:
     """Solve every platform of `target` and write locks/<target>.conda-lock.yml atomically."""
-    from envctl.lock.lockfile import build_lockfile, content_hash, render_lockfile, source_path
-
     root = Path(root)
     emit = progress or (lambda event, **info: None)
     env_path = env_file(root, target)
@@ -265,20 +255,11 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
         planned.append(PlatformLock(platform, records, pip_pkgs, content_hash(s_hash, use_channels, platform, virtual)))
         stats[platform] = PlatformStats(platform, len(records), len(pip_pkgs), solve_s, pip_s)
 
-    lockfile = build_lockfile(
-        platforms=planned,
-        channels=use_channels,
-        source=source_path(path, env_path),
-        source_text=text,
-        custom={
-            KEY_TARGET: target.name,
-            KEY_TARGET_HASH: target.definition_hash(),
-            KEY_SPEC_HASH: s_hash,
-            KEY_VERSION: __version__,
-        },
-    )
+    request = LockRequest(target=target.name, target_hash=target.definition_hash(), spec_hash=s_hash,
+                          envctl_version=__version__, channels=use_channels, source=source_path(path, env_path),
+                          source_text=text, platforms=planned)
     try:
-        data = render_lockfile(lockfile, path.name)
+        data = lock_format().write(request, path.name)
     except OSError as exc:  # conda-lock's writer works in a private temp folder
         raise EnvctlError(f"cannot write the lock for '{target.name}': {exc.strerror or exc}", exit_code=1) from None
     ensure_inside(root, path, "lock file")
