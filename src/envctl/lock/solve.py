@@ -53,6 +53,7 @@ class LockResult:
     stats: dict[str, PlatformStats]
     changed: bool  # False when the new lock is byte-identical to the old one
     sha256: str  # of the written file, as read_lock_meta reports it
+    warnings: tuple[str, ...] = ()  # e.g. why the lock will not work on another machine
 
     @property
     def counts(self) -> dict[str, dict[str, int]]:
@@ -267,9 +268,24 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     if changed:
         write_bytes_atomic(path, data)
     info = read_lock_meta(path)
+    warnings = _portability(target.name, planned)
+    for warning in warnings:
+        emit("warning", target=target.name, message=warning)
     emit("written", target=target.name, path=str(path), changed=changed,
          message=f"{target.name}: {'wrote' if changed else 'unchanged'} {path}")
-    return LockResult(target.name, path, tuple(spec.platforms), stats, changed, info.sha256)
+    return LockResult(target.name, path, tuple(spec.platforms), stats, changed, info.sha256, warnings)
+
+
+def _portability(name: str, planned: list[PlatformLock]) -> tuple[str, ...]:
+    """Why this lock would not install on another machine: packages from file:// locations of this one."""
+    local = sorted({str(url) for plat in planned
+                    for url in [r.url for r in plat.conda] + [p.url for p in plat.pip] if str(url).startswith("file:")})
+    if not local:
+        return ()
+    folders = sorted({url.rsplit("/", 1)[0] for url in local})
+    return (f"the lock of '{name}' is not portable: {len(local)} package(s) come from local paths of this machine "
+            f"({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}); another machine needs the same files at "
+            "the same paths. Serve them from a channel or index URL to share the lock.",)
 
 
 def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
