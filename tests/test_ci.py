@@ -98,7 +98,8 @@ def test_workflow_checks_locks_then_certifies_each_target_on_its_runner(matrix):
     assert ".envctl/cache/rattler" in cache["with"]["path"]
     assert job["env"]["RATTLER_CACHE_DIR"].endswith(".envctl/cache/rattler")
     certify = next(s for s in job["steps"] if "envctl certify" in s.get("run", ""))
-    assert 'envctl certify "$TARGET" --junit "$REPORT.xml" --markdown "$REPORT.md" $CERTIFY_FLAGS' in certify["run"]
+    # --locked: the lock job checked or solved every lock; a certify job never relocks
+    assert 'envctl certify "$TARGET" --locked --junit "$REPORT.xml" --markdown "$REPORT.md" $CERTIFY_FLAGS' in certify["run"]
     assert job["env"]["CERTIFY_FLAGS"] == "${{ matrix.flags }}"
     uses = [s.get("uses", "").split("@")[0] for s in job["steps"]]
     assert {"actions/checkout", "actions/setup-python", "actions/upload-artifact", "mikepenz/action-junit-report"} <= set(uses)

@@ -104,7 +104,7 @@ def test_stages_jobs_tags_and_modes(matrix):
         assert job["needs"] == ["lock"]
         assert job["timeout"].endswith("m") and 0 < int(job["timeout"][:-1]) <= 360
         certify = job["script"][-1]
-        assert certify.startswith(f'envctl certify "{target}" --junit "reports/{target}-{platform}.xml"')
+        assert certify.startswith(f'envctl certify "{target}" --locked --junit "reports/{target}-{platform}.xml"')
         assert job["artifacts"]["when"] == "always"
         assert job["artifacts"]["reports"]["junit"] == f"reports/{target}-{platform}.xml"
         assert f"certs/{target}.json" in job["artifacts"]["paths"]

@@ -24,6 +24,8 @@ def certify(
     prefix: Optional[Path] = options.prefix("Certify the env at this prefix (with --target)."),
     timeout: Optional[int] = options.timeout("Seconds before a smoke run counts as hung."),
     out: Optional[Path] = options.out("Certificate path (with --target; default certs/<target>.json).", short=False),
+    locked: bool = options.LOCKED,
+    frozen: bool = options.FROZEN,
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
 ) -> int:
@@ -35,6 +37,9 @@ def certify(
     """
     from envctl.cli import printing
     from envctl.core.errors import EnvctlError
+    from envctl.pipeline.stages import LockMode
+
+    lock_mode = LockMode.of(locked, frozen)
 
     names = ([target] if target else []) + list(targets or [])
     if all_ and names:
@@ -47,7 +52,7 @@ def certify(
     if single:  # the one-target form prints the certificate in full
         from envctl.pipeline import stages
 
-        cert = stages.certify_one(matrix, target, prefix=prefix, timeout=timeout, out=out)
+        cert = stages.certify_one(matrix, target, prefix=prefix, timeout=timeout, out=out, lock_mode=lock_mode)
         if json_:
             printing.emit_json(cert.to_json())
         else:
@@ -60,7 +65,7 @@ def certify(
     with suite_report.SuiteProgress() as progress:
         result = suite.run_suite(matrix, names, all_targets=all_, jobs=jobs, timeout=timeout,
                                  junit=junit, markdown=markdown, fail_on_drift=fail_on_drift,
-                                 fail_on_lock_only=fail_on_lock_only, progress=progress)
+                                 fail_on_lock_only=fail_on_lock_only, lock_mode=lock_mode, progress=progress)
     if json_:
         printing.emit_json(result.to_json())
     else:

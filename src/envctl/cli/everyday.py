@@ -19,14 +19,19 @@ def run(
     command: List[str] = typer.Argument(..., help="The command and its arguments (after --)."),
     target: Optional[str] = options.target("Run in this target's env."),
     prefix: Optional[Path] = options.prefix("Run in the env at this prefix."),
+    locked: bool = options.LOCKED,
+    frozen: bool = options.FROZEN,
     matrix: Path = options.MATRIX,
 ) -> int:
     """Run COMMAND inside the env, as if it were activated; its exit status is passed through."""
     from envctl.cli.printing import note
-    from envctl.everyday.run import resolve_prefix, run_in_env, stale_warning
+    from envctl.everyday.locate import check_env_lock, locate_env
+    from envctl.everyday.run import run_in_env
+    from envctl.pipeline.stages import LockMode
 
-    where, _ = resolve_prefix(matrix, target, prefix)
-    warning = stale_warning(matrix, where)
+    mode = LockMode.of(locked, frozen)
+    where = locate_env(matrix, target, prefix, current_ok=False).prefix
+    warning = check_env_lock(matrix, where, mode.value)
     if warning:
         note(warning)
     return run_in_env(where, list(command))
@@ -65,16 +70,20 @@ def export_cmd(
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Sizes tried on every dynamic axis, e.g. 1,2,5."),
     path: Optional[Path] = typer.Option(None, "--path", help="Folder MODULE is imported from (default: the current one)."),
     timeout: Optional[int] = options.timeout("Seconds before the export counts as hung."),
+    locked: bool = options.LOCKED,
+    frozen: bool = options.FROZEN,
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
 ) -> int:
     """Export your model, check it, run it in ONNX Runtime at several sizes against PyTorch; write --out."""
     from envctl.cli.printing import emit_json
     from envctl.everyday import export as export_mod
+    from envctl.pipeline.stages import LockMode
 
     result = export_mod.export_model(
         matrix, model, out, target=target, prefix=prefix, opset=opset, dynamic=dynamic or [],
-        exporter=exporter, simplify=simplify, sizes=sizes, path=path, timeout=timeout)
+        exporter=exporter, simplify=simplify, sizes=sizes, path=path, timeout=timeout,
+        lock_mode=LockMode.of(locked, frozen).value)
     if json_:
         emit_json(result)
     else:

@@ -49,3 +49,7 @@ def channel(help: str) -> Any:
 
 def opset(help: str) -> Any:
     return typer.Option(None, "--opset", help=help)
+
+
+LOCKED = typer.Option(False, "--locked", help="Fail if the lock is missing or stale; never relock (for CI).")
+FROZEN = typer.Option(False, "--frozen", help="Use the lock as it is, without checking that it is fresh.")
