@@ -109,7 +109,7 @@ def worst_text(result) -> str:
 
 def stack(result) -> str:
     """The measured versions that matter for export, as the env reported them."""
-    cert = result.certificate or {}
+    cert = result.cert_data
     versions = cert.get("versions") or {}
     parts = [f"{short} {versions[key]}" for key, short in
              (("torch", "torch"), ("onnx", "onnx"), ("onnxruntime", "ort")) if versions.get(key)]
@@ -133,7 +133,7 @@ def gist(text: str, limit: int = 160) -> str:
 def short_detail(result) -> str:
     failure = result.failure or {}
     if result.outcome == "lock-only":
-        lock = (result.certificate or {}).get("lock") or {}
+        lock = result.cert_data.get("lock") or {}
         state = "lock fresh" if lock.get("fresh") else f"lock stale: {lock.get('problem')}"
         return f"{(result.reason or '').removeprefix('lock-only: ')} ({state})"
     if result.outcome == "xpassed":
