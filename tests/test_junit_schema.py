@@ -96,3 +96,14 @@ def test_each_platform_has_its_own_test_ids():
         (f"gpu_multi.{p}", f"{m}[torchscript]") for p in ("linux-64", "win-64") for m in ("cnn", "rnn")}
     assert ("unsolvable.linux-64", "unsolvable[env]") in cases
     assert len(cases) == sum(1 for _ in report("linux-64").iter("testcase"))  # no duplicate ids in one file
+
+
+def test_fail_on_lock_only_fails_a_run_that_only_locked():
+    from envctl.suite.summary import markdown_summary
+
+    mixed = results("linux-64")[:1] + results("linux-64")[5:6]  # one passed, one lock-only
+    assert SuiteResult(Path("m.yaml"), mixed, [], 1.0).exit_code == 0
+    strict = SuiteResult(Path("m.yaml"), mixed, [], 1.0, fail_on_lock_only=True)
+    assert strict.exit_code == 1 and strict.lock_only == ["gpu.multi"]
+    assert "--fail-on-lock-only" in markdown_summary(strict) and strict.to_json()["lock_only"] == ["gpu.multi"]
+    assert SuiteResult(Path("m.yaml"), mixed[:1], [], 1.0, fail_on_lock_only=True).exit_code == 0
