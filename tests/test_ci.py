@@ -62,7 +62,11 @@ def matrix(tmp_path):
     return path
 
 
+INSTALL = ("--install", "./tools/envctl")  # a project outside envctl's repository says where envctl's source is
+
+
 def generate(matrix: Path, *extra: str) -> tuple[str, dict]:
+    extra = extra if "--install" in extra else (*extra, *INSTALL)
     result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--out", "-", *extra])
     assert result.exit_code == 0, result.output
     return result.stdout, yaml.safe_load(result.stdout)
@@ -118,10 +122,10 @@ def test_output_is_deterministic_and_written_once(matrix, tmp_path):
     first, _ = generate(matrix)
     assert generate(matrix)[0] == first
     out = tmp_path / ".github" / "workflows" / "certify.yml"
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix)])  # default: <project>/.github/workflows
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), *INSTALL])  # default: <project>/.github/workflows
     assert result.exit_code == 0, result.output
     assert out.read_text() == first and "10 certify job(s)" in result.output
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--out", str(out)])
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--out", str(out), *INSTALL])
     assert "unchanged" in result.output
 
 
@@ -141,24 +145,24 @@ def test_project_in_a_subfolder_of_the_checkout(tmp_path):
     path = tmp_path / "ml" / "m.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"])}}))
-    text, doc = generate(path, "--install", "envctl==0.1.0", "--branch", "release")
+    text, doc = generate(path, "--install", "../vendor/envctl", "--branch", "release")
     assert doc.get("on", doc.get(True))["push"]["branches"] == ["release"]
     assert doc["defaults"]["run"]["working-directory"] == "ml"  # commands run in the project
     runs = [s.get("run", "") for job in doc["jobs"].values() for s in job["steps"]]
-    assert 'python -m pip install "envctl==0.1.0"' in runs
+    assert 'python -m pip install "../vendor/envctl"' in runs
     assert "envctl matrix check --matrix m.yaml" in runs
     assert any("envctl certify" in r and "--matrix m.yaml" in r for r in runs)
     job = doc["jobs"]["certify"]  # actions see paths from the checkout's root
     assert job["strategy"]["matrix"]["include"][0]["lock"] == "ml/locks/a.conda-lock.yml"
     assert "ml/certs/${{ matrix.target }}.json" in text and "report_paths: ml/reports/" in text
     assert job["env"]["RATTLER_CACHE_DIR"] == "${{ github.workspace }}/ml/.envctl/cache/rattler"
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(path)])
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(path), *INSTALL])
     assert result.exit_code == 0, result.output
     assert (tmp_path / ".github" / "workflows" / "certify.yml").exists()  # where GitHub reads workflows
 
 
 def test_bad_input_is_a_clean_error(matrix, tmp_path):
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--gpu-label", "gpu; rm -rf /", "--out", "-"])
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--gpu-label", "gpu; rm -rf /", "--out", "-", *INSTALL])
     assert result.exit_code == 2 and "runner label" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["ci", "github", "--matrix", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -209,7 +213,7 @@ def test_a_line_break_in_a_bare_value_is_refused_before_writing(tmp_path):
     path = tmp_path / "m\n  evil: true.yaml"
     path.write_text(yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"])}}))
     out = tmp_path / "certify.yml"
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", str(out)])
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", str(out), *INSTALL])
     assert result.exit_code == 2, result.output
     assert "line break" in result.output and "Traceback" not in result.output
     assert not out.exists()
@@ -297,7 +301,7 @@ def test_concurrency_never_cancels_runs_on_the_default_branch(matrix):
     assert other[1] is True and other[0] != pr1[0]
     _, doc = generate(matrix, "--branch", "release/2")
     assert "refs/heads/release/2" in doc["concurrency"]["group"]
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--branch", "x' || true", "--out", "-"])
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--branch", "x' || true", "--out", "-", *INSTALL])
     assert result.exit_code == 2 and "--branch" in result.output
 
 
@@ -395,7 +399,7 @@ def test_runner_labels_are_validated_with_file_and_line(tmp_path):
                         ([], "non-empty"), ({"linux-64": ["a;b"]}, "not allowed"), (["x", "x"], "duplicates")):
         text = yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"], runner_labels=bad)}})
         path.write_text(text)
-        result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", "-"])
+        result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", "-", *INSTALL])
         line = 1 + next(i for i, l in enumerate(text.splitlines()) if l.strip().startswith("runner_labels"))
         assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output
         assert f"matrix.yaml:{line}" in " ".join(result.output.split()), result.output

@@ -61,7 +61,11 @@ def matrix(tmp_path):
     return path
 
 
+INSTALL = ("--install", "./tools/envctl")  # a project outside envctl's repository says where envctl's source is
+
+
 def generate(matrix: Path, *extra: str) -> tuple[str, dict]:
+    extra = extra if "--install" in extra or matrix.is_relative_to(REPO) else (*extra, *INSTALL)
     result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(matrix), "--out", "-", *extra])
     assert result.exit_code == 0, result.output
     return result.stdout, yaml.safe_load(result.stdout)
@@ -186,19 +190,53 @@ def test_project_in_a_subfolder_and_output_file(tmp_path):
     assert job["cache"]["key"]["files"] == ["ml/locks/a.conda-lock.yml"]
     assert job["artifacts"]["reports"]["junit"] == "ml/reports/a-linux-64.xml"
     assert "ml/certs/a.json" in job["artifacts"]["paths"]
-    result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(path)])
+    result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(path), *INSTALL])
     assert result.exit_code == 0, result.output
     written = (tmp_path / ".gitlab-ci.yml").read_text()
     assert "written (1 certify job(s))" in " ".join(result.output.split())
-    result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(path)])
+    result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(path), *INSTALL])
     assert "unchanged" in result.output and (tmp_path / ".gitlab-ci.yml").read_text() == written
 
 
 def test_bad_input_is_a_clean_error(matrix, tmp_path):
-    result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(matrix), "--gpu-label", "a b", "--out", "-"])
+    result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(matrix), "--gpu-label", "a b", "--out", "-", *INSTALL])
     assert result.exit_code == 2 and "runner label" in result.output and "Traceback" not in result.output
     path = tmp_path / "m\n  evil: true.yaml"
     path.write_text(yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"])}}))
     out = tmp_path / "out.yml"
-    result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(path), "--out", str(out)])
+    result = runner.invoke(app, ["ci", "gitlab", "--matrix", str(path), "--out", str(out), *INSTALL])
     assert result.exit_code == 2 and "line break" in result.output and not out.exists()
+
+
+GENERATORS = ("github", "gitlab")
+
+
+def install_lines(text: str) -> list[str]:
+    return [line.split("pip install", 1)[1].strip() for line in text.splitlines() if "pip install" in line]
+
+
+def from_source(spec: str) -> bool:
+    """A path, or a URL (never a name pip would look up in an index)."""
+    spec = json.loads(spec)  # the generators write it as a double-quoted YAML scalar
+    return spec in (".", "..") or spec.startswith(("./", "../", "/")) or "://" in spec
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_every_generator_installs_envctl_from_the_repository_source(generator, matrix):
+    def run(path: Path, *extra: str):
+        return runner.invoke(app, ["ci", generator, "--matrix", str(path), "--out", "-", *extra])
+
+    own = run(REPO / "envs" / "matrix.yaml")  # envctl's own repository: its checkout
+    assert own.exit_code == 0, own.output
+    assert set(install_lines(own.stdout)) == {'"."'}
+    pinned = "envctl @ git+https://github.com/org/envctl@" + "a" * 40
+    given = run(matrix, "--install", pinned)
+    assert given.exit_code == 0 and set(install_lines(given.stdout)) == {json.dumps(pinned)}
+    for text in (own.stdout, given.stdout, run(matrix, *INSTALL).stdout):
+        assert install_lines(text) and all(from_source(spec) for spec in install_lines(text))
+        assert "pip install envctl" not in text and "envctl==" not in text
+    for bad in ("envctl", "envctl==0.1.0", "envctl-onnx>=0.1"):  # a bare name from an index: refused
+        refused = run(matrix, "--install", bad)
+        assert refused.exit_code == 2 and "from source" in refused.output and "Traceback" not in refused.output
+    nowhere = run(matrix)  # not envctl's repository, nothing given: say how, write nothing
+    assert nowhere.exit_code == 2 and "--install" in nowhere.output and "stages:" not in nowhere.output

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +34,6 @@ from typing import Any
 
 import jinja2
 
-from envctl import __version__
 from envctl.core.atomic import write_text_atomic
 from envctl.core.errors import EnvctlError
 from envctl.core.paths import lock_path
@@ -136,20 +136,41 @@ def check_branch(branch: str) -> None:
         raise EnvctlError(f"--branch {branch!r}: a branch name here is letters, digits, '.', '_', '-' and '/'.")
 
 
-def install_spec(root: Path, install: str | None = None) -> str:
-    """The pip requirement CI installs envctl with.
+def _is_path(spec: str) -> bool:
+    return spec in (".", "..") or spec.startswith(("./", "../", "/")) or bool(re.match(r"^[A-Za-z]:[\\/]", spec))
 
-    In envctl's own repository CI tests the checked-out code ("." from the project).
+
+def install_spec(root: Path, install: str | None = None) -> str:
+    """What every generated job pip-installs, from the project folder: envctl from source, never by name.
+
+    A bare name (`envctl`, `envctl==0.1.0`) would install whatever an index serves under it, and
+    PyPI's `envctl` is an unrelated project. So: envctl's own checkout when the project lives in it
+    (a relative path), else what --install gives, which must be a path or a URL (a VCS URL pinned
+    to a commit, an archive with its hash); anything else is refused.
     """
-    if install:
-        return install
-    try:
-        text = (Path(root) / "pyproject.toml").read_text(encoding="utf-8")
-    except OSError:
-        text = ""
-    if re.search(r'^name\s*=\s*"envctl"\s*$', text, re.M):
-        return "."
-    return f"envctl=={__version__}"
+    if install is not None:
+        spec = install.strip()
+        if _is_path(spec) or ("://" in spec and ("@" in spec.split("://", 1)[1] or "#sha256=" in spec)):
+            return spec
+        raise EnvctlError(
+            f"--install {install!r}: CI installs envctl from source, not by a name an index resolves (PyPI's "
+            "`envctl` is an unrelated project): give a path such as ./tools/envctl, or a URL pinned to a "
+            "commit such as 'envctl @ git+https://github.com/<org>/<repo>@<commit>'.")
+    checkout = checkout_root(root)
+    project = Path(root).absolute()
+    for folder in (project, *project.parents):
+        try:
+            text = (folder / "pyproject.toml").read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        if re.search(r'^name\s*=\s*"envctl"\s*$', text, re.M):
+            rel = Path(os.path.relpath(folder, project)).as_posix()
+            return rel if rel.startswith(".") else f"./{rel}"
+        if folder == checkout:
+            break
+    raise EnvctlError("cannot tell where CI should install envctl from: this is not envctl's own repository.",
+                      hint="pass --install with a path (e.g. a vendored ./tools/envctl) or a URL pinned to a commit "
+                           "('envctl @ git+https://github.com/<org>/<repo>@<commit>').")
 
 
 def checkout_root(root: Path) -> Path:
