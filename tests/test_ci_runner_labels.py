@@ -33,7 +33,8 @@ def test_runner_labels_are_validated_with_file_and_line(tmp_path):
     path = tmp_path / "envs" / "matrix.yaml"
     path.parent.mkdir()
     for bad, needle in ((["ok", "no spaces"], "not allowed"), ({"linux-65": ["x"]}, "linux-65"),
-                        ([], "non-empty"), ({"linux-64": ["a;b"]}, "not allowed"), (["x", "x"], "duplicates")):
+                        ([], "non-empty"), ({"linux-64": ["a;b"]}, "not allowed"), (["x", "x"], "duplicates"),
+                        ({"win-64": ["x"]}, "none of them a platform of target 'a'")):
         text = yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"], runner_labels=bad)}})
         path.write_text(text)
         result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", "-", *INSTALL])

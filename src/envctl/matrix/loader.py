@@ -192,6 +192,13 @@ def _resolve(path: Path, name: str, raw: dict[str, Any], lines: dict[str, tuple[
             file=path, line=lines.get("__target__", (None, ""))[0].line if "__target__" in lines else None,
             key=f"targets.{name}",
         )
+    named = [p for p, _ in values.get("runner_labels", ())]
+    if named and "*" not in named and not set(named) & set(values["platforms"]):
+        # Labels for none of the target's platforms would silently never be used (a mapping shared
+        # through `defaults` may name platforms some targets lack: that is fine).
+        mapping, keypath = lines["runner_labels"]
+        raise _error(path, mapping, "runner_labels", f"runner_labels names {', '.join(named)}, none of them a "
+                     f"platform of target '{name}' ({', '.join(values['platforms'])})", keypath)
     cuda = values.get("cuda")
     values.setdefault("onnxruntime_build", "gpu" if cuda else "cpu")
     values.setdefault(
