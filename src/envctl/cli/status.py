@@ -14,6 +14,7 @@ from envctl.cli.command import add_commands, command
 @command()
 def status(
     targets: Optional[List[str]] = options.targets("Targets to show (default: all)."),
+    target: Optional[List[str]] = options.target_list(),
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
 ) -> None:
@@ -21,7 +22,7 @@ def status(
     from envctl.cli.printing import emit_json
     from envctl.suite import status as status_mod
 
-    statuses = status_mod.project_status(matrix, targets)
+    statuses = status_mod.project_status(matrix, options.names(targets, target) or None)
     if json_:
         emit_json(status_mod.status_json(matrix, statuses))
     else:
@@ -45,15 +46,14 @@ def report(
         raise EnvctlError("name an output: `envctl report --html PATH`, or certificates: `envctl report --drift DIR`.")
     if (markdown or fail_on_drift) and not drift:
         raise EnvctlError("--markdown and --fail-on-drift go with --drift DIR.")
-    code = 0
+    code, data = 0, {}
     if drift:
-        from envctl.cli import printing
         from envctl.suite import gathered
         from envctl.suite import summary as suite_report
 
         suite = gathered.drift_report(list(drift), matrix=matrix, markdown=markdown, fail_on_drift=fail_on_drift)
         if json_:
-            printing.emit_json(suite.to_json())
+            data = suite.to_json()
         else:
             suite_report.print_suite(suite)
         # The certify jobs fail for their own targets; this check fails only for drift, when asked.
@@ -62,7 +62,14 @@ def report(
         from envctl.suite import htmlreport
 
         path, count = htmlreport.write_report(matrix, html)
-        console.print(f"wrote {path} ({count} target(s))")
+        if json_:  # with --drift, the comparison's JSON names the page too
+            data = data | {"html": str(path)} if drift else {"html": str(path), "targets": count}
+        else:
+            console.print(f"wrote {path} ({count} target(s))")
+    if json_:
+        from envctl.cli.printing import emit_json
+
+        emit_json(data)
     return code
 
 
