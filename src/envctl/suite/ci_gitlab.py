@@ -38,6 +38,8 @@ HOSTED: dict[str, tuple[str, ...]] = {
     "win-64": ("saas-windows-medium-amd64",),
 }
 IMAGE = "python:3.12"  # Linux jobs: envctl's own interpreter (targets bring theirs)
+# macOS runners' Python may be externally managed (PEP 668): envctl goes into a venv of its own.
+MACOS_VENV = ("python3 -m venv .envctl/ci-venv", ". .envctl/ci-venv/bin/activate")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class GitlabJob:
     note: str
     tags: tuple[str, ...]
     image: str  # "" on macOS and Windows runners
-    python: str  # the interpreter command on that runner
+    setup: tuple[str, ...]  # lines before envctl is installed (a venv where the system Python is not ours)
     minutes: int
     lock: str
     flags: str  # " --fail-on-lock-only" for a job meant to run
@@ -111,7 +113,7 @@ def gitlab_pipeline(matrix_path: Path, *, gpu_label: str | None = None, install:
     jobs = tuple(GitlabJob(
         name=f"certify {j.target} on {j.platform}", target=j.target, platform=j.platform, mode=j.mode, note=j.note,
         tags=tuple(j.runner), image=IMAGE if _linux(j) else "",
-        python="python3" if not _linux(j) and j.platforms[0].startswith("osx-") else "python",
+        setup=MACOS_VENV if not _linux(j) and j.platforms[0].startswith("osx-") else (),
         minutes=j.minutes, lock=at(j.lock), flags=" --fail-on-lock-only" if j.runs else "") for j in planned)
     return ci_jobs.render(TEMPLATE, pl=Pipeline(
         matrix=at(rel),
