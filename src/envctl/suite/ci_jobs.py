@@ -38,12 +38,13 @@ from envctl.core.atomic import write_text_atomic
 from envctl.core.errors import EnvctlError
 from envctl.core.paths import lock_path
 from envctl.host.runnable import needs_gpu
+from envctl.matrix.fields import RUNNER_LABEL
 from envctl.matrix.loader import Target
 
 __all__ = ["LABEL", "Job", "plan", "install_spec", "checkout_root", "project_dir", "render", "write_if_changed",
-           "check_label", "check_branch", "LOCK_ONLY_MINUTES", "job_minutes"]
+           "check_label", "check_branch", "matrix_rel", "LOCK_ONLY_MINUTES", "job_minutes"]
 
-LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # the same alphabet as `runner_labels:` (matrix/fields.py)
+LABEL = RUNNER_LABEL  # --gpu-label takes the alphabet of `runner_labels:`
 BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 # Job ceilings in minutes. A run job: envctl's setup and the env build, plus every smoke
 # run at the target's own hang timeout (each run is killed at that timeout anyway).
