@@ -59,12 +59,6 @@ class TargetResult:
     platforms: tuple[str, ...] = ()  # the target's platforms (all lock-only when nothing ran)
 
     @property
-    def cert_data(self) -> dict:
-        """The certificate as its JSON ({} when there is none), for the report writers."""
-        cert = self.certificate
-        return cert.to_json() if hasattr(cert, "to_json") else dict(cert or {})
-
-    @property
     def runs(self) -> list[dict]:
         return self.certificate.runs if self.certificate else []
 
