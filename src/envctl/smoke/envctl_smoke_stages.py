@@ -19,6 +19,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
+import envctl_smoke_compare as compare
+import envctl_smoke_inputs as inputs_mod
 import envctl_smoke_models as models
 
 
@@ -65,19 +67,27 @@ def torch_outputs(model, inputs):
         return [t.detach() for t in _flatten(model(*inputs))]
 
 
-def pre_export(details, case, device, seed):
-    """Put the model in eval mode on `device`, run it once at the export sizes, check what
-    comes out. Returns the export inputs (tensors on device)."""
+def pre_export(details, case, device, seed, input_files=()):
+    """Put the model in eval mode on `device`, learn what its inputs look like (domains,
+    samples, limits), run it once on the export inputs, check what comes out. Returns the
+    export inputs (tensors on device): the example itself where its sizes allow."""
     model = case["model"]
     if model.training:
         warn(details, "the callable returned a model in training mode; model.eval() applied "
                       "(dropout/BatchNorm would otherwise export in training behaviour)")
     model.eval()
+    case["samples"] = models.load_samples(case, input_files)
+    case["domains"], case["limits"] = inputs_mod.analyse(case, case["samples"])
+    details.update(domains=inputs_mod.describe_domains(case), limits=case["limits"], samples=len(case["samples"]))
     model.to(device)
     sizes = models.export_sizes(case)
-    inputs = [t.to(device) for t in models.make_inputs(case, sizes, seed)]
+    as_example = [tuple(s) for s in models.input_shapes(case, sizes)] == [tuple(t.shape) for t in case["inputs"]]
+    # The example, as a bare torch.onnx.export would trace it; generated only where a dynamic
+    # dim is below 2 (torch.export specializes 0/1, and tracing at 1 hides broadcasting bugs).
+    inputs = [t.to(device) for t in (case["inputs"] if as_example else models.make_inputs(case, sizes, seed))]
     details.update(export_sizes=sizes, input_dtypes=[str(t.dtype) for t in case["inputs"]],
-                   input_shapes=[list(t.shape) for t in inputs])
+                   input_shapes=[list(t.shape) for t in inputs],
+                   export_inputs="the example" if as_example else "generated at the export sizes")
     if any(t.dtype == torch.float64 for t in case["inputs"]):
         warn(details, "float64 inputs: deployments run float32; convert the model with .float()")
     outs = torch_outputs(model, inputs)
@@ -132,7 +142,32 @@ def _note_warnings(details, caught):
             warn(details, text)
 
 
-def export(details, case, exporter, path, opset, inputs):
+def _graphs_differ(details, case, kw, path, seed):
+    """Export again from inputs chosen to flip a value-dependent branch ("large", then
+    "zeros"); True when a graph differs from the one exported from the example."""
+    sizes = models.export_sizes(case)
+    device = next((t.device for t in case["model"].parameters()), torch.device("cpu"))
+    for group in ("large", "zeros"):
+        alt = path[:-5] + ".alt-%s.onnx" % group
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(case["model"], tuple(t.to(device) for t in models.make_inputs(
+                    case, sizes, seed, group)), alt, **kw)
+            if compare.graphs_differ(path, alt):
+                details["graph_differs_on"] = group
+                return True
+        except Exception as e:  # the branch the other inputs take does not even export
+            details["graph_differs_on"] = "%s (export raised %s)" % (group, type(e).__name__)
+            return True
+        finally:
+            for f in (alt, alt + ".data"):
+                if os.path.exists(f):
+                    os.remove(f)
+    return False
+
+
+def export(details, case, exporter, path, opset, inputs, seed=0):
     """torch.onnx.export with dynamic batch (+ declared axes). Returns the files to ship."""
     params = inspect.signature(torch.onnx.export).parameters
     axes = case["dynamic_axes"]
@@ -165,6 +200,10 @@ def export(details, case, exporter, path, opset, inputs):
             torch.onnx.export(case["model"], tuple(inputs), path, **kw)
         finally:
             _note_warnings(details, caught)
+    sites = compare.value_sites(caught, os.path.dirname(os.path.abspath(torch.__file__)))
+    details["value_sites"] = sites
+    if sites and exporter == "torchscript":  # the trace may have kept one branch: look twice
+        details["graphs_differ"] = _graphs_differ(details, case, kw, path, seed)
     folder = os.path.dirname(path)
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
     details["sidecar_written"] = os.path.exists(path + ".data")
@@ -220,16 +259,6 @@ def _as_float(a):
     return np.asarray(a).astype(np.float64)
 
 
-def _compare(ref, got, atol, rtol):
-    r, g = _as_float(ref), _as_float(got)
-    diff = np.abs(g - r)
-    nz = np.abs(r) > 0
-    bad = ~np.isclose(g, r, atol=atol, rtol=rtol)  # |g - r| <= atol + rtol * |r|, as np.allclose
-    return {"max_abs": float(diff.max()) if diff.size else 0.0,
-            "max_rel": float((diff[nz] / np.abs(r[nz])).max()) if nz.any() else 0.0,
-            "violations": int(bad.sum()), "passed": not bool(bad.any())}
-
-
 def fingerprint(case, sizes, outs, tensors):
     """Compact description of ORT outputs, for comparing numbers across envs."""
     h = hashlib.sha256()
@@ -249,25 +278,70 @@ def fingerprint(case, sizes, outs, tensors):
 _SHAPE_ERROR = re.compile(r"shape|dimension|broadcast|reshape", re.I)
 
 
-def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device):
-    """Run PyTorch and ORT on every case of the sweep; compare; return the fingerprint of
-    the all-2 case. `refs` caches PyTorch outputs across calls (simplify reuses them)."""
+def sizes_of(case, tensors):
+    """{dim_name: size} read off actual tensors (samples, the example)."""
+    out = {}
+    for name, t in zip(case["input_names"], tensors):
+        for axis, dim in case["dynamic_axes"].get(name, {}).items():
+            if axis < t.dim():
+                out.setdefault(dim, int(t.shape[axis]))
+    return out
+
+
+def _beyond(sizes, exp):
+    return any(d != "batch" and n > exp.get(d, n) for d, n in sizes.items())
+
+
+def _verdict(details, export_info, failures, exp_sizes):
+    """The classified failure for the numeric mismatches seen (or None), and the waiver note."""
+    sites = export_info.get("value_sites") or []
+    signal = bool(sites) or bool(export_info.get("graphs_differ"))
+    where = ("at " + ", ".join(sites)) if sites else "(the graphs exported from two input groups differ)"
+    at_export = [f for f in failures if f["sizes"] == exp_sizes or f["group"] in inputs_mod.ADVERSARIAL]
+    if signal and at_export:
+        f = at_export[0]
+        return StageFailure("value_dependent_branch", "the trace kept one branch of value-dependent code %s: %s"
+                            % (where, f["text"]))
+    if signal and not failures:
+        warn(details, "value-dependent code %s was waived: the branch-flipping inputs (%s) all match"
+             % (where, ", ".join(inputs_mod.ADVERSARIAL)))
+    if failures:
+        return StageFailure("numeric_mismatch", failures[0]["text"])
+    return None
+
+
+def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device, export_info=None):
+    """Run PyTorch and ORT on every case ({"group", "sizes"[, "sample"]}): the user's samples
+    first, the sweep, the adversarial groups at the export sizes; compare; return the
+    fingerprint of the all-2 random case. `refs` caches PyTorch outputs (simplify reuses them)."""
     atol, rtol = tol
     exp_sizes = models.export_sizes(case)
     details.update(atol=atol, rtol=rtol, export_sizes=exp_sizes, cases=[])
-    problem, fp = None, None
-    for sizes in cases:
-        rec = {"sizes": sizes, "outputs": [], "passed": False}
+    problem, fp, failures = None, None, []
+    for c in cases:
+        group = c["group"]
+        if group == "samples":
+            tensors = list(case["samples"][c["sample"]])
+        else:
+            tensors = models.make_inputs(case, c["sizes"], seed, group)
+        sizes = sizes_of(case, tensors) if group in ("samples", "example") else c["sizes"]
+        rec = {"group": group, "sizes": sizes, "outputs": [], "passed": False}
+        if group == "samples":
+            rec["sample"] = c["sample"]
         details["cases"].append(rec)
-        tensors = models.make_inputs(case, sizes, seed)
-        key = json.dumps(sizes, sort_keys=True)
+        key = json.dumps([group, c.get("sample"), sizes], sort_keys=True)
         try:
             if key not in refs:
                 outs = torch_outputs(case["model"], [t.to(device) for t in tensors])
                 refs[key] = [t.cpu().numpy() for t in outs]
         except Exception as e:
-            rec["error"] = "PyTorch: %s: %s" % (type(e).__name__, e)
-            problem = problem or StageFailure("model_error", "PyTorch forward failed at %s: %s" % (sizes, e))
+            rec["error"] = "PyTorch: %s: %s" % (type(e).__name__, str(e)[:500])
+            if group in ("random", "sign_flipped", "zeros", "large") and (_beyond(sizes, exp_sizes) or group != "random"):
+                # beyond a limit of the model itself (or inputs it refuses): not a verdict on the export
+                rec.update(passed=None, skipped="PyTorch itself fails on these inputs; not compared")
+                continue
+            problem = problem or StageFailure("model_error", "PyTorch forward failed on the %s inputs at %s: %s"
+                                              % (group, sizes, e))
             continue
         try:
             got = sess.run(None, _feed(case, sess, tensors))
@@ -278,12 +352,13 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                                  "frozen in the graph. %s" % (sizes, exp_sizes, str(e)[:300]))
             problem = problem or e
             continue
-        if all(v == 2 for v in sizes.values()):
+        if group == "random" and sizes and all(v == 2 for v in sizes.values()):
             fp = fingerprint(case, sizes, got, tensors)
         ref = refs[key]
         if len(got) != len(ref):
             problem = problem or StageFailure("numeric_mismatch", "ONNX has %d outputs, PyTorch %d"
                                               % (len(got), len(ref)))
+        label = "on your data (sample %d)" % c["sample"] if group == "samples" else "on the %s inputs" % group
         for name, r, g in zip(case["output_names"], ref, got):
             out = {"name": name, "shape": list(r.shape), "ort_shape": list(g.shape)}
             if r.shape != g.shape:
@@ -292,12 +367,18 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                 problem = problem or StageFailure(cls, "output %r at %s: ONNX shape %s, PyTorch %s"
                                                   % (name, sizes, list(g.shape), list(r.shape)))
             else:
-                out.update(_compare(r, g, atol, rtol))
+                out.update(compare.compare(r, g, atol, rtol))
+                if out["nonfinite_matched"]:
+                    warn(details, "output %r: %d NaN/Inf at the same positions in PyTorch and ONNX Runtime "
+                                  "%s at %s (counted as matching)" % (name, out["nonfinite_matched"], label, sizes))
                 if not out["passed"]:
-                    problem = problem or StageFailure(
-                        "numeric_mismatch", "output %r at %s: max_abs %.3g, max_rel %.3g, %d elements "
-                        "outside atol=%g rtol=%g" % (name, sizes, out["max_abs"], out["max_rel"],
-                                                     out["violations"], atol, rtol))
+                    arrays = [t.numpy() for t in tensors]
+                    note = compare.rows_note(out, r.shape[0] if r.ndim else 0, case["input_names"], arrays,
+                                             case["domains"], inputs_mod.shared_by)
+                    failures.append({"group": group, "sizes": sizes, "text": (
+                        "output %r %s at %s: max_abs %.3g, max_rel %.3g, %d elements outside atol=%g "
+                        "rtol=%g%s" % (name, label, sizes, out["max_abs"], out["max_rel"], out["violations"],
+                                       atol, rtol, note))})
             declared = (graph_outputs or {}).get(name) or []
             if len(declared) == g.ndim and any(isinstance(d, int) and d != n for d, n in zip(declared, g.shape)):
                 note = "output %r is declared %s in the graph but its shape varies at run time" % (name, declared)
@@ -305,11 +386,34 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                     warn(details, note)
             rec["outputs"].append(out)
         rec["passed"] = len(got) == len(ref) and all(o["passed"] for o in rec["outputs"])
+    mine = [r for r in details["cases"] if r["group"] == "samples"]
+    if mine:
+        details["on_your_data"] = {"samples": len(mine), "passed": all(r["passed"] for r in mine),
+                                   "max_abs": max((o.get("max_abs", 0) for r in mine for o in r["outputs"]),
+                                                  default=None)}
+    verdict = _verdict(details, export_info or {}, failures, exp_sizes)
+    if verdict is not None and (problem is None or (verdict.cls == "value_dependent_branch"
+                                                    and getattr(problem, "cls", "") == "numeric_mismatch")):
+        problem = verdict
     if problem is not None:
         if isinstance(problem, StageFailure):
             problem.value = fp
         raise problem
     return fp
+
+
+def cases_for(case, sizes):
+    """The comparison plan: samples, the size sweep, the adversarial groups at the export
+    sizes, and the all-2 fingerprint case (the same in every env)."""
+    plan = [{"group": "samples", "sizes": None, "sample": i} for i in range(len(case["samples"]))]
+    sweep = models.sweep(case, sizes, case.get("limits"))
+    plan += [{"group": "random", "sizes": s} for s in sweep]
+    exp = models.export_sizes(case)
+    plan += [{"group": g, "sizes": exp} for g in inputs_mod.ADVERSARIAL]
+    all2 = {d: 2 for d in models.dim_names(case)}
+    if all2 not in sweep:
+        plan.append({"group": "random", "sizes": all2})
+    return plan
 
 
 def simplify(details, path, mode, out_path):

@@ -77,7 +77,7 @@ FAILURE_CLASSES = {
     "unsupported_operator": {
         "summary": "an operator has no ONNX translation (exporter) or no kernel (onnxruntime)",
         "remedy": "register a custom symbolic/ONNX function (dynamo: custom_translation_table) or "
-                  "rewrite the op; or try the other exporter or a newer opset"},
+                  "rewrite the op; or try the {other} exporter or a newer opset"},
     "opset_unsupported": {
         "summary": "the opset is beyond what torch.onnx or this onnxruntime supports",
         "remedy": "lower the target opset to what both support (ORT 1.16: <=19, 1.17+: >=20; "
@@ -85,7 +85,7 @@ FAILURE_CLASSES = {
     "ir_version_unsupported": {
         "summary": "the model's IR version is newer than this onnxruntime reads",
         "remedy": "upgrade onnxruntime (dynamo writes IR 10: ORT>=1.18; opset 19-20 via TorchScript "
-                  "is IR 9: ORT>=1.15) or export at a lower opset with the TorchScript exporter"},
+                  "is IR 9: ORT>=1.15) or export at a lower opset<torchscript| with the TorchScript exporter>"},
     "checker_failure": {
         "summary": "onnx.checker (full_check) rejected the exported model",
         "remedy": "align onnx with torch (the exporter may emit ops/opsets this onnx does not know): "
@@ -97,7 +97,13 @@ FAILURE_CLASSES = {
     "dynamic_axis_ignored": {
         "summary": "the ONNX graph froze a dynamic axis at its export size",
         "remedy": "no Python ints from tensor shapes (int(x.size(0)), shape-based ifs) in forward; "
-                  "script data-dependent control flow (torch.cond) or use the dynamo exporter"},
+                  "use torch.cond for shape-dependent control flow<dynamo|, or use the dynamo exporter>"
+                  "<torchscript|, or export with the TorchScript exporter and let the size sweep judge it>"},
+    "value_dependent_branch": {
+        "summary": "the export kept one branch of Python control flow on a tensor's values (file:line named)",
+        "remedy": "replace the Python `if` on tensor values at the named line with torch.where or torch.cond"
+                  "<dynamo| (the dynamo exporter refuses such code instead of freezing it)>; if the other "
+                  "branch can never happen, declare the inputs' `ranges` or give real `samples`"},
     "numeric_mismatch": {
         "summary": "ONNX Runtime outputs differ from PyTorch beyond atol + rtol*|ref|",
         "remedy": "look for Python control flow on shapes/values frozen at export (tracing keeps one "
@@ -109,8 +115,9 @@ FAILURE_CLASSES = {
                   "hand in the env to see the traceback"},
     "export_failure": {
         "summary": "torch.onnx.export failed",
-        "remedy": "read the traceback; try the other exporter or another opset; dynamo: "
-                  "torch.onnx.export(..., report=True) writes an export report"},
+        "remedy": "read the innermost error (the detail keeps torch's wrapper text); try the {other} "
+                  "exporter or another opset<torchscript|; torch.onnx.export(..., dynamo=True, report=True) "
+                  "writes an export report>"},
     "runtime_error": {
         "summary": "onnxruntime failed to load or run the model",
         "remedy": "read the ORT message; ship the .onnx.data sidecar with the model; check opset/IR "
@@ -118,6 +125,10 @@ FAILURE_CLASSES = {
     "simplify_failure": {
         "summary": "onnxslim/onnxsim failed on the exported model",
         "remedy": "drop simplify for this target or pin a known-good simplifier version"},
+    "resource_exhausted": {
+        "summary": "out of disk space, memory or open files (ENOSPC / ENOMEM / EMFILE) at the named path",
+        "remedy": "free space where the message points (or set TMPDIR to a larger disk), free memory or "
+                  "shrink the sizes (--sizes), or raise the open-files limit (ulimit -n)"},
     "runner_crash": {
         "summary": "the runner died without a complete result (segfault, OOM, abort in native code)",
         "remedy": "rerun `python -I runner.py spec.json out.json` in the env; a crash at import "
@@ -134,6 +145,8 @@ FAILURE_CLASSES = {
 # (pattern, class, specific remedy or None): first match wins. Searched in the
 # "Type: message" lines of the exception and its causes, not in file paths.
 PATTERNS = [
+    (r"No space left on device|ENOSPC|\[Errno 28\]|Cannot allocate memory|ENOMEM|\[Errno 12\]|MemoryError"
+     r"|std::bad_alloc|Too many open files|EMFILE|\[Errno 24\]|Disk quota exceeded", "resource_exhausted", None),
     (r"Descriptors cannot be created directly", "import_error",
      "onnx's generated code is older than protobuf: upgrade onnx, or pin protobuf<=3.20.x"),
     (r"cannot import name 'runtime_version'", "import_error",
@@ -153,7 +166,7 @@ PATTERNS = [
      "unsupported_operator", None),
     (r"GuardOnDataDependentSymNode|data-dependent|Constraints violated", "export_failure",
      "data-dependent control flow or a shape guard: rewrite it with torch.cond, or relax the axis "
-     "(a Dim range), or use the TorchScript exporter and let the shape sweep judge it"),
+     "(a Dim range)<torchscript|, or use the TorchScript exporter and let the shape sweep judge it>"),
     (r"GetFileLength .* failed|external data", "runtime_error",
      "the .onnx.data sidecar is missing: ship it beside the model, or export external_data=False"),
     (r"Failed to create CUDAExecutionProvider|Require cuDNN|libcudnn|libcublas|LoadLibrary failed",
@@ -166,18 +179,58 @@ STAGE_DEFAULT = {"versions": "import_error", "pre_export": "model_error", "expor
                  "inference": "runtime_error", "simplify": "simplify_failure"}
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")  # colour codes torch puts in its messages
+RESOURCE = PATTERNS[0][0]
+
+
+def strip_ansi(text):
+    return ANSI.sub("", text)
+
+
+def for_exporter(remedy, exporter):
+    """A remedy for a failure under `exporter`: "<E|text>" parts, which recommend exporter E,
+    are dropped when E is the one that failed; "{other}" names the other exporter."""
+    text = re.sub(r"<(torchscript|dynamo)\|([^>]*)>", lambda m: "" if m.group(1) == exporter else m.group(2),
+                  remedy or "")
+    return text.replace("{other}", {"torchscript": "dynamo", "dynamo": "TorchScript"}.get(exporter, "other"))
+
+
 def _chain(exc):
     out, seen = [], set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        out.append("%s: %s" % (type(exc).__name__, exc))
+        out.append(strip_ansi("%s: %s" % (type(exc).__name__, exc)))
         exc = exc.__cause__ or exc.__context__
     return "\n".join(out)
+
+
+def _innermost(exc):
+    """The root cause along `raise ... from` links: torch.onnx wraps the real error (e.g.
+    "Cannot view a tensor with shape ...") in generic text about the export steps."""
+    seen = set()
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__
+    lines = [l.strip() for l in strip_ansi(str(exc)).splitlines() if l.strip()]
+    return "%s: %s" % (type(exc).__name__, lines[0]) if lines else type(exc).__name__
+
+
+def _path_in(exc):
+    """The file an OSError in the chain names (so resource_exhausted says where)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if getattr(exc, "filename", None):
+            return str(exc.filename)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def classify(stage, exc):
     """(class, remedy) for an exception (or message text) raised in `stage`."""
     text = exc if isinstance(exc, str) else _chain(exc)
+    if re.search(RESOURCE, text):  # whatever stage: a full disk is not the model's fault
+        return "resource_exhausted", FAILURE_CLASSES["resource_exhausted"]["remedy"]
     if stage != "pre_export":  # a raising user callable is model_error whatever it says
         for pattern, cls, remedy in PATTERNS:
             if re.search(pattern, text):
@@ -186,9 +239,9 @@ def classify(stage, exc):
     return cls, FAILURE_CLASSES[cls]["remedy"]
 
 
-def _failure(cls, stage, message, remedy=None):
-    return {"class": cls, "stage": stage, "message": message[:2000],
-            "remedy": remedy or FAILURE_CLASSES[cls]["remedy"]}
+def _failure(cls, stage, message, remedy=None, exporter=None):
+    return {"class": cls, "stage": stage, "message": strip_ansi(message)[:2000],
+            "remedy": for_exporter(remedy or FAILURE_CLASSES[cls]["remedy"], exporter)}
 
 
 class _Fail(Exception):
@@ -200,8 +253,10 @@ class _Fail(Exception):
         self.cls, self.value, self.remedy = cls, value, remedy
 
 
-def run_stage(stages, name, fn, *args):
-    """Run fn(details, *args) as a recorded stage. Returns (value, failure or None, record)."""
+def run_stage(stages, name, fn, *args, **kw):
+    """Run fn(details, *args) as a recorded stage. Returns (value, failure or None, record).
+    kw: exporter (whose remedies must not recommend it)."""
+    exporter = kw.get("exporter")
     rec = {"name": name, "status": "passed", "seconds": 0.0, "details": {}, "message": ""}
     stages.append(rec)
     t0, value, fail = time.perf_counter(), None, None
@@ -213,15 +268,19 @@ def run_stage(stages, name, fn, *args):
         if type(e).__name__ == "StageSkip":
             rec.update(status="skipped", message=str(e))
         elif getattr(e, "cls", None) in FAILURE_CLASSES:
-            rec.update(status="failed", message=str(e))
-            fail = _failure(e.cls, name, str(e), getattr(e, "remedy", None))
+            rec.update(status="failed", message=strip_ansi(str(e)))
+            fail = _failure(e.cls, name, str(e), getattr(e, "remedy", None), exporter)
             value = getattr(e, "value", None)
         else:
             cls, remedy = classify(name, e)
             tail = "".join(traceback.format_exception(type(e), e, e.__traceback__)).splitlines()[-20:]
-            rec.update(status="failed", message="\n".join(tail))
-            first = _chain(e).splitlines()[0] if _chain(e) else type(e).__name__
-            fail = _failure(cls, name, first[:1000], remedy)
+            outer = _chain(e).splitlines()[0] if _chain(e) else type(e).__name__
+            first = _innermost(e)
+            if cls == "resource_exhausted" and _path_in(e) and _path_in(e) not in first:
+                first += " (at %s)" % _path_in(e)
+            # the one-liner is the root cause; torch's wrapper text stays in the stage's detail
+            rec.update(status="failed", message=strip_ansi(("%s\n" % outer if outer != first else "") + "\n".join(tail)))
+            fail = _failure(cls, name, first[:1000], remedy, exporter)
     if rec["status"] == "passed" and rec["details"].get("warnings"):
         rec.update(status="warning", message="; ".join(rec["details"]["warnings"])[:2000])
     rec["seconds"] = round(time.perf_counter() - t0, 3)
@@ -268,7 +327,7 @@ def _simplify_stage(details, S, ctx, path):
     sess = sub("session", S.open_session, out, spec["providers"], spec["required_provider"])
     info = S.read_back(out)
     sub("inference", S.inference, ctx["case"], sess, ctx["cases"], spec["seed"], ctx["tol"],
-        ctx["refs"], info["outputs"], spec["device"])
+        ctx["refs"], info["outputs"], spec["device"], ctx["export_info"])
 
 
 def _fill_ladder(stages, why="an earlier stage failed"):
@@ -285,7 +344,7 @@ def run_model(spec, index, ref, M, S, emit):
         ctx["case"] = case = M.load_case(ref, spec["seed"])
         if spec["dynamic"] is not None:  # the caller's axes win over the callable's
             case["dynamic_axes"] = {str(k): M._axes_map(v, str(k)) for k, v in spec["dynamic"].items()}
-        inputs = S.pre_export(details, case, spec["device"], spec["seed"])
+        inputs = S.pre_export(details, case, spec["device"], spec["seed"], spec["input_files"])
         unknown = sorted(set(case["dynamic_axes"]) - set(case["input_names"]) - set(case["output_names"]))
         if spec["dynamic"] is not None and unknown:
             raise _Fail("model_error", "dynamic axes name %s, which the model does not have (inputs %s, "
@@ -312,11 +371,11 @@ def run_model(spec, index, ref, M, S, emit):
         path = os.path.join(folder, "model.onnx")
 
         def step(name, fn, *args):
-            value, fail, rec = run_stage(stages, name, fn, *args)
+            value, fail, rec = run_stage(stages, name, fn, *args, exporter=exporter)
             if fail and run["failure"] is None:
                 run["failure"] = fail
             return value, rec
-        files, rec = step("export", S.export, case, exporter, path, spec["opset"], inputs)
+        files, rec = step("export", S.export, case, exporter, path, spec["opset"], inputs, spec["seed"])
         run.update(files=rec["details"].get("files", []), opset_written=rec["details"].get("opset_written"),
                    ir_version=rec["details"].get("ir_version"))
         if rec["status"] == "skipped":
@@ -327,14 +386,11 @@ def run_model(spec, index, ref, M, S, emit):
             step("checker", S.check, path)
             sess, _ = step("session", S.open_session, path, spec["providers"], spec["required_provider"])
             if sess is not None:
-                sizes = spec["sizes"]
-                ctx.update(tol=_tolerances(spec, case, ref), cases=M.sweep(case, sizes))
-                all2 = {d: 2 for d in M.dim_names(case)}
-                if all2 not in ctx["cases"]:
-                    ctx["cases"].append(all2)  # the fingerprint case, the same in every env
+                ctx.update(tol=_tolerances(spec, case, ref), cases=S.cases_for(case, spec["sizes"]),
+                           export_info=rec["details"])
                 run["fingerprint"], _ = step("inference", S.inference, case, sess, ctx["cases"], spec["seed"],
                                              ctx["tol"], ctx["refs"], rec["details"].get("graph_outputs"),
-                                             spec["device"])
+                                             spec["device"], ctx["export_info"])
                 step("simplify", _simplify_stage, S, ctx, path)
         _fill_ladder(stages)
         run["status"] = "failed" if run["failure"] else "passed"
@@ -342,6 +398,8 @@ def run_model(spec, index, ref, M, S, emit):
 
 
 def _clean(obj):
+    if isinstance(obj, str):
+        return strip_ansi(obj)
     if isinstance(obj, float):
         return obj if obj == obj and obj not in (float("inf"), float("-inf")) else str(obj)
     if isinstance(obj, dict):
@@ -386,6 +444,12 @@ def run(spec, result_path, E):
         result["providers_available"] = rec["details"].get("providers_available", [])
         failures = [fail] if fail else []
         if not rec["details"].get("import_errors") or set(rec["details"]["import_errors"]) == {"onnxscript"}:
+            for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare"):
+                _load_sibling(sibling)  # before the modules that import them
+            _, _, lim = run_stage(result["stages"], "limits", _load_sibling("envctl_smoke_probe").limits_stage)
+            result["measured_limits"] = {k: lim["details"].get(k) for k in ("max_opset", "max_ir")}
+            if lim["status"] == "failed":  # a probe that breaks says nothing about the models
+                lim["status"] = "warning"
             M, S = _load_sibling("envctl_smoke_models"), _load_sibling("envctl_smoke_stages")
             M.add_model_paths(spec["model_paths"])
             os.makedirs(spec["workdir"], exist_ok=True)
