@@ -128,7 +128,25 @@ def _worst(run: dict) -> dict | None:
 
 
 def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
-    """Run the smoke runner; return (result or None, process facts incl. a failure if it died)."""
+    """Run the smoke runner; return (result or None, process facts incl. a failure if it died).
+    A full disk, no memory or no file handles (here or in the runner) is resource_exhausted."""
+    from .certify_truth import oserror_failure, resource_failure, strip_ansi
+
+    remedy = _failure_table().get("resource_exhausted", {}).get("remedy", "")
+    try:
+        result, facts = _run_smoke(python, spec, timeout)
+    except OSError as exc:
+        failure = oserror_failure(exc, remedy)
+        if failure is None:
+            raise
+        return None, {"exit_code": None, "output_tail": "", "failure": failure}
+    facts["output_tail"] = strip_ansi(facts.get("output_tail", ""))
+    if result is None and facts.get("failure", {}).get("class") == "runner_crash":
+        facts["failure"] = resource_failure(facts["output_tail"], remedy) or facts["failure"]
+    return result, facts
+
+
+def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
     from .smoke import RUNNER_PATH
 
     with tempfile.TemporaryDirectory(prefix="envctl-smoke-") as tmp:
@@ -249,7 +267,7 @@ def _summarise(runner_result: dict | None, process: dict) -> tuple[str, dict | N
 
 
 def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, timeout: float | None = None,
-            out: Path | None = None, build: bool = True, progress=None) -> Certificate:
+            out: Path | None = None, build: bool = True, progress=None, inputs: list[Path] = ()) -> Certificate:
     """Certify one target (or 'host', the current interpreter); write and return the certificate."""
     from .pipeline import project_root
 
@@ -265,6 +283,9 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
         cuda = bool(probe.get("cuda"))
         device, required = ("cuda", "CUDAExecutionProvider") if cuda else ("cpu", "CPUExecutionProvider")
         spec = build_spec(None, root, device=device, providers=_providers(required), required=required, expected={})
+        from .certify_truth import host_models
+
+        spec["models"] = host_models(matrix_path)  # the matrix's user models too, never silently dropped
         data.update(lock=None, target_hash=None, environment={"prefix": sys.prefix, "python": str(python)},
                     ran_on_target_hardware=True, certified="run")
         run_timeout = timeout or DEFAULT_TIMEOUT
@@ -305,6 +326,9 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
                     environment={"prefix": str(prefix), "python": str(python)},
                     ran_on_target_hardware=True, certified="run")
         run_timeout = timeout or target.timeout
+    from .certify_truth import input_files, limit_findings
+
+    spec["input_files"] = input_files(inputs)
     if progress:
         progress("certify", target=target_name, message=f"smoke export-and-infer with {python}")
     if target is None:
@@ -321,6 +345,8 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
         result=status, reason=None, failure=failure, runs=runs,
         versions=(runner_result or {}).get("versions"), versions_expected=spec["expected_versions"],
         providers_available=(runner_result or {}).get("providers_available"),
+        measured_limits=(runner_result or {}).get("measured_limits"),
+        findings=limit_findings((runner_result or {}).get("versions"), (runner_result or {}).get("measured_limits")),
         spec={k: spec[k] for k in ("opset", "exporters", "providers", "required_provider", "device", "models", "tolerances", "sizes", "seed", "simplify")},
         runner={k: v for k, v in process.items() if k != "failure"} | {"stages": (runner_result or {}).get("stages", [])},
         seconds=round(time.monotonic() - started, 3),

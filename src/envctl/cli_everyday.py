@@ -151,6 +151,7 @@ def register(app: typer.Typer, _run, _emit_json) -> None:
         sizes: Optional[str] = typer.Option(None, "--sizes", help="Sizes tried on every dynamic axis, e.g. 1,2,5."),
         path: Optional[Path] = typer.Option(None, "--path", help="Folder MODULE is imported from (default: the current one)."),
         timeout: Optional[int] = typer.Option(None, "--timeout", help="Seconds before the export counts as hung."),
+        inputs: Optional[List[Path]] = typer.Option(None, "--inputs", help="Real inputs (.npz keyed by input name, or .pt), compared first (repeatable)."),
         matrix: Path = MatrixOpt,
         json_: bool = JsonOpt,
     ) -> None:
@@ -161,7 +162,7 @@ def register(app: typer.Typer, _run, _emit_json) -> None:
 
             result = export_mod.export_model(
                 matrix, model, out, target=target, prefix=prefix, opset=opset, dynamic=dynamic or [],
-                exporter=exporter, simplify=simplify, sizes=sizes, path=path, timeout=timeout)
+                exporter=exporter, simplify=simplify, sizes=sizes, path=path, timeout=timeout, inputs=inputs or [])
             if json_:
                 _emit_json(result)
             else:

@@ -27,6 +27,7 @@ def register(app: typer.Typer, _run, _emit_json) -> None:
         prefix: Optional[Path] = typer.Option(None, "--prefix", help="Certify the env at this prefix (with --target)."),
         timeout: Optional[int] = typer.Option(None, "--timeout", help="Seconds before a smoke run counts as hung."),
         out: Optional[Path] = typer.Option(None, "--out", help="Certificate path (with --target; default certs/<target>.json)."),
+        inputs: Optional[List[Path]] = typer.Option(None, "--inputs", help="Real inputs for the user models (.npz/.pt, repeatable; with --target)."),
         matrix: Path = MatrixOpt,
         json_: bool = JsonOpt,
     ) -> None:
@@ -46,13 +47,13 @@ def register(app: typer.Typer, _run, _emit_json) -> None:
             if not all_ and not names:
                 raise EnvctlError("name a target (or several), or pass --all.", hint="`envctl matrix show` lists them.")
             single = target is not None and not targets and not (junit or markdown or fail_on_drift)
-            if (prefix or out) and not single:
-                raise EnvctlError("--prefix and --out apply to one target given with --target.")
+            if (prefix or out or inputs) and not single:
+                raise EnvctlError("--prefix, --out and --inputs apply to one target given with --target.")
             if single:  # the one-target form prints the certificate in full
                 from . import certify as certify_mod
                 from . import report
 
-                cert = certify_mod.certify(matrix, target, prefix=prefix, timeout=timeout, out=out)
+                cert = certify_mod.certify(matrix, target, prefix=prefix, timeout=timeout, out=out, inputs=inputs or [])
                 if json_:
                     _emit_json(cert.data)
                 else:

@@ -96,8 +96,8 @@ def analyse(case, samples):
             d = {"kind": "bool", "low": 0, "high": 1, "source": "dtype"}
         elif t.is_floating_point():
             if hi > lo:  # the example says what values look like: keep its sign and span
-                d = {"kind": "float", "low": lo, "high": hi,
-                     "source": "example" + (" (non-negative)" if lo >= 0 else "")}
+                d = {"kind": "float", "low": 0.0 if lo >= 0 else lo, "high": 0.0 if hi <= 0 else hi,
+                     "source": "example" + (" (non-negative)" if lo >= 0 else " (non-positive)" if hi <= 0 else "")}
             else:  # a constant example (torch.zeros) says nothing: standard normal
                 d = {"kind": "normal", "low": None, "high": None, "source": "constant example"}
         else:

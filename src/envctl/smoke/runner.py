@@ -344,7 +344,8 @@ def run_model(spec, index, ref, M, S, emit):
         ctx["case"] = case = M.load_case(ref, spec["seed"])
         if spec["dynamic"] is not None:  # the caller's axes win over the callable's
             case["dynamic_axes"] = {str(k): M._axes_map(v, str(k)) for k, v in spec["dynamic"].items()}
-        inputs = S.pre_export(details, case, spec["device"], spec["seed"], spec["input_files"])
+        files = [] if ref in M.BUILTIN_NAMES else spec["input_files"]  # --inputs are for the user's models
+        inputs = S.pre_export(details, case, spec["device"], spec["seed"], files)
         unknown = sorted(set(case["dynamic_axes"]) - set(case["input_names"]) - set(case["output_names"]))
         if spec["dynamic"] is not None and unknown:
             raise _Fail("model_error", "dynamic axes name %s, which the model does not have (inputs %s, "

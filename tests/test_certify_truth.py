@@ -1,0 +1,354 @@
+"""The pieces that keep certification truthful (issue 11), each on real data in-process:
+remedies per class and exporter, resource_exhausted, ANSI-free innermost-cause messages,
+NaN-aware comparison with row attribution, input domains and masks, the size sweep, the
+measured ORT limits against the rules' facts, and the host's choice of models.
+
+The smoke runner's modules are loaded by path, as the runner loads them (they import
+torch/numpy, so this file needs the certify extras like test_smoke_runner.py).
+"""
+import errno
+import importlib.util
+import re
+import sys
+
+import pytest
+
+from envctl.smoke import RUNNER_PATH
+
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("torch", "onnx", "onnxruntime")),
+    reason="needs torch, onnx and onnxruntime in this interpreter")
+
+SMOKE = RUNNER_PATH.parent
+
+
+def _load(name):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, SMOKE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    for name in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_models", "envctl_smoke_probe"):
+        _load(name)
+    spec = importlib.util.spec_from_file_location("envctl_smoke_runner_t", RUNNER_PATH)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    return runner, sys.modules["envctl_smoke_inputs"], sys.modules["envctl_smoke_compare"], sys.modules["envctl_smoke_models"]
+
+
+# --- remedies: one test per class, for both exporters ---------------------------------------
+
+# A message the classifier maps to the class, where the class is reached by classification.
+CLASSIFIED = {
+    "import_error": ("versions", "ImportError: cannot import name 'runtime_version' from 'google.protobuf'"),
+    "unsupported_operator": ("export", "UnsupportedOperatorError: Exporting the operator 'aten::foo' is not supported"),
+    "opset_unsupported": ("session", "Opset 30 is under development and support for this is limited."),
+    "ir_version_unsupported": ("session", "Unsupported model IR version: 11, max supported IR version: 10"),
+    "checker_failure": ("checker", "ValidationError: Field 'type' of value_info is required"),
+    "ep_fallback": ("session", "Failed to create CUDAExecutionProvider"),
+    "export_failure": ("export", "TorchExportError: Failed to export the model with torch.export"),
+    "runtime_error": ("inference", "Fail: [ONNXRuntimeError] : 1 : FAIL : Non-zero status code"),
+    "simplify_failure": ("simplify", "AssertionError: slim failed"),
+    "model_error": ("pre_export", "RuntimeError: weights /nowhere/ckpt.pt not found"),
+    "resource_exhausted": ("export", "OSError: [Errno 28] No space left on device: '/tmp/full/model.onnx'"),
+    "env_mismatch": ("versions", "AssertionError: Torch not compiled with CUDA enabled"),
+}
+
+
+def _recommends(text, exporter):
+    name = {"torchscript": "torchscript", "dynamo": "dynamo"}[exporter]
+    return re.search(rf"(use|try|with|export with) the {name} exporter", text, re.I)
+
+
+def test_every_class_has_a_remedy_test(smoke):
+    runner = smoke[0]
+    tested = set(CLASSIFIED) | {"dynamic_axis_ignored", "numeric_mismatch", "value_dependent_branch",
+                                "runner_crash", "timeout", "spec_error"}
+    assert set(runner.FAILURE_CLASSES) == tested
+
+
+@pytest.mark.parametrize("cls", sorted(
+    ["env_mismatch", "import_error", "unsupported_operator", "opset_unsupported", "ir_version_unsupported",
+     "checker_failure", "ep_fallback", "dynamic_axis_ignored", "value_dependent_branch", "numeric_mismatch",
+     "model_error", "export_failure", "runtime_error", "simplify_failure", "resource_exhausted",
+     "runner_crash", "timeout", "spec_error"]))
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_remedy_never_recommends_the_exporter_that_failed(smoke, cls, exporter):
+    runner = smoke[0]
+    remedy = runner.for_exporter(runner.FAILURE_CLASSES[cls]["remedy"], exporter)
+    assert remedy and not re.search(r"<(torchscript|dynamo)\||\{other\}", remedy), remedy
+    assert not _recommends(remedy, exporter), remedy
+    if cls in CLASSIFIED:
+        stage, text = CLASSIFIED[cls]
+        got, specific = runner.classify(stage, text)
+        assert got == cls, (text, got)
+        assert not _recommends(runner.for_exporter(specific, exporter), exporter)
+    # the pattern-specific remedies obey the same rule
+    for _, _, specific in runner.PATTERNS:
+        assert not _recommends(runner.for_exporter(specific or "", exporter), exporter), specific
+
+
+def test_dynamic_axis_remedy_offers_the_other_exporter_only(smoke):
+    runner = smoke[0]
+    remedy = runner.FAILURE_CLASSES["dynamic_axis_ignored"]["remedy"]
+    assert "dynamo exporter" in runner.for_exporter(remedy, "torchscript")
+    assert "dynamo exporter" not in runner.for_exporter(remedy, "dynamo")
+    assert "TorchScript exporter" in runner.for_exporter(remedy, "dynamo")
+
+
+# --- messages: ANSI, innermost cause, resource_exhausted naming the path -----------------------
+
+class TorchExportError(RuntimeError):
+    pass
+
+
+def _wrapped():
+    try:
+        try:
+            raise RuntimeError("\x1b[96mCannot view a tensor with shape torch.Size([2, 3]) and strides (3, 1)\x1b[0m"
+                               "\nas a tensor with shape (6,)!")
+        except RuntimeError as inner:
+            raise TorchExportError("\x1b[1mFailed to export the model with torch.export.\x1b[0m This is step 1/3 "
+                                   "of exporting the model to ONNX. Next steps: ...") from inner
+    except TorchExportError as e:
+        return e
+
+
+def test_dynamo_one_liner_is_the_innermost_cause_without_colour_codes(smoke):
+    runner = smoke[0]
+
+    def raises(details):
+        raise _wrapped()
+    stages = []
+    _, fail, rec = runner.run_stage(stages, "export", raises, exporter="dynamo")
+    assert fail["message"].startswith("RuntimeError: Cannot view a tensor with shape torch.Size([2, 3])")
+    assert "\x1b" not in fail["message"] and "\x1b" not in rec["message"]
+    assert "Failed to export the model with torch.export" in rec["message"]  # the wrapper, in the detail
+    assert "Failed to export" not in fail["message"]
+    assert not _recommends(fail["remedy"], "dynamo")
+    assert runner._clean({"m": "\x1b[0;93mwarn\x1b[m"}) == {"m": "warn"}
+
+
+def test_full_disk_in_the_runner_is_resource_exhausted_naming_the_path(smoke, tmp_path):
+    runner = smoke[0]
+    target = tmp_path / "work" / "model.onnx"
+
+    def full(details):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+    _, fail, _ = runner.run_stage([], "export", full, exporter="torchscript")
+    assert fail["class"] == "resource_exhausted" and str(target) in fail["message"]
+    for text in ("OSError: [Errno 24] Too many open files: '/x'", "MemoryError", "RuntimeError: std::bad_alloc"):
+        assert runner.classify("inference", text)[0] == "resource_exhausted"
+    # a model callable that hits a full disk is not a model bug either
+    assert runner.classify("pre_export", "OSError: [Errno 28] No space left on device: '/w'")[0] == "resource_exhausted"
+
+
+def test_host_classifies_a_dead_runner_on_a_full_disk(tmp_path):
+    from envctl.certify_truth import oserror_failure, resource_failure
+
+    tail = "Traceback ...\n\x1b[31mOSError: [Errno 28] No space left on device: '/tmp/envctl-smoke-x/result.json'\x1b[0m\n"
+    f = resource_failure(tail, "free space")
+    assert f["class"] == "resource_exhausted" and "/tmp/envctl-smoke-x/result.json" in f["message"]
+    assert "\x1b" not in f["message"]
+    assert resource_failure("Segmentation fault (core dumped)", "x") is None
+    f = oserror_failure(OSError(errno.ENOSPC, "No space left on device", "/tmp/spec.json"), "free space")
+    assert f["class"] == "resource_exhausted" and "/tmp/spec.json" in f["message"]
+    assert oserror_failure(OSError(errno.EACCES, "Permission denied", "/x"), "r") is None
+
+
+def test_host_run_smoke_on_a_full_disk_is_resource_exhausted(tmp_path, monkeypatch):
+    """The real host path: TMPDIR on a full device (/dev/full refuses every write with ENOSPC)."""
+    import os
+    import sys as _sys
+
+    from envctl import certify
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    real_write = certify.Path.write_text
+
+    def full_write(self, *a, **k):
+        if self.name == "spec.json":
+            with open("/dev/full", "w") as f:
+                f.write("x" * 10)
+                f.flush()
+        return real_write(self, *a, **k)
+    monkeypatch.setattr(certify.Path, "write_text", full_write)
+    result, facts = certify.run_smoke(certify.Path(_sys.executable), {"spec_version": 1, "models": []}, 60)
+    assert result is None and facts["failure"]["class"] == "resource_exhausted"
+    import tempfile
+
+    assert tempfile.gettempdir() in facts["failure"]["message"]
+
+
+# --- comparison -----------------------------------------------------------------------------
+
+def test_nan_and_inf_at_the_same_positions_match_and_are_counted(smoke):
+    import numpy as np
+
+    compare = smoke[2]
+    ref = np.array([[1.0, np.nan, np.inf], [2.0, -np.inf, 3.0]], dtype=np.float32)
+    same = compare.compare(ref, ref.copy(), 1e-4, 1e-3)
+    assert same["passed"] and same["nonfinite_matched"] == 3 and same["max_abs"] == 0.0
+    other = ref.copy()
+    other[0, 1] = 0.0  # NaN on one side only
+    bad = compare.compare(ref, other, 1e-4, 1e-3)
+    assert not bad["passed"] and bad["violations"] == 1 and bad["bad_rows"] == [0]
+    flipped = ref.copy()
+    flipped[0, 2] = -np.inf  # +inf against -inf
+    assert not compare.compare(ref, flipped, 1e-4, 1e-3)["passed"]
+
+
+def test_error_statistics_per_output(smoke):
+    import numpy as np
+
+    compare = smoke[2]
+    ref = np.ones((4, 100))
+    got = ref.copy()
+    got[3, 0] = 1.5
+    out = compare.compare(ref, got, 1e-4, 1e-3)
+    assert out["max_abs"] == pytest.approx(0.5) and out["mean_abs"] == pytest.approx(0.5 / 400)
+    assert out["p99_abs"] < 0.5 and out["max_rel"] == pytest.approx(0.5)
+    assert out["bad_rows"] == [3]
+
+
+def test_mismatch_confined_to_rows_says_what_their_inputs_share(smoke):
+    import numpy as np
+
+    _, inputs, compare, _ = smoke
+    mask = np.array([[1, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 0]])
+    ids = np.array([[5, 6, 7], [1, 2, 3], [4, 4, 4], [9, 9, 9]])
+    domains = [{"kind": "int"}, {"kind": "mask"}]
+    note = compare.rows_note({"bad_rows": [1, 3]}, 4, ["input_ids", "attention_mask"], [ids, mask], domains,
+                             inputs.shared_by)
+    assert "only rows [1, 3] of 4 differ" in note and "attention_mask is all zeros" in note
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+def _case(models, model, inputs, names, axes, **extra):
+    case = {"model": model.eval(), "inputs": tuple(inputs), "input_names": names, "output_names": None,
+            "dynamic_axes": axes, **extra}
+    case["samples"] = []
+    case["domains"], case["limits"] = models.inputs.analyse(case, []) if hasattr(models, "inputs") else \
+        sys.modules["envctl_smoke_inputs"].analyse(case, [])
+    return case
+
+
+class _Tok:
+    """Embedding ids + mask + a position table of 40."""
+
+    def __new__(cls):
+        import torch
+        from torch import nn
+
+        class Tok(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.word_embeddings = nn.Embedding(300, 8)
+                self.position_embeddings = nn.Embedding(40, 8)
+
+            def forward(self, input_ids, attention_mask):
+                pos = torch.arange(input_ids.shape[1]).unsqueeze(0)
+                return (self.word_embeddings(input_ids) + self.position_embeddings(pos)) * attention_mask.unsqueeze(-1)
+        return Tok()
+
+
+def test_domains_embedding_vocab_masks_sign_and_ranges(smoke):
+    import torch
+
+    _, inputs, _, models = smoke
+    ids, mask = torch.zeros(2, 6, dtype=torch.long), torch.ones(2, 6, dtype=torch.long)
+    case = _case(models, _Tok(), [ids, mask], ["input_ids", "attention_mask"],
+                 {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}})
+    d_ids, d_mask = case["domains"]
+    assert (d_ids["kind"], d_ids["low"], d_ids["high"]) == ("int", 0, 300)  # the vocabulary, not 0..0
+    assert d_mask["kind"] == "mask" and not d_mask["zero_rows"]
+    assert case["limits"] == {"seq": 40}
+    for group in ("random",) + inputs.ADVERSARIAL[:-1]:
+        for sizes in ({"batch": 5, "seq": 7}, {"batch": 8, "seq": 1}, {"batch": 1, "seq": 30}):
+            t_ids, t_mask = models.make_inputs(case, sizes, 0, group)
+            assert t_mask.dtype == torch.long and set(t_mask.unique().tolist()) <= {0, 1}
+            assert (t_mask.sum(-1) > 0).all(), (group, sizes)  # never a pure-padding row
+            assert int(t_ids.min()) >= 0 and int(t_ids.max()) < 300
+    t_ids, t_mask = models.make_inputs(case, {"batch": 5, "seq": 7}, 0)
+    assert int(t_ids.max()) > 0  # ids other than the example's zeros
+    rows = t_mask.tolist()
+    assert [1] * 7 in rows  # all ones
+    assert any(r[0] == 1 and r[-1] == 0 for r in rows) and any(r[0] == 0 and r[-1] == 1 for r in rows)
+    assert any(sum(r) == 1 for r in rows)  # a single real token
+
+    x = torch.rand(3, 10)  # a power spectrum: non-negative
+    case = _case(models, torch.nn.Identity(), [x], ["power"], {"power": {0: "batch"}})
+    assert case["domains"][0]["low"] == 0.0
+    for group in ("random",) + inputs.ADVERSARIAL[:-1]:
+        assert float(models.make_inputs(case, {"batch": 4}, 0, group)[0].min()) >= 0.0, group
+    case = _case(models, torch.nn.Identity(), [x], ["power"], {"power": {0: "batch"}}, ranges={"power": [2.0, 3.0]})
+    t = models.make_inputs(case, {"batch": 4}, 0)[0]
+    assert float(t.min()) >= 2.0 and float(t.max()) <= 3.0
+    assert float(models.make_inputs(case, {"batch": 4}, 0, "large")[0].min()) > 2.5
+
+
+def test_size_sweep_goes_below_and_above_the_export_length_within_limits(smoke):
+    import torch
+
+    models = smoke[3]
+    ids, mask = torch.zeros(2, 6, dtype=torch.long), torch.ones(2, 6, dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+    case = _case(models, _Tok(), [ids, mask], ["input_ids", "attention_mask"], axes)
+    seqs = {c["seq"] for c in models.sweep(case, [1, 2, 5], case["limits"])}
+    assert min(seqs) < 6 and {12, 24} <= seqs and max(seqs) <= 40
+    case["max"] = {"seq": 16}
+    case["domains"], case["limits"] = sys.modules["envctl_smoke_inputs"].analyse(case, [])
+    seqs = {c["seq"] for c in models.sweep(case, [1, 2, 5], case["limits"])}
+    assert max(seqs) == 16 and 12 in seqs
+    big = torch.zeros(8, 6, dtype=torch.long)  # batch 8: the default sizes are all below it
+    case = _case(models, _Tok(), [big, big + 1], ["input_ids", "attention_mask"], axes)
+    assert max(c["batch"] for c in models.sweep(case, [1, 2, 5], case["limits"])) == 16
+
+
+# --- measured limits ------------------------------------------------------------------------
+
+def test_probe_measures_this_onnxruntime_and_agrees_with_the_rules(smoke):
+    from importlib import metadata
+
+    from envctl.certify_truth import limit_findings
+
+    probe = sys.modules["envctl_smoke_probe"]
+    details = {}
+    probe.limits_stage(details)
+    assert details["max_opset"] >= 17 and details["max_ir"] >= 8
+    measured = {"max_opset": details["max_opset"], "max_ir": details["max_ir"]}
+    versions = {"onnxruntime": metadata.version("onnxruntime")}
+    # the installed release's facts agree with the measurement (else the facts are wrong: say so)
+    assert limit_findings(versions, measured) == [], limit_findings(versions, measured)
+    wrong = limit_findings(versions, dict(measured, max_opset=measured["max_opset"] - 1))
+    assert len(wrong) == 1 and wrong[0]["rule"] == "ort-max-opset" and "ort-max-opset" in wrong[0]["message"]
+    assert wrong[0]["claimed"] == measured["max_opset"]
+
+
+# --- host: user models are certified, never dropped -------------------------------------------
+
+def test_host_certification_takes_the_matrix_user_models(tmp_path):
+    from envctl.certify_truth import host_models
+    from envctl.errors import EnvctlError
+
+    assert host_models(tmp_path / "none.yaml") == ["cnn", "transformer", "rnn"]
+    from support.project import write_project
+
+    matrix = write_project(tmp_path, {"t": {"platforms": ["linux-64"], "channels": ["conda-forge"],
+                                            "python": "3.11", "torch": "2.13.0",
+                                            "onnx": "1.20", "onnxruntime": "1.23", "protobuf": "6.31",
+                                            "opset": 18, "exporters": ["torchscript"],
+                                            "models": ["cnn", "team:make_model"]}})
+    assert host_models(matrix) == ["cnn", "team:make_model"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("targets: [\n")
+    with pytest.raises(EnvctlError):
+        host_models(bad)
