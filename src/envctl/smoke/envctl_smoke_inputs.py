@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 ADVERSARIAL = ("sign_flipped", "zeros", "large", "example")
-_POSITION = re.compile(r"pos", re.I)
+_POSITION = re.compile(r"pos|^wpe$", re.I)  # position_embeddings, embed_positions, pos_embed, GPT-2's wpe
 _LIMIT_ATTRS = ("max_position_embeddings", "n_positions", "max_source_positions", "max_target_positions")
 
 
@@ -57,8 +57,9 @@ def position_limit(model):
     """The longest sequence the model can take, from its position embeddings or config."""
     limits = [m.num_embeddings for name, m in model.named_modules()
               if isinstance(m, nn.Embedding) and _POSITION.search(name.split(".")[-1])]
-    config = getattr(model, "config", None)
-    limits += [getattr(config, a) for a in _LIMIT_ATTRS if isinstance(getattr(config, a, None), int)]
+    for m in model.modules():  # a wrapped Hugging Face model keeps its config one level down
+        config = getattr(m, "config", None)
+        limits += [getattr(config, a) for a in _LIMIT_ATTRS if isinstance(getattr(config, a, None), int)]
     return min(limits) if limits else None
 
 
