@@ -91,7 +91,7 @@ def _bare_truth(name, exporter, folder):
             kept = {i.name for i in sess.get_inputs()}
             got = sess.run(None, {n: t.numpy() for n, t in zip(names, inputs) if n in kept})[0]
         except Exception as e:
-            return False, f"onnxruntime at {[tuple(t.shape) for t in inputs]}: {str(e)[:200]}"
+            return False, f"onnxruntime at {[tuple(t.shape) for t in inputs]}: {str(e)[:80]}"
         if got.shape != ref.shape or not np.allclose(got, ref, atol=ATOL, rtol=RTOL, equal_nan=True):
             return False, f"differs at {[tuple(t.shape) for t in inputs]}"
     return True, "matches"

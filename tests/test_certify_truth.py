@@ -7,6 +7,7 @@ The smoke runner's modules are loaded by path, as the runner loads them (they im
 torch/numpy, so this file needs the certify extras like test_smoke_runner.py).
 """
 import errno
+import json
 import importlib.util
 import re
 import sys
@@ -352,3 +353,109 @@ def test_host_certification_takes_the_matrix_user_models(tmp_path):
     bad.write_text("targets: [\n")
     with pytest.raises(EnvctlError):
         host_models(bad)
+
+
+# --- your data, and --out, through the real `envctl export` -----------------------------------
+
+SAMPLE_MODELS = '''
+import torch
+from torch import nn
+
+
+class Gate(nn.Module):
+    """Right on small inputs; a branch on the value breaks it on the user's real (large) data."""
+
+    def forward(self, x):
+        if x.abs().max().item() > 100:
+            return x * 0.0
+        return x * 2.0
+
+
+def gate():
+    return {"model": Gate(), "inputs": (torch.rand(2, 4),), "input_names": ["x"],
+            "ranges": {"x": [0.0, 1.0]}}  # declared: the comparison stays in [0, 1] ...
+
+
+def gate_with_samples():
+    case = gate()
+    case["samples"] = [(torch.full((3, 4), 500.0),)]  # ... but the real data is not
+    return case
+
+
+class Scale(nn.Module):
+    def forward(self, x):
+        return torch.log1p(x) * 3.0
+
+
+def scale():
+    return {"model": Scale(), "inputs": (torch.rand(2, 4),), "input_names": ["x"]}
+'''
+
+
+@pytest.fixture(scope="module")
+def sample_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("samples")
+    (root / "sample_models.py").write_text(SAMPLE_MODELS)
+    return root
+
+
+def _export(root, *args):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "envctl.cli", "export", *args, "--path", str(root),
+                           "--exporter", "torchscript", "--matrix", str(root / "envs" / "matrix.yaml")],
+                          capture_output=True, text=True, cwd=root, timeout=600, env=_env())
+    assert "Traceback (most recent call last)" not in proc.stderr, proc.stderr
+    return proc
+
+
+def _env():
+    import os
+
+    return dict(os.environ, COLUMNS="200", NO_COLOR="1")
+
+
+def test_declared_ranges_hide_a_branch_your_data_reveals_and_out_keeps_the_old_file(sample_project):
+    root = sample_project
+    out = root / "dist" / "gate.onnx"
+    out.parent.mkdir(exist_ok=True)
+    out.write_bytes(b"an older export")
+    # inside the declared range the branch never flips: certified, and --out replaced
+    proc = _export(root, "sample_models:gate", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.read_bytes() != b"an older export"
+    shipped = out.read_bytes()
+    # the user's own sample takes the other branch: the comparison on their data says so, first
+    proc = _export(root, "sample_models:gate_with_samples", "--out", str(out), "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1 and report["status"] == "failed"
+    assert report["failure"]["class"] == "value_dependent_branch"
+    assert "on your data (sample 0)" in report["failure"]["message"]
+    assert report["sizes"][0]["group"] == "samples" and report["on_your_data"]["passed"] is False
+    assert out.read_bytes() == shipped and report["stale_out"] is True
+    proc = _export(root, "sample_models:gate_with_samples", "--out", str(out))
+    first = proc.stdout.strip().splitlines()[0]
+    assert "NOT this export" in first and str(out) in first.replace("\n", "")
+
+
+def test_inputs_files_npz_and_pt_are_compared_as_your_data(sample_project, tmp_path):
+    import numpy as np
+    import torch
+
+    root = sample_project
+    npz, pt = tmp_path / "batch.npz", tmp_path / "more.pt"
+    np.savez(npz, x=np.random.RandomState(0).uniform(0, 5, (3, 4)).astype(np.float32))
+    torch.save([(torch.rand(5, 4),), {"x": torch.rand(1, 4)}], pt)
+    out = tmp_path / "scale.onnx"
+    proc = _export(root, "sample_models:scale", "--out", str(out), "--inputs", str(npz), "--inputs", str(pt), "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, report["failure"]
+    mine = [c for c in report["sizes"] if c["group"] == "samples"]
+    assert [c["sizes"]["batch"] for c in mine] == [3, 5, 1] and all(c["passed"] for c in mine)
+    assert report["sizes"][:3] == mine  # your data first
+    assert report["on_your_data"] == {"samples": 3, "passed": True, "max_abs": report["on_your_data"]["max_abs"]}
+    assert out.exists()
+    bad = tmp_path / "x.csv"
+    bad.write_text("1,2")
+    proc = _export(root, "sample_models:scale", "--out", str(out), "--inputs", str(bad))
+    assert proc.returncode == 2 and "--inputs" in (proc.stdout + proc.stderr)

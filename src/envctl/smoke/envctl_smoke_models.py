@@ -314,8 +314,12 @@ def load_samples(case, files):
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
                 keys = list(z.keys())
+                positional = ["arr_%d" % i for i in range(len(case["input_names"]))]
+                if not (set(case["input_names"]) <= set(keys) or set(positional) <= set(keys)):
+                    raise ModelError("%s holds %s; name its arrays after the inputs %s (or arr_0, arr_1, ...)"
+                                     % (path, keys, case["input_names"]))
                 value = ({k: z[k] for k in keys} if set(case["input_names"]) <= set(keys)
-                         else [z["arr_%d" % i] for i in range(len(keys))])
+                         else [z[k] for k in positional])
             samples.append(_sample(value, case, path))
         else:
             value = torch.load(path, map_location="cpu", weights_only=True)

@@ -297,7 +297,9 @@ def _verdict(details, export_info, failures, exp_sizes):
     sites = export_info.get("value_sites") or []
     signal = bool(sites) or bool(export_info.get("graphs_differ"))
     where = ("at " + ", ".join(sites)) if sites else "(the graphs exported from two input groups differ)"
-    at_export = [f for f in failures if f["sizes"] == exp_sizes or f["group"] in inputs_mod.ADVERSARIAL]
+    # differences on inputs shaped like the trace's, or on the user's own data: values, not shapes
+    at_export = [f for f in failures if f["sizes"] == exp_sizes or f["group"] in inputs_mod.ADVERSARIAL
+                 or f["group"] == "samples"]
     if signal and at_export:
         f = at_export[0]
         return StageFailure("value_dependent_branch", "the trace kept one branch of value-dependent code %s: %s"
