@@ -459,3 +459,21 @@ def test_inputs_files_npz_and_pt_are_compared_as_your_data(sample_project, tmp_p
     bad.write_text("1,2")
     proc = _export(root, "sample_models:scale", "--out", str(out), "--inputs", str(bad))
     assert proc.returncode == 2 and "--inputs" in (proc.stdout + proc.stderr)
+
+
+def test_certify_host_runs_the_user_models_the_matrix_names(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from envctl.cli import app
+    from support.project import write_project
+
+    matrix = write_project(tmp_path, {"t": {"platforms": ["linux-64"], "channels": ["conda-forge"], "python": "3.11",
+                                            "torch": "2.13.0", "onnx": "*", "onnxruntime": "*", "protobuf": "*",
+                                            "opset": 18, "exporters": ["torchscript"], "models": ["hostmodels:scale"]}},
+                           files={"hostmodels.py": SAMPLE_MODELS.replace("def scale", "def scale")})
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["certify", "--target", "host", "--matrix", str(matrix), "--json"])
+    cert = json.loads(result.stdout)
+    assert [r["model"] for r in cert["runs"]] == ["hostmodels:scale", "hostmodels:scale"], cert["runs"]
+    assert cert["result"] == "passed" and result.exit_code == 0
+    assert cert["measured_limits"]["max_opset"] >= 17 and cert["findings"] == []
