@@ -4,11 +4,9 @@ Runs inside the target env: standard library, torch and numpy only. The runner l
 this file by path, so its name is prefixed to never shadow a user's module.
 """
 import importlib
-import json
 import math
 import re
 import sys
-import zlib
 
 import numpy as np
 import torch
