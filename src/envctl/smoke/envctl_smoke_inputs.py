@@ -64,12 +64,14 @@ def position_limit(model):
 
 
 def _is_mask(name, t):
-    if re.search(r"mask", name, re.I):
-        return True
+    """A 0/1 (or bool) mask: by name (any dtype), or by value (integer, 2-D and up). An
+    additive float mask (0 / -inf) is not one: it keeps its own values' domain."""
     if t.dtype == torch.bool:
         return t.dim() >= 1
-    return (not t.is_floating_point() and t.dim() >= 2 and t.numel() > 0
-            and bool(((t == 0) | (t == 1)).all()))
+    zero_one = t.numel() > 0 and bool(((t == 0) | (t == 1)).all())
+    if re.search(r"mask", name, re.I):
+        return zero_one
+    return not t.is_floating_point() and t.dim() >= 2 and zero_one
 
 
 def analyse(case, samples):

@@ -27,10 +27,14 @@ SPEC (JSON object; only spec_version is required, the rest have these defaults):
                                dynamic_axes (envctl export --dynamic); names must be inputs/outputs
   out: null                    "path.onnx": when everything passed, the final model (simplified if
                                that passed) is saved there (+ "path.onnx.data" if it had a sidecar)
+  input_files: []              .npz/.pt files of real inputs for the user models (envctl --inputs)
 
 A user callable returns (model, example_inputs_tuple) or {"model", "inputs", optional
 "input_names", "output_names", "dynamic_axes" {name: [axis, ...] | {axis: dim_name}},
-"atol", "rtol"}. Without "dynamic_axes", dim 0 of every input (and output) is "batch".
+"atol", "rtol", "samples" [input tuples or {name: tensor}], "ranges" {input: [low, high]},
+"max" {dim_name: largest size}}. Without "dynamic_axes", dim 0 of every input (and output)
+is "batch". What the comparison feeds the model: envctl_smoke_inputs (domains, masks,
+groups) and envctl_smoke_infer (the plan: samples, size sweep, adversarial groups).
 
 RESULT (JSON, written atomically; also rewritten before each run, with "complete": false
 and "in_progress": {"model", "exporter"}, so a crash still tells where it happened):
@@ -38,7 +42,8 @@ and "in_progress": {"model", "exporter"}, so a crash still tells where it happen
    "versions": {...}, "providers_available": [...], "stages": [the "versions" stage],
    "runs": [{"model", "exporter", "status": "passed" | "failed" | "skipped", "stages": [...],
              "failure", "files", "opset_written", "ir_version", "fingerprint"}],
-   "failure": first failure or null, "seconds", "out_files": [what "out" wrote]}
+   "failure": first failure or null, "seconds", "out_files": [what "out" wrote],
+   "measured_limits": {"max_opset", "max_ir"} this onnxruntime loads (the "limits" stage)}
   stage:   {"name", "status": passed|failed|skipped|warning, "seconds", "details", "message"}
            every run lists the whole ladder: pre_export, export, checker, session, inference,
            simplify (stages after a fatal failure are "skipped"). An env_mismatch fails the
