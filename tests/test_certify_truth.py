@@ -163,31 +163,6 @@ def test_host_classifies_a_dead_runner_on_a_full_disk(tmp_path):
     assert oserror_failure(OSError(errno.EACCES, "Permission denied", "/x"), "r") is None
 
 
-def test_host_run_smoke_on_a_full_disk_is_resource_exhausted(tmp_path, monkeypatch):
-    """The real host path: TMPDIR on a full device (/dev/full refuses every write with ENOSPC)."""
-    import os
-    import sys as _sys
-
-    from envctl import certify
-
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
-    real_write = certify.Path.write_text
-
-    def full_write(self, *a, **k):
-        if self.name == "spec.json":
-            with open("/dev/full", "w") as f:
-                f.write("x" * 10)
-                f.flush()
-        return real_write(self, *a, **k)
-    monkeypatch.setattr(certify.Path, "write_text", full_write)
-    result, facts = certify.run_smoke(certify.Path(_sys.executable), {"spec_version": 1, "models": []}, 60)
-    assert result is None and facts["failure"]["class"] == "resource_exhausted"
-    import tempfile
-
-    assert tempfile.gettempdir() in facts["failure"]["message"]
-
-
 # --- comparison -----------------------------------------------------------------------------
 
 def test_nan_and_inf_at_the_same_positions_match_and_are_counted(smoke):
@@ -477,3 +452,35 @@ def test_certify_host_runs_the_user_models_the_matrix_names(tmp_path, monkeypatc
     assert [r["model"] for r in cert["runs"]] == ["hostmodels:scale", "hostmodels:scale"], cert["runs"]
     assert cert["result"] == "passed" and result.exit_code == 0
     assert cert["measured_limits"]["max_opset"] >= 17 and cert["findings"] == []
+
+
+def test_full_disk_under_the_runner_and_under_the_host_is_resource_exhausted(tmp_path, monkeypatch):
+    """A real full filesystem (a small tmpfs, filled): the runner's export cannot write its
+    .onnx, and the host cannot write its spec. Both say resource_exhausted and where."""
+    import tempfile
+
+    from envctl import certify
+    from test_faults import fill, mounted_tmpfs
+
+    result_dir = tmp_path / "result"
+    result_dir.mkdir()
+    with mounted_tmpfs(tmp_path / "full", "4m") as full:
+        fill(full)
+        spec = {"spec_version": 1, "target": "t", "opset": 18, "exporters": ["torchscript"], "models": ["cnn"],
+                "sizes": [1, 2], "workdir": str(result_dir / "work")}
+        # the runner: its workdir on the full disk
+        spec_file = result_dir / "spec.json"
+        spec_file.write_text(json.dumps(dict(spec, workdir=str(full / "work"))))
+        import subprocess
+
+        proc = subprocess.run([sys.executable, "-I", str(RUNNER_PATH), str(spec_file), str(result_dir / "r.json")],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        failure = json.loads((result_dir / "r.json").read_text())["failure"]
+        assert failure["class"] == "resource_exhausted", failure
+        assert str(full) in failure["message"] and "TMPDIR" in failure["remedy"]
+        # the host: its temporary folder on the full disk
+        monkeypatch.setattr(tempfile, "tempdir", str(full))
+        result, facts = certify.run_smoke(certify.Path(sys.executable), spec, 120)
+        assert result is None and facts["failure"]["class"] == "resource_exhausted", facts
+        assert str(full) in facts["failure"]["message"]

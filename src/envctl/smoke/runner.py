@@ -97,8 +97,9 @@ class _Fail(Exception):
 
 def run_stage(stages, name, fn, *args, **kw):
     """Run fn(details, *args) as a recorded stage. Returns (value, failure or None, record).
-    kw: exporter (whose remedies must not recommend it)."""
-    exporter = kw.get("exporter")
+    kw: exporter (whose remedies must not recommend it), where (the path a resource_exhausted
+    failure names when the error itself names none)."""
+    exporter, where = kw.get("exporter"), kw.get("where")
     rec = {"name": name, "status": "passed", "seconds": 0.0, "details": {}, "message": ""}
     stages.append(rec)
     t0, value, fail = time.perf_counter(), None, None
@@ -118,8 +119,9 @@ def run_stage(stages, name, fn, *args, **kw):
             tail = "".join(traceback.format_exception(type(e), e, e.__traceback__)).splitlines()[-20:]
             outer = _chain(e).splitlines()[0] if _chain(e) else type(e).__name__
             first = _innermost(e)
-            if cls == "resource_exhausted" and _path_in(e) and _path_in(e) not in first:
-                first += " (at %s)" % _path_in(e)
+            path = _path_in(e) or where  # a failed write() names no file: the stage's folder does
+            if cls == "resource_exhausted" and path and path not in first:
+                first += " (at %s)" % path
             # the one-liner is the root cause; torch's wrapper text stays in the stage's detail
             rec.update(status="failed", message=strip_ansi(("%s\n" % outer if outer != first else "") + "\n".join(tail)))
             fail = _failure(cls, name, first[:1000], remedy, exporter)
@@ -205,7 +207,7 @@ def run_model(spec, index, ref, M, S, emit):
         path = os.path.join(folder, "model.onnx")
 
         def step(name, fn, *args):
-            value, fail, rec = run_stage(stages, name, fn, *args, exporter=exporter)
+            value, fail, rec = run_stage(stages, name, fn, *args, exporter=exporter, where=folder)
             if fail and run["failure"] is None:
                 run["failure"] = fail
             return value, rec
@@ -292,7 +294,7 @@ def run(spec, result_path, E):
                 result["runs"].extend(run_model(spec, i, ref, M, S, emit))
         failures += [r["failure"] for r in result["runs"] if r["failure"]]
         if spec["out"] and not failures:
-            _, fail, _ = run_stage(result["stages"], "save", S.save_final, result, spec["out"])
+            _, fail, _ = run_stage(result["stages"], "save", S.save_final, result, spec["out"], where=spec["out"])
             failures += [fail] if fail else []
         result["failure"] = failures[0] if failures else None
         result["complete"] = True
