@@ -139,6 +139,12 @@ def test_value_dependent_branches_are_classified_naming_the_line(corpus_result):
         line = next(i for i, text in enumerate(source, 1) if marker in text)
         assert f"corpus_models.py:{line}" in failure["message"]
         assert "torch.where" in failure["remedy"]
+    # dynamo refuses the same code; its one-liner is torch.export's own cause, and where
+    line = next(i for i, text in enumerate(source, 1) if "if x.mean().item() > 0" in text)
+    failure = corpus_result[("mean_branch", "dynamo")]["failure"]
+    assert failure["class"] == "export_failure" and failure["message"].startswith("GuardOnDataDependentSymNode")
+    assert f"corpus_models.py:{line}" in failure["message"] and "\x1b" not in failure["message"]
+    assert "dynamo exporter" not in failure["remedy"]
 
 
 def test_log_front_end_on_a_non_negative_example_is_no_false_alarm(corpus_result):

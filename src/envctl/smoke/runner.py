@@ -119,6 +119,11 @@ def run_stage(stages, name, fn, *args, **kw):
             tail = "".join(traceback.format_exception(type(e), e, e.__traceback__)).splitlines()[-20:]
             outer = _chain(e).splitlines()[0] if _chain(e) else type(e).__name__
             first = _innermost(e)
+            site = re.search(r"Caused by: \(([^()\s]+:\d+)(?: in (\w+))?\)", _chain(e))
+            if site and not re.search(r"(^|/)(torch|_export|_dynamo|fx|_subclasses)/", site.group(1)):
+                # torch.export names the user's line that forced a data-dependent guard
+                first += " (at %s%s)" % (os.path.basename(site.group(1)),
+                                         " in %s" % site.group(2) if site.group(2) else "")
             path = _path_in(e) or where  # a failed write() names no file: the stage's folder does
             if cls == "resource_exhausted" and path and path not in first:
                 first += " (at %s)" % path
