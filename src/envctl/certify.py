@@ -269,7 +269,10 @@ def _summarise(runner_result: dict | None, process: dict) -> tuple[str, dict | N
 def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, timeout: float | None = None,
             out: Path | None = None, build: bool = True, progress=None, inputs: list[Path] = ()) -> Certificate:
     """Certify one target (or 'host', the current interpreter); write and return the certificate."""
+    from .certify_truth import input_files, limit_findings
     from .pipeline import project_root
+
+    files = input_files(inputs)  # bad --inputs are refused before anything is built
 
     started = time.monotonic()
     facts = host_facts()
@@ -326,9 +329,7 @@ def certify(matrix_path: Path, target_name: str, *, prefix: Path | None = None, 
                     environment={"prefix": str(prefix), "python": str(python)},
                     ran_on_target_hardware=True, certified="run")
         run_timeout = timeout or target.timeout
-    from .certify_truth import input_files, limit_findings
-
-    spec["input_files"] = input_files(inputs)
+    spec["input_files"] = files
     if progress:
         progress("certify", target=target_name, message=f"smoke export-and-infer with {python}")
     if target is None:

@@ -12,8 +12,7 @@ import numpy as np
 
 # The tracer's own words when forward turns a tensor into a Python value (the trace then
 # keeps whatever that value was at export).
-VALUE_WARNING = re.compile(r"Converting a tensor to a (Python|NumPy)|Iterating over a tensor"
-                           r"|might cause the trace to be incorrect")
+VALUE_WARNING = re.compile(r"Converting a tensor to a (Python|NumPy)|Iterating over a tensor")
 
 
 def _stats(x):
