@@ -151,7 +151,7 @@ def test_full_disk_in_the_runner_is_resource_exhausted_naming_the_path(smoke, tm
 
 
 def test_host_classifies_a_dead_runner_on_a_full_disk(tmp_path):
-    from envctl.certify_truth import oserror_failure, resource_failure
+    from envctl.certify.truth import oserror_failure, resource_failure
 
     tail = "Traceback ...\n\x1b[31mOSError: [Errno 28] No space left on device: '/tmp/envctl-smoke-x/result.json'\x1b[0m\n"
     f = resource_failure(tail, "free space")
@@ -294,7 +294,7 @@ def test_size_sweep_goes_below_and_above_the_export_length_within_limits(smoke):
 def test_probe_measures_this_onnxruntime_and_agrees_with_the_rules(smoke):
     from importlib import metadata
 
-    from envctl.certify_truth import limit_findings
+    from envctl.certify.truth import limit_findings
 
     probe = sys.modules["envctl_smoke_probe"]
     details = {}
@@ -312,8 +312,8 @@ def test_probe_measures_this_onnxruntime_and_agrees_with_the_rules(smoke):
 # --- host: user models are certified, never dropped -------------------------------------------
 
 def test_host_certification_takes_the_matrix_user_models(tmp_path):
-    from envctl.certify_truth import host_models
-    from envctl.errors import EnvctlError
+    from envctl.certify.truth import host_models
+    from envctl.core.errors import EnvctlError
 
     assert host_models(tmp_path / "none.yaml") == ["cnn", "transformer", "rnn"]
     from support.project import write_project
@@ -459,7 +459,7 @@ def test_full_disk_under_the_runner_and_under_the_host_is_resource_exhausted(tmp
     .onnx, and the host cannot write its spec. Both say resource_exhausted and where."""
     import tempfile
 
-    from envctl import certify
+    from envctl.certify import certify
     from test_faults import fill, mounted_tmpfs
 
     result_dir = tmp_path / "result"
