@@ -35,7 +35,8 @@ def _load(name):
 
 @pytest.fixture(scope="module")
 def smoke():
-    for name in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_models", "envctl_smoke_probe"):
+    for name in ("envctl_smoke_builtins", "envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_models",
+                 "envctl_smoke_probe"):
         _load(name)
     spec = importlib.util.spec_from_file_location("envctl_smoke_runner_t", RUNNER_PATH)
     runner = importlib.util.module_from_spec(spec)
@@ -377,7 +378,7 @@ def sample_project(tmp_path_factory):
 def _export(root, *args):
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-m", "envctl.cli", "export", *args, "--path", str(root),
+    proc = subprocess.run([sys.executable, "-m", "envctl", "export", *args, "--path", str(root),
                            "--exporter", "torchscript", "--matrix", str(root / "envs" / "matrix.yaml")],
                           capture_output=True, text=True, cwd=root, timeout=600, env=_env())
     assert "Traceback (most recent call last)" not in proc.stderr, proc.stderr
