@@ -207,7 +207,7 @@ def wait_dead(pids, grace: float = 2.0) -> list[int]:
 
 
 def leftovers(prefix: Path) -> list[str]:
-    return sorted(p.name for p in prefix.parent.glob(prefix.name + ".*") if not p.name.endswith(".lock"))
+    return sorted(p.name for p in prefix.parent.iterdir() if p.name.startswith(prefix.name + "~") and p.name != prefix.name + "~lock")
 
 
 def run_env_python(prefix: Path, code: str) -> str:
@@ -399,7 +399,7 @@ def progress(event, **info):
 real_rmtree = shutil.rmtree
 
 def rmtree(path, *args, **kwargs):
-    if pause == "removing the old env" and swapped and ".staging-" in str(path):
+    if pause == "removing the old env" and swapped and "~staging-" in str(path):
         print("event removing the old env", flush=True)
         time.sleep(600)
     return real_rmtree(path, *args, **kwargs)
@@ -427,7 +427,7 @@ def test_sigkill_during_create_keeps_a_whole_env(project, env_prefix, point):
     child = create_child(root, "env", env_prefix, point)
     child.wait_for(f"event {point}")
     child.kill()
-    assert [name.rsplit("-", 1)[0] for name in leftovers(env_prefix)] == ["env.staging"]
+    assert [name.rsplit("-", 1)[0] for name in leftovers(env_prefix)] == ["env~staging"]
     state = env_state(env_prefix)
     if point == "removing the old env":
         # Swapped already: the new env is whole, the old one sits in the staging name, half deleted or not.
@@ -455,7 +455,7 @@ def test_sigkill_while_fetching_into_empty_caches(project, tmp_path, phase, dela
     child.kill()
     assert not_reached not in child.output, child.output  # killed while that part was still being fetched
     assert not prefix.exists(), "nothing may appear at the prefix before the env is complete"
-    assert [name.rsplit("-", 1)[0] for name in leftovers(prefix)] == ["cold-env.staging"]
+    assert [name.rsplit("-", 1)[0] for name in leftovers(prefix)] == ["cold-env~staging"]
 
     rerun = create_child(project["root"], "env", prefix, env=caches)
     assert rerun.finish() == 0, rerun.output

@@ -154,7 +154,7 @@ def _mapping(path: Path, value: Any, keypath: str, parent: LineDict | None, key:
 
 
 def _check_name(path: Path, name: Any, mapping: LineDict | None, key: str, keypath: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise _error(
             path, mapping, key,
             f"target name {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
