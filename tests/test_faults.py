@@ -379,6 +379,33 @@ def test_sigkill_during_lock_keeps_previous_lock(project, point):
     assert sorted(p.name for p in locks.iterdir() if p.name.startswith(".lockme")) == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_during_lock_removes_its_temp_files_and_keeps_the_previous_lock(project, tmp_path, signum):
+    """Unlike SIGKILL, SIGTERM/SIGHUP can be cleaned up after: no envctl-pip-* (or any envctl-*) left in $TMPDIR."""
+    root, matrix = project["root"], project["matrix"]
+    lock = root / "locks" / "lockme.conda-lock.yml"
+    before = lock.read_bytes()
+    targets = dict(project["targets"], lockme=dict(project["targets"]["lockme"], description=f"signalled {signum}"))
+    write_matrix(root, targets)
+    project["targets"] = targets
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    child = Child(envctl_cmd("lock", "lockme", "--matrix", str(matrix)), env=child_env(TMPDIR=str(tmpdir)))
+    deadline = time.monotonic() + 120
+    uv_pids: list[int] = []
+    while not uv_pids:
+        assert child.proc.poll() is None and time.monotonic() < deadline, child.output
+        uv_pids = [pid for pid, cmd in children_of(child.proc.pid) if " pip compile " in cmd]
+        time.sleep(0.002)
+    assert list(tmpdir.glob("envctl-pip-*"))
+    os.kill(child.proc.pid, signum)
+    assert child.finish(timeout=60) == 128 + signum, child.output
+    assert "Traceback" not in child.output and "interrupted" in child.output
+    assert wait_dead(uv_pids, grace=10) == []
+    assert list(tmpdir.glob("envctl-*")) == [], "temp folders left behind"
+    assert lock.read_bytes() == before
+
+
 # ---------------------------------------------------------------- SIGKILL during create
 
 CREATE_CHILD = r"""

@@ -38,9 +38,12 @@ def _run(func: Callable[[], int | None]) -> None:
 
         report.print_error(exc)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from .interrupts import exit_status, run_cleanups
+
+        run_cleanups()  # children waited on by worker threads (certify -j)
         sys.stderr.write("envctl: interrupted; nothing half-written was kept.\n")
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_status(exc)) from None
     raise typer.Exit(code)
 
 
@@ -166,6 +169,9 @@ def main() -> None:
     # Subprocess children (smoke runner) must not inherit a broken pipe state;
     # and rich must not wrap JSON.
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    from .interrupts import install
+
+    install()  # SIGTERM/SIGHUP unwind like Ctrl-C, so children are killed and temp files removed
     app()
 
 
