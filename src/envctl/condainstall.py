@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import write_bytes_atomic
 from .errors import EnvctlError
+from .limits import short
 from .prefixswap import Progress, _emit, _sha256_file
 from .verify import _cache_home
 
@@ -63,13 +64,23 @@ def _parse_plan(lock: Path, lock_sha: str, name: str) -> dict[str, Any]:
         pass
     from conda_lock.lockfile import parse_conda_lock_file
 
-    data = lock.read_bytes()
+    from .limits import MAX_LOCK_BYTES, read_regular
+    from .lockcheck import parse, structure_problem
+
+    data = read_regular(lock, MAX_LOCK_BYTES, "lock")
     if hashlib.sha256(data).hexdigest() != lock_sha:
         raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
+    relock = f"Re-lock with `envctl lock --target {name}`."
+    try:
+        problem = structure_problem(parse(data))
+    except Exception as exc:  # noqa: BLE001 - YAML errors: a broken file
+        problem = f"unreadable YAML ({short(str(exc), 300) or type(exc).__name__})"
+    if problem:  # before conda-lock: its errors for these say little ("cannot read the lock:" and nothing)
+        raise EnvctlError(f"cannot use the lock: {problem}", file=lock, hint=relock)
     try:
         parsed = parse_conda_lock_file(lock)
     except Exception as exc:  # pydantic/yaml errors: a broken file, not a bug of ours
-        raise EnvctlError(f"cannot read the lock: {exc}", file=lock, hint=f"Re-lock with `envctl lock --target {name}`.") from None
+        raise EnvctlError(f"cannot read the lock: {short(str(exc), 500) or type(exc).__name__}", file=lock, hint=relock) from None
     if hashlib.sha256(lock.read_bytes()).hexdigest() != lock_sha:
         raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
     meta = parsed.metadata

@@ -322,7 +322,29 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
             ))
         elif info.target_hash != target.definition_hash() or info.target != target.name:
             stale.append(StaleLock(target.name, "the lock was made from another definition of this target", "stale", str(path)))
+        else:
+            problem = _body_problem(path, env_path, target, info)
+            if problem:
+                stale.append(StaleLock(target.name, f"the lock does not hold what it claims: {problem}", "unreadable", str(path)))
     return stale
+
+
+def _body_problem(path: Path, env_path: Path, target: Target, info: LockInfo) -> str | None:
+    """Recorded hashes match; check the body too (a lock cut short keeps its metadata intact)."""
+    from .limits import MAX_LOCK_BYTES, read_regular
+    from .lockcheck import content_hash_problem, missing_dependencies, missing_specs, parse, structure_problem
+
+    try:
+        doc = parse(read_regular(path, MAX_LOCK_BYTES, "lock"))
+        spec = _read_spec(env_path, env_path.read_text(encoding="utf-8"))
+    except EnvctlError as exc:
+        return exc.message
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    return (structure_problem(doc)
+            or content_hash_problem(doc, info.spec_hash, lambda platform: _virtual(target, platform))
+            or missing_specs(doc, spec.conda, spec.pip)
+            or missing_dependencies(doc))
 
 
 def _short(value: str | None) -> str:
