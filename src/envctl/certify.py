@@ -258,7 +258,7 @@ def _probe_host_python(python: Path) -> dict:
     code = ("import json, torch, onnxruntime as o; print(json.dumps({'cuda': torch.cuda.is_available(), "
             "'providers': o.get_available_providers()}))")
     try:
-        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=300, env=_clean_env())
+        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, errors="replace", timeout=300, env=_clean_env())
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return {"cuda": False, "providers": []}

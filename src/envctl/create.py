@@ -294,7 +294,7 @@ def _check_python(python: Path) -> str:
     try:
         proc = subprocess.run(
             [str(python), "-I", "-c", "import sys; print(sys.version)"],
-            env=clean_env(), capture_output=True, text=True, timeout=120,
+            env=clean_env(), capture_output=True, text=True, errors="replace", timeout=120,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvctlError(f"the new env's python does not run: {exc}", exit_code=1) from None

@@ -91,8 +91,9 @@ def probe(python: Path) -> dict:
     from .certify import _clean_env
 
     try:
-        proc = subprocess.run([str(python), "-I", "-c", PROBE], capture_output=True, text=True, timeout=600,
-                              env=_clean_env())
+        # errors="replace": an env whose python prints non-UTF-8 (a locale, a broken package) is diagnosed, not a crash
+        proc = subprocess.run([str(python), "-I", "-c", PROBE], capture_output=True, text=True, errors="replace",
+                              timeout=600, env=_clean_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"cannot run {python}: {exc}"}
     try:

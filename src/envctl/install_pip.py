@@ -100,7 +100,7 @@ def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, fina
         "-r", str(reqs),
     ]
     try:
-        proc = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, preexec_fn=_die_with_parent())
+        proc = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, errors="replace", preexec_fn=_die_with_parent())
     finally:
         reqs.unlink(missing_ok=True)
     if proc.returncode != 0:
@@ -151,7 +151,7 @@ def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
 
     def evict() -> None:
         subprocess.run([uv_binary(), "cache", "clean", *sorted(found)], env=clean_env(),
-                       capture_output=True, text=True, preexec_fn=_die_with_parent())
+                       capture_output=True, text=True, errors="replace", preexec_fn=_die_with_parent())
 
     raise CorruptFiles("pip", found, evict)
 

@@ -191,7 +191,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
     from .install_pip import _die_with_parent
 
     # uv dies with envctl: a killed `envctl lock` leaves no resolver running on.
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent())
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, errors="replace", preexec_fn=_die_with_parent())
     if proc.returncode != 0:
         text = (proc.stderr or proc.stdout).strip()
         if proc.returncode < 0:

@@ -106,15 +106,9 @@ def runs_here(target: Target, host: str | None = None, gpu: bool | None = None) 
 
 
 def _read_cert(path: Path) -> tuple[dict | None, str]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, f"no certificate at {path}"
-    except (OSError, ValueError) as exc:
-        return None, f"unreadable certificate {path}: {exc}"
-    if not isinstance(data, dict) or "result" not in data:
-        return None, f"{path} is not an envctl certificate"
-    return data, ""
+    from .certread import read_cert
+
+    return read_cert(path)
 
 
 def cert_summary(data: dict, path: Path) -> dict[str, Any]:
