@@ -166,3 +166,12 @@ def test_a_symlinked_lock_file_is_not_followed(project, tmp_path):
         assert not outside.exists()
     finally:
         link.unlink()
+
+
+def test_a_foreign_folder_at_this_creates_own_scratch_name_is_not_deleted(project, tmp_path):
+    """The exact name this process would build in, held by someone else's folder: refused, not rmtree'd."""
+    prefix = tmp_path / "env"
+    mine = _user_folder(tmp_path / f"env~staging-{os.getpid()}")
+    with pytest.raises(EnvctlError, match="refusing to touch it"):
+        create_env(project, "small", prefix=prefix)
+    assert _intact(mine) and not prefix.exists()

@@ -203,6 +203,9 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
     host = host_platform()
     conda, pip = _read_lock(lock, name, host, lock_sha)
     staging = scratch_path(prefix, "staging")
+    if os.path.lexists(staging):  # not provably envctl's (recovery removes those): never build into it, never delete it
+        raise EnvctlError(f"{staging} exists but is not a leftover this create can prove it made; refusing to touch it",
+                          hint="Move it away and run the command again.")
     try:
         _link_verified(conda, pip, lock, host, staging, prefix, progress)
         python = staging / "bin" / "python"

@@ -220,6 +220,8 @@ def _swap_in(staging: Path, prefix: Path) -> Path | None:
         return staging  # now holds the old env, marked
     # Fallback: two renames. A kill between them leaves <prefix>~old-<pid>, which _recover restores.
     old = scratch_path(prefix, "old")
+    if os.path.lexists(old):  # rename() would silently replace an empty folder of that name
+        raise FileExistsError(errno.EEXIST, "a folder envctl did not make has its scratch name", str(old))
     os.rename(prefix, old)
     try:
         os.rename(staging, prefix)
