@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envctl.errors import EnvctlError
+from envctl.core.errors import EnvctlError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 VALID = {"platforms": ["linux-64"], "channels": ["conda-forge"], "python": "3.11", "torch": "2.4", "onnx": "*",
@@ -26,7 +26,7 @@ VALID = {"platforms": ["linux-64"], "channels": ["conda-forge"], "python": "3.11
 
 def envctl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")} | {"PYTHONPATH": SRC}
-    proc = subprocess.run([sys.executable, "-m", "envctl.cli", *args], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "envctl", *args], env=env, capture_output=True, text=True,
                           timeout=300, cwd=cwd)
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     return proc
@@ -76,14 +76,14 @@ def test_a_good_certificate_still_shows(tmp_path):
 
 @pytest.mark.parametrize("opset", [0, 99, 6, -1])
 def test_export_refuses_unsupported_opsets_up_front(tmp_path, opset):
-    from envctl.export import export_model
+    from envctl.everyday.export import export_model
 
     with pytest.raises(EnvctlError, match="opsets 7 to"):
         export_model(tmp_path / "m.yaml", "cnn", tmp_path / "out.onnx", prefix=tmp_path / "nowhere", opset=opset)
 
 
 def test_export_report_with_non_finite_numbers_prints(capsys):
-    from envctl.export import print_report
+    from envctl.everyday.export import print_report
 
     report = {"model": "m:f", "exporter": "dynamo", "opset_requested": 18, "env": "e", "versions": {}, "stages": [],
               "sizes": [{"sizes": {"batch": 2}, "passed": False, "max_abs": "nan", "max_rel": float("nan"), "error": None},
@@ -95,7 +95,7 @@ def test_export_report_with_non_finite_numbers_prints(capsys):
 
 
 def test_doctor_probe_survives_non_utf8_output(tmp_path):
-    from envctl.doctor import probe
+    from envctl.everyday.doctor import probe
 
     python = tmp_path / "python"
     python.write_bytes(b"#!/bin/sh\nprintf '\\377\\376 not utf-8\\n'; printf '\\377 err' >&2; exit 3\n")
@@ -123,7 +123,7 @@ def test_ci_github_does_not_write_through_a_symlinked_github_folder(tmp_path):
     assert list(outside.rglob("*")) == []
 
 
-@pytest.mark.parametrize("option", [("--install", "envctl\n  evil: true"), ("--branch", "main\n  - x")])
+@pytest.mark.parametrize("option", [("--install", "envctl\n  evil: true"), ("--branch", "main\n  - x"), ("--install", "x\r")])
 def test_ci_github_refuses_newlines_that_would_become_yaml(tmp_path, option):
     matrix = project(tmp_path)
     proc = envctl("ci", "github", "--matrix", str(matrix), "--out", "-", *option)

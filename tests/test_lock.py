@@ -21,11 +21,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from envctl.errors import EnvctlError
-from envctl.lock import check_locks, lock_path, lock_target, read_lock_meta
-from envctl.matrix import load_matrix
-from envctl.pip_resolve import choose_wheel
-from envctl.render import env_file, render_target, spec_hash
+from envctl.core.errors import EnvctlError
+from envctl.core.paths import env_file, lock_path
+from envctl.lock.solve import check_locks, lock_target, read_lock_meta
+from envctl.matrix.loader import load_matrix
+from envctl.lock.pip_resolve import choose_wheel
+from envctl.lock.render import render_target, spec_hash
 from support.pipconfig import find_links
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -354,7 +355,7 @@ def test_choose_wheel_prefers_the_most_specific_tag():
 def test_conda_provided_packages_pin_and_drop_their_pypi_dependencies(tmp_path):
     """A package conda provides is fixed at conda's version, and its PyPI
     dependencies are not pulled in (conda already satisfied them)."""
-    from envctl.pip_resolve import PipOptionsSpec, resolve
+    from envctl.lock.pip_resolve import PipOptionsSpec, resolve
 
     common = dict(platform="linux-64", python_version="3.11.7", virtual={"__glibc": "2.28"},
                   options=PipOptionsSpec(), base=tmp_path)
@@ -401,9 +402,12 @@ def test_damaged_locks_are_not_fresh(cpu_project, tmp_path, damage):
         new = text[: text.index("\npackage:") + 1] + yaml.safe_dump({"package": doc["package"]}, sort_keys=False)
     assert new != text
     path.write_text(new)
-    read_lock_meta(path)  # the metadata still reads: only the body tells
-    [stale] = check_locks(root, [target])
-    assert stale.kind == "unreadable" and "does not hold what it claims" in stale.reason, stale
+    try:
+        read_lock_meta(path)  # the metadata still reads: only the body tells
+        [stale] = check_locks(root, [target])
+        assert stale.kind == "unreadable" and "does not hold what it claims" in stale.reason, stale
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
@@ -415,7 +419,7 @@ def test_damaged_locks_are_not_fresh(cpu_project, tmp_path, damage):
     (lambda p: p.update(platform="win-64"), "not one of the lock's platforms"),
 ])
 def test_bad_lock_entries_are_clear_errors_at_create(cpu_project, tmp_path, edit, expected):
-    from envctl.create import create_env
+    from envctl.create.build import create_env
 
     src_root, _, target, _, _ = cpu_project
     root = tmp_path / "copy"
@@ -424,14 +428,17 @@ def test_bad_lock_entries_are_clear_errors_at_create(cpu_project, tmp_path, edit
     doc = yaml.safe_load(path.read_text())
     edit(doc["package"][0])
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    with pytest.raises(EnvctlError) as err:
-        create_env(root, target.name, prefix=tmp_path / "env")
-    assert expected in err.value.message and err.value.exit_code == 2, err.value.message
-    assert not (tmp_path / "env").exists()
+    try:
+        with pytest.raises(EnvctlError) as err:
+            create_env(root, target.name, prefix=tmp_path / "env")
+        assert expected in err.value.message and err.value.exit_code == 2, err.value.message
+        assert not (tmp_path / "env").exists()
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read
 
 
 def test_a_duplicated_package_is_named_at_create(cpu_project, tmp_path):
-    from envctl.create import create_env
+    from envctl.create.build import create_env
 
     src_root, _, target, _, _ = cpu_project
     root = tmp_path / "copy"
@@ -440,5 +447,8 @@ def test_a_duplicated_package_is_named_at_create(cpu_project, tmp_path):
     doc = yaml.safe_load(path.read_text())
     doc["package"].append(dict(doc["package"][0]))
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    with pytest.raises(EnvctlError, match=f"{doc['package'][0]['name']} appears twice"):
-        create_env(root, target.name, prefix=tmp_path / "env")
+    try:
+        with pytest.raises(EnvctlError, match=f"{doc['package'][0]['name']} appears twice"):
+            create_env(root, target.name, prefix=tmp_path / "env")
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from envctl.create import create_env, env_state
-from envctl.errors import EnvctlError
-from envctl.matrix import load_matrix
-from envctl.platforms import host_platform
-from envctl.prefixswap import SCRATCH_MARKER
+from envctl.core.errors import EnvctlError
+from envctl.create.build import create_env, env_state
+from envctl.create.prefixswap import SCRATCH_MARKER
+from envctl.host.platform import host_platform
+from envctl.matrix.loader import load_matrix
 from support import lockfactory as lf
 
 pytestmark = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")

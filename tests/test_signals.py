@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from envctl.create import create_env
-from envctl.platforms import host_platform
+from envctl.create.build import create_env
+from envctl.host.platform import host_platform
 from support import lockfactory as lf
 
 pytestmark = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
@@ -80,7 +80,7 @@ COMMAND = textwrap.dedent('''
 
 
 def start_run(prefix: Path, out: Path, *extra: str, preexec_fn=None, new_session: bool = False) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "envctl.cli", "run", "--prefix", str(prefix), "--",
+    return subprocess.Popen([sys.executable, "-m", "envctl", "run", "--prefix", str(prefix), "--",
                              "python", "-c", COMMAND, str(out), *extra],
                             env=envctl_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=preexec_fn, start_new_session=new_session)
@@ -158,13 +158,12 @@ def hang():
 # (in a worker thread too, as certify -j runs it).
 CERTIFY_CHILD = '''
 import sys
-import typer
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from envctl.certify import build_spec, run_smoke
-from envctl.cli import _run
-from envctl.create import env_in_use
-from envctl.interrupts import install
+from envctl.certify.certify import build_spec, run_smoke
+from envctl.cli.command import call
+from envctl.create.prefixswap import env_in_use
+from envctl.core.interrupts import install
 
 models, prefix, mode = sys.argv[1:4]
 install()
@@ -188,10 +187,7 @@ def body():
     return 0
 
 
-try:
-    _run(body)
-except typer.Exit as exc:  # what typer's app does with it
-    sys.exit(exc.exit_code)
+sys.exit(call(body))  # the wrapper every command goes through
 '''
 
 
