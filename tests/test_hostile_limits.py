@@ -236,3 +236,20 @@ def test_fractional_timeouts_are_kept(tmp_path):
     targets = load_matrix(matrix(tmp_path, doc)).targets
     assert targets["t"].timeout == 0.5
     assert targets["u"].timeout == 900 and isinstance(targets["u"].timeout, int)  # hashes of existing targets unchanged
+
+
+def test_a_fifo_in_place_of_a_rendered_file_or_env_state_is_refused_not_waited_on(tmp_path):
+    from envctl.create.build import env_state
+    from envctl.lock.render import render_target
+
+    path = matrix(tmp_path, {"version": 1, "targets": {"t": VALID}})
+    target = load_matrix(path).targets["t"]
+    rendered = tmp_path / "envs" / "t" / "environment.yml"
+    rendered.parent.mkdir(parents=True)
+    os.mkfifo(rendered)
+    with pytest.raises(EnvctlError, match="FIFO"):
+        render_target(tmp_path, target, path)
+    prefix = tmp_path / "env" / "conda-meta"
+    prefix.mkdir(parents=True)
+    os.mkfifo(prefix / "envctl-state.json")
+    assert env_state(prefix.parent) is None

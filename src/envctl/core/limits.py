@@ -106,3 +106,14 @@ def read_text(path: Path, cap: int, what: str = "file") -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EnvctlError(f"the {what} is not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
+
+
+def read_project_text(path: Path, cap: int = MAX_MATRIX_BYTES, what: str = "file") -> str:
+    """read_text for a file that may legitimately be missing: FileNotFoundError then, EnvctlError for the rest.
+
+    For envctl's own small files that a user could replace (environment.yml, an
+    env's state file): a FIFO or device there is refused instead of hanging.
+    """
+    if not os.path.lexists(path):
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    return read_text(Path(path), cap, what)

@@ -46,6 +46,7 @@ from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import read_project_text
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import default_prefix, lock_path
 from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
@@ -82,8 +83,8 @@ class CreateResult:
 def env_state(prefix: Path) -> dict[str, Any] | None:
     """What create recorded in the env (lock sha256, target, ...), or None if not an envctl env."""
     try:
-        data = json.loads((Path(prefix) / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_project_text(Path(prefix) / STATE_FILE, what="env state file"))
+    except (OSError, ValueError, EnvctlError):  # a FIFO or device there is not an envctl env either
         return None
     return data if isinstance(data, dict) else None
 

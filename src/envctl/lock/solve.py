@@ -23,6 +23,7 @@ import yaml
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_bytes_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import read_project_text
 from envctl.core.paths import env_file, lock_path
 from envctl.lock.lockfile import LockInfo, LockRequest, PlatformLock, content_hash, lock_format, read_lock_meta, source_path
 from envctl.matrix.loader import Target
@@ -217,7 +218,7 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     emit = progress or (lambda event, **info: None)
     env_path = env_file(root, target)
     try:
-        text = env_path.read_text(encoding="utf-8")
+        text = read_project_text(env_path, what="environment.yml")
     except FileNotFoundError:
         raise EnvctlError(f"target '{target.name}' is not rendered yet; run `envctl render {target.name}`", file=env_path) from None
     if recorded_target_hash(env_path) != target.definition_hash():
@@ -304,7 +305,7 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
             stale.append(StaleLock(target.name, exc.message, "unreadable", str(path)))
             continue
         try:
-            current = spec_hash(env_path.read_text(encoding="utf-8"))
+            current = spec_hash(read_project_text(env_path, what="environment.yml"))
         except FileNotFoundError:
             stale.append(StaleLock(target.name, f"{env_path} is missing (run `envctl render`)", "unrendered", str(path)))
             continue
@@ -330,7 +331,7 @@ def _body_problem(path: Path, env_path: Path, target: Target, info: LockInfo) ->
 
     try:
         doc = parse(read_regular(path, MAX_LOCK_BYTES, "lock"))
-        spec = _read_spec(env_path, env_path.read_text(encoding="utf-8"))
+        spec = _read_spec(env_path, read_project_text(env_path, what="environment.yml"))
     except EnvctlError as exc:
         return exc.message
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
