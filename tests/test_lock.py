@@ -366,3 +366,89 @@ def test_conda_provided_packages_pin_and_drop_their_pypi_dependencies(tmp_path):
     assert "onnx" not in names and "protobuf" not in names  # protobuf came only through onnx
     onnx_ir = next(p for p in beside_conda if p.name == "onnx-ir")
     assert "onnx" in onnx_ir.dependencies  # the edge to the conda package is kept
+
+
+# ---------------------------------------------------------------- issue 12 item 8: a lock holds what it claims
+
+
+def _cut_before_entry(text: str, which: int) -> str:
+    starts = [i for i in range(len(text)) if text.startswith("\n- name:", i)]
+    return text[: starts[which] + 1]
+
+
+@pytest.mark.parametrize("damage", ["empty package list", "cut before the last entry", "cut before the first entry",
+                                    "cut mid-list", "duplicated entry", "content hash changed", "requested package removed"])
+def test_damaged_locks_are_not_fresh(cpu_project, tmp_path, damage):
+    src_root, _, target, _, _ = cpu_project
+    root = tmp_path / "copy"
+    shutil.copytree(src_root, root)
+    path = lock_path(root, target)
+    text = path.read_text()
+    doc = yaml.safe_load(text)
+    if damage == "empty package list":
+        new = text[: text.index("\npackage:") + 1] + "package: []\n"
+    elif damage.startswith("cut before"):
+        new = _cut_before_entry(text, -1 if "last" in damage else 0)
+    elif damage == "cut mid-list":
+        new = _cut_before_entry(text, len(doc["package"]) // 2)
+    elif damage == "duplicated entry":
+        new = text + text[text.index("\n- name:") + 1:].split("\n- name:", 1)[0] + "\n"
+    elif damage == "content hash changed":
+        platform = doc["metadata"]["platforms"][0]
+        new = text.replace(doc["metadata"]["content_hash"][platform], "0" * 64)
+    else:
+        python = next(p for p in doc["package"] if p["name"] == "python")
+        doc["package"] = [p for p in doc["package"] if p is not python]
+        new = text[: text.index("\npackage:") + 1] + yaml.safe_dump({"package": doc["package"]}, sort_keys=False)
+    assert new != text
+    path.write_text(new)
+    try:
+        read_lock_meta(path)  # the metadata still reads: only the body tells
+        [stale] = check_locks(root, [target])
+        assert stale.kind == "unreadable" and "does not hold what it claims" in stale.reason, stale
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda p: p.update(url="noslashes"), "is not a URL"),
+    (lambda p: p.update(url="file://x.conda"), "does not end in"),
+    (lambda p: p.update(name="six\n--extra-index-url http://evil.invalid"), "contains a newline"),
+    (lambda p: p.update(version=None), "no 'version'"),
+    (lambda p: p.update(hash={}), "no hash"),
+    (lambda p: p.update(platform="win-64"), "not one of the lock's platforms"),
+])
+def test_bad_lock_entries_are_clear_errors_at_create(cpu_project, tmp_path, edit, expected):
+    from envctl.create.build import create_env
+
+    src_root, _, target, _, _ = cpu_project
+    root = tmp_path / "copy"
+    shutil.copytree(src_root, root)
+    path = lock_path(root, target)
+    doc = yaml.safe_load(path.read_text())
+    edit(doc["package"][0])
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        with pytest.raises(EnvctlError) as err:
+            create_env(root, target.name, prefix=tmp_path / "env")
+        assert expected in err.value.message and err.value.exit_code == 2, err.value.message
+        assert not (tmp_path / "env").exists()
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read
+
+
+def test_a_duplicated_package_is_named_at_create(cpu_project, tmp_path):
+    from envctl.create.build import create_env
+
+    src_root, _, target, _, _ = cpu_project
+    root = tmp_path / "copy"
+    shutil.copytree(src_root, root)
+    path = lock_path(root, target)
+    doc = yaml.safe_load(path.read_text())
+    doc["package"].append(dict(doc["package"][0]))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        with pytest.raises(EnvctlError, match=f"{doc['package'][0]['name']} appears twice"):
+            create_env(root, target.name, prefix=tmp_path / "env")
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read

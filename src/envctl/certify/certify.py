@@ -140,17 +140,21 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
                 )
             except OSError as exc:
                 return None, {"exit_code": None, "output_tail": "", "failure": _classified("runner_crash", f"cannot start {python}: {exc}")}
+            # Killed on every way out (finished, hung, Ctrl-C, SIGTERM/SIGHUP via interrupts.py)
+            # before the caller's env lock is released and before the temp folder is removed.
+            from envctl.core.interrupts import on_interrupt
+
+            on_interrupt(proc.pid, lambda: _kill_group(proc.pid))
             try:
                 proc.wait(timeout=timeout)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
-            # Finished or hung, nothing the runner started outlives it.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait()
+            finally:
+                # Finished, hung or interrupted: nothing the runner started outlives it.
+                _kill_group(proc.pid)
+                proc.wait()
+                on_interrupt(proc.pid, None)
         tail = _tail(log_path)
         if timed_out:
             return None, {"exit_code": None, "seconds": time.monotonic() - started, "output_tail": tail,
@@ -169,6 +173,53 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
             facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({exc})")
             return None, facts
         return result, facts
+
+
+def _kill_group(pgid: int, grace: float = 10.0) -> None:
+    """SIGKILL the runner's process group and session, and wait until they are gone.
+
+    A model's double-forked child stays in the group; one that also called
+    setpgid stays in the runner's session, so that is swept too. (Only a
+    child that calls setsid itself leaves both.) SIGKILL is asynchronous, so
+    this waits (up to `grace` s) until no member is left running: the caller
+    releases the env lock next.
+    """
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + grace
+    while True:
+        members = _session_members(pgid)
+        if not members or time.monotonic() > deadline:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes whose process group or session is `sid`."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields: state ppid pgrp session ...
+        if len(fields) > 3 and fields[0] not in (b"Z", b"X") and sid in (int(fields[2]), int(fields[3])):
+            found.append(int(entry))
+    return found
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
@@ -198,7 +249,8 @@ def probe_python(python: Path) -> dict:
     code = ("import json, torch, onnxruntime as o; print(json.dumps({'cuda': torch.cuda.is_available(), "
             "'providers': o.get_available_providers()}))")
     try:
-        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=300, env=foreign_python_env())
+        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, errors="replace", timeout=300,
+                             env=foreign_python_env())
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return {"cuda": False, "providers": []}

@@ -52,6 +52,9 @@ def main() -> None:
     # Subprocess children (smoke runner) must not inherit a broken pipe state;
     # and rich must not wrap JSON.
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    from envctl.core.interrupts import install
+
+    install()  # SIGTERM/SIGHUP unwind like Ctrl-C, so children are killed and temp files removed
     app()
 
 

@@ -20,7 +20,7 @@ from envctl.core.errors import EnvctlError
 
 # A target name becomes a folder under envs/ and a file under locks/, certs/ and .envctl/envs/:
 # a plain file name, never a path.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+SAFE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")  # use fullmatch; \Z, not $, which matches before a final newline
 
 
 def ensure_inside(root: Path, path: Path, what: str = "path") -> Path:

@@ -76,7 +76,7 @@ def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, fina
         "-r", str(reqs),
     ]
     try:
-        proc = subprocess.run(cmd, env=without_host_python(), capture_output=True, text=True, preexec_fn=die_with_parent())
+        proc = subprocess.run(cmd, env=without_host_python(), capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
     finally:
         reqs.unlink(missing_ok=True)
     if proc.returncode != 0:
@@ -127,7 +127,7 @@ def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
 
     def evict() -> None:
         subprocess.run([uv_binary(), "cache", "clean", *sorted(found)], env=without_host_python(),
-                       capture_output=True, text=True, preexec_fn=die_with_parent())
+                       capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
 
     raise CorruptFiles("pip", found, evict)
 

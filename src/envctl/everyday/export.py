@@ -93,6 +93,8 @@ def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None =
         raise EnvctlError(f"{ref!r} is not MODULE:CALLABLE (e.g. mymodel:make_model)")
     if exporter is not None and exporter not in EXPORTERS:
         raise EnvctlError(f"--exporter {exporter!r}: choose torchscript or dynamo", key="--exporter")
+    if opset is not None:
+        _check_opset(opset)
     if simplify is not None and simplify not in SIMPLIFIERS:
         raise EnvctlError(f"--simplify {simplify!r}: choose {', '.join(SIMPLIFIERS)}", key="--simplify")
     out = Path(os.path.abspath(out))
@@ -123,6 +125,21 @@ def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None =
     report["out"] = str(out)
     report["stale_out"] = report["status"] != "passed" and replaced_before  # an older file, not this export
     return report
+
+
+def _check_opset(opset: int) -> None:
+    """Refuse an opset no torch.onnx exporter writes, before any env is started (it used to be written at 18)."""
+    from envctl.rules.facts import TORCH_EXPORTER
+
+    top = max(fact.value.max_opset for fact in TORCH_EXPORTER.values())  # ONNX_MAX_OPSET of the newest torch known
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= top:
+        raise EnvctlError(f"--opset {opset}: torch.onnx exports ai.onnx opsets 7 to {top}", key="--opset",
+                          hint="Leave --opset out to use the target's (else 18).")
+
+
+def _sci(value) -> str:
+    """max_abs/max_rel for the table: a number in 1.2e-05 form, anything else (nan, inf as text, None) as it is."""
+    return f"{value:.2e}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ("-" if value is None else str(value))
 
 
 def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | None, process: dict) -> dict:
@@ -194,8 +211,7 @@ def print_report(report: dict) -> None:
             result = ("[green]ok[/]" if case["passed"] else "[dim]not compared[/]" if case.get("skipped")
                       else "[red]failed[/]")
             table.add_row(group, size, result,
-                          "-" if case["max_abs"] is None else f"{case['max_abs']:.2e}",
-                          "-" if case["max_rel"] is None else f"{case['max_rel']:.2e}", escape(case["error"] or ""))
+                          _sci(case["max_abs"]), _sci(case["max_rel"]), escape(str(case["error"] or "")))
         console.print(table)
     mine = report.get("on_your_data")
     if mine:

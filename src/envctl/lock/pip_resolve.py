@@ -63,7 +63,7 @@ _ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "osx-64": "x86_64", "
 # timeouts, concurrency) only change how, and are kept.
 _UV_RESOLUTION_VARS = re.compile(
     r"^UV_(INDEX.*|DEFAULT_INDEX|EXTRA_INDEX_URL|FIND_LINKS|NO_INDEX|CONSTRAINT|OVERRIDE|BUILD_CONSTRAINT"
-    r"|PRERELEASE|RESOLUTION|EXCLUDE_NEWER.*|TORCH_BACKEND|PYTHON|CONFIG_FILE|NO_CONFIG|EXTRA_.*|REQUIRE_HASHES|NO_BINARY.*|ONLY_BINARY.*)$"
+    r"|PRERELEASE|RESOLUTION|EXCLUDE_NEWER.*|TORCH_BACKEND|PYTHON|CONFIG_FILE|NO_CONFIG|EXTRA_.*|REQUIRE_HASHES|NO_BINARY.*|ONLY_BINARY.*)\Z"
 )
 
 
@@ -174,7 +174,7 @@ def resolve_location(value: str, base: Path) -> str:
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
     # uv dies with envctl: a killed `envctl lock` leaves no resolver running on.
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, preexec_fn=die_with_parent())
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
     if proc.returncode != 0:
         text = (proc.stderr or proc.stdout).strip()
         if proc.returncode < 0:

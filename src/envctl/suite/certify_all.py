@@ -221,7 +221,7 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
     try:
         results = [f.result() for f in [pool.submit(one, t) for t in chosen]]
     finally:
-        # On Ctrl-C: start nothing new; smoke runs already going end at their own timeout.
+        # On Ctrl-C/SIGTERM: start nothing new; smoke runs already going were killed (interrupts.run_cleanups).
         pool.shutdown(wait=False, cancel_futures=True)
     suite = SuiteResult(Path(matrix_path), results, drift(results), time.monotonic() - started, fail_on_drift=fail_on_drift)
     _write_reports(suite, junit, markdown)

@@ -132,9 +132,12 @@ def _project_dir(root: Path) -> str:
 
 
 def default_out(matrix_path: Path) -> Path:
+    from envctl.core.atomic import ensure_inside
     from envctl.core.paths import project_root
 
-    return _checkout_root(project_root(matrix_path)) / ".github" / "workflows" / "certify.yml"
+    # .github (or .github/workflows) may be a symlink committed into the checkout: never write through it.
+    checkout = _checkout_root(project_root(matrix_path))
+    return ensure_inside(checkout, checkout / ".github" / "workflows" / "certify.yml", "workflow file")
 
 
 @dataclass(frozen=True)
@@ -207,8 +210,14 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
     """The workflow text for the matrix at `matrix_path`."""
     from envctl.core.paths import project_root
 
+    from envctl.core.limits import check_text
+
     if gpu_label is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", gpu_label):
         raise EnvctlError(f"--gpu-label {gpu_label!r}: a runner label is letters, digits, '.', '_' or '-'.")
+    # Everything below lands in generated YAML: one line each, or it would add keys of its own.
+    for what, text in (("--install", install), ("--branch", branch)):  # (the matrix path: _bare below)
+        if text is not None:
+            check_text(text, what)
     matrix = load_matrix(matrix_path)
     root = project_root(matrix_path)
     jobs = entries(list(matrix.targets.values()), gpu_label)

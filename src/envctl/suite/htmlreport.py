@@ -249,10 +249,15 @@ def build_report(matrix_path: Path, *, now: datetime | None = None) -> tuple[str
         run_ids = {key: f"run-{_slug(target.name)}-{i}" for i, key in enumerate(columns)}
         cells = [_stage_cell(s.rendered, s.render_fresh), _stage_cell(s.locked, s.lock_fresh), _stage_cell(s.env),
                  _cert_cell(s, anchor)]
-        cells += [_run_cell(target, s, cert, key, run_ids[key]) for key in columns]
+        try:
+            run_cells, detail = [_run_cell(target, s, cert, key, run_ids[key]) for key in columns], _details(target, s, cert, anchor, run_ids)
+        except (TypeError, AttributeError, ValueError, KeyError):  # a shape read_cert did not foresee: show it as none
+            cert = None
+            run_cells, detail = [_run_cell(target, s, cert, key, run_ids[key]) for key in columns], _details(target, s, cert, anchor, run_ids)
+        cells += run_cells
         rows.append(f'<tr class="target-row" data-target="{_e(target.name)}" data-summary="{_e(s.summary)}">'
                     f'<th class="target" scope="row"><a href="#{anchor}">{_e(target.name)}</a></th>{"".join(cells)}</tr>')
-        details.append(_details(target, s, cert, anchor, run_ids))
+        details.append(detail)
     head = "".join(f'<th scope="col">{_e(c)}</th>' for c in ("target", "rendered", "locked", "env", "certified"))
     head += "".join(f'<th scope="col" class="run-col">{_e(m)}<br><small>{_e(e)}</small></th>' for m, e in columns)
     when = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
