@@ -330,13 +330,22 @@ def _add_pyc(payload: Payload, rel: str, source: bytes) -> None:
 
 
 def _pip_wheel() -> Path:
-    """The pip wheel ensurepip ships (or the distro's WHEEL_PKG_DIR copy)."""
+    """The pip wheel ensurepip ships: the distro's WHEEL_PKG_DIR copy, else the bundled one.
+
+    ensurepip's helpers for this are private and changed across versions
+    (``_get_packages`` in 3.10-3.12, gone in 3.13), so look for the wheel the
+    way they all do: ``pip-<version>-*.whl`` matching ``ensurepip.version()``.
+    """
     import ensurepip
 
-    pkg = ensurepip._get_packages()["pip"]  # private, but stable since 3.11
-    if getattr(pkg, "wheel_path", None):
-        return Path(pkg.wheel_path)
-    return Path(ensurepip.__file__).parent / "_bundled" / pkg.wheel_name
+    version = ensurepip.version()
+    folders = [Path(d) for d in (sysconfig.get_config_var("WHEEL_PKG_DIR"),) if d]
+    folders.append(Path(ensurepip.__file__).parent / "_bundled")
+    for folder in folders:
+        found = sorted(folder.glob(f"pip-{version}-*.whl"))
+        if found:
+            return found[0]
+    raise FileNotFoundError(f"no pip {version} wheel in {', '.join(map(str, folders))}")
 
 
 def _pip_payload() -> tuple[str, Payload]:
