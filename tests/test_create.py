@@ -22,6 +22,7 @@ from envctl.create import STATE_FILE, create_env, default_prefix, env_state
 from envctl.errors import EnvctlError
 from envctl.platforms import host_platform
 from support import lockfactory as lf
+from support.local_channel import PY_MM, PY_VERSION
 
 pytestmark = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
 
@@ -61,7 +62,7 @@ def leftovers(prefix: Path) -> list[Path]:
 MATRIX = """\
 defaults:
   channels: [{channel}]
-  python: "3.11"
+  python: "{py_mm}"
   torch: "2.13.0"
   onnx: "*"
   onnxruntime: "*"
@@ -89,7 +90,8 @@ def lock_with_envctl(root: Path, channel: Path) -> bool:
         return False
     matrix_path = root / "envs" / "matrix.yaml"
     matrix_path.parent.mkdir(parents=True)
-    matrix_path.write_text(MATRIX.format(channel=json.dumps(channel.as_uri()), find_links=json.dumps(find_links()), target=TARGET))
+    matrix_path.write_text(MATRIX.format(channel=json.dumps(channel.as_uri()), find_links=json.dumps(find_links()), target=TARGET,
+                                         py_mm=PY_MM))
     target = load_matrix(matrix_path).targets[TARGET]
     render_target(root, target, Path("envs/matrix.yaml"))
     lock_target(root, target)
@@ -144,7 +146,7 @@ def test_create_installs_exactly_the_lock(built, project: Path):
     assert built.action == "created" and built.prefix == prefix and not built.waited_for_lock
     assert built.packages == locked_counts(project)
     assert built.packages["conda"] >= 2 and built.packages["pip"] >= 5
-    assert built.python == prefix / "bin" / "python" and built.python_version.startswith("3.11.7")
+    assert built.python == prefix / "bin" / "python" and built.python_version.startswith(PY_VERSION + " ")
     out = json.loads(run_env_python(prefix, (
         "import json, sys, torch, onnx, onnxruntime, numpy;"
         "print(json.dumps([sys.prefix, torch.__version__, onnx.__version__, onnxruntime.__version__, torch.__file__]))"
@@ -260,7 +262,7 @@ def test_sigkill_midway_leaves_previous_env_and_next_create_completes(built, pro
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC})
     staging = prefix.with_name(f"env.staging-{proc.pid}")
-    probe = staging if kill_when == "staging appears" else staging / "lib" / "python3.11" / "site-packages" / "torch"
+    probe = staging if kill_when == "staging appears" else staging / "lib" / f"python{PY_MM}" / "site-packages" / "torch"
     deadline = time.monotonic() + 120
     while not probe.exists():
         assert proc.poll() is None, "create finished before it could be killed"

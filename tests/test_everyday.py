@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from envctl.cli import app
 from envctl.hostinfo import host_facts
 from envctl.platforms import host_platform
+from support.local_channel import PY_VERSION
 from support.project import pip_target, write_project
 
 pytestmark = [
@@ -264,7 +265,7 @@ def test_env_export_both_kinds(project, created, tmp_path):
     env = yaml.safe_load(result.stdout)
     assert env["name"] == "t" and env["channels"][0].startswith("file://")
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
-    assert any(d.startswith("python=3.11.") and d.count("=") == 2 for d in conda)  # name=version=build
+    assert any(d.startswith(f"python={PY_VERSION}=") and d.count("=") == 2 for d in conda)  # name=version=build
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert any(line.startswith("--find-links ") for line in pip)
     assert any(line.replace(" ", "").startswith("torch==2.13.0") and "--hash=sha256:" in line for line in pip)

@@ -38,6 +38,7 @@ from envctl.matrix import load_matrix
 from envctl.platforms import host_platform
 from envctl.render import render_target
 from support import lockfactory as lf
+from support.local_channel import PY_MM
 from support.project import pip_target
 
 pytestmark = [
@@ -685,8 +686,8 @@ def _edit_in_place(path: Path) -> None:
         handle.write(b"#EDITED\n" if head != b"#EDITED\n" else b"#AGAIN!\n")
 
 
-PIP_INIT = "lib/python3.11/site-packages/pip/__init__.py"
-SIX = "lib/python3.11/site-packages/six.py"
+PIP_INIT = f"lib/python{PY_MM}/site-packages/pip/__init__.py"
+SIX = f"lib/python{PY_MM}/site-packages/six.py"
 
 
 def test_changed_cache_files_are_detected_and_refetched(private_caches, tmp_path, local_channel):

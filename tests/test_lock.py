@@ -26,6 +26,7 @@ from envctl.lock import check_locks, lock_path, lock_target, read_lock_meta
 from envctl.matrix import load_matrix
 from envctl.pip_resolve import choose_wheel
 from envctl.render import env_file, render_target, spec_hash
+from support.local_channel import PY_MM, PY_TAG, PY_VERSION
 from support.pipconfig import find_links
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -33,7 +34,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 MATRIX = """\
 defaults:
   channels: ["{channel}"]
-  python: "3.11"
+  python: "{py_mm}"
   torch: "2.13.0"
   onnx: "*"
   onnxruntime: "*"
@@ -78,7 +79,8 @@ def make_project(root: Path, channel: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     links = find_links()
     assert links, "pip's configuration names no find-links location (the local torch wheel)"
-    path.write_text(textwrap.dedent(MATRIX).format(channel=Path(channel).as_uri(), find_links=json.dumps(links)))
+    path.write_text(textwrap.dedent(MATRIX).format(channel=Path(channel).as_uri(), find_links=json.dumps(links),
+                                                        py_mm=PY_MM))
     return load_matrix(path)
 
 
@@ -129,7 +131,7 @@ def test_lock_linux64_torch_onnx(cpu_project):
     conda = {p["name"]: p for p in pkgs if p["manager"] == "conda"}
     pip = {p["name"]: p for p in pkgs if p["manager"] == "pip"}
     assert {"python", "pip"} <= set(conda)
-    assert conda["python"]["version"] == "3.11.7"
+    assert conda["python"]["version"] == PY_VERSION  # the channel's python is the running one
     for entry in conda.values():
         assert entry["url"].startswith("file://") and len(entry["hash"]["md5"]) == 32
         assert len(entry["hash"]["sha256"]) == 64 and entry["category"] == "main"
@@ -248,10 +250,10 @@ def test_two_platforms_lock_both(tmp_path, local_channel):
     for platform, arch in (("linux-64", "x86_64"), ("linux-aarch64", "aarch64")):
         conda = {p["name"]: p for p in pkgs if p["platform"] == platform and p["manager"] == "conda"}
         pip = {p["name"]: p for p in pkgs if p["platform"] == platform and p["manager"] == "pip"}
-        assert f"/{platform}/python-3.11.7" in conda["python"]["url"]
+        assert f"/{platform}/python-{PY_VERSION}-" in conda["python"]["url"]
         assert {"onnx", "numpy", "protobuf"} <= set(pip)
         assert "pip" not in pip and "python" not in pip
-        assert arch in pip["numpy"]["url"] and "cp311" in pip["numpy"]["url"]
+        assert arch in pip["numpy"]["url"] and f"-{PY_TAG}-" in pip["numpy"]["url"]
         assert result.counts[platform] == {"conda": len(conda), "pip": len(pip)}
     assert set(result.seconds) == {"linux-64", "linux-aarch64"}
     assert read_lock_meta(result.path).platforms == ("linux-64", "linux-aarch64")
@@ -317,7 +319,7 @@ def test_pip_failure_names_target_platform_and_reason(tmp_path, local_channel):
         lock_target(tmp_path, target)
     message = caught.value.message
     assert caught.value.exit_code == 1
-    assert "two-arch" in message and "linux-64" in message and "python 3.11.7" in message
+    assert "two-arch" in message and "linux-64" in message and f"python {PY_VERSION}" in message
     assert "onnx==0.0.0.1" in message  # uv's own explanation
 
 

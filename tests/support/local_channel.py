@@ -50,7 +50,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["build_local_channel", "channel_url", "default_channel_dir", "BUILD"]
+__all__ = ["build_local_channel", "channel_url", "default_channel_dir", "channel_version", "BUILD", "PY_VERSION", "PY_MM",
+           "PY_TAG"]
 
 CACHE_ENV = "ENVCTL_TEST_CHANNEL_CACHE"
 READY_MARKER = ".envctl-channel-ready"  # written last, holds the cache key
@@ -419,6 +420,16 @@ def _build_channel(channel: Path) -> None:
     # index_fs leaves an empty scratch dir behind; a channel copy need not carry it.
     with contextlib.suppress(OSError):
         (channel / ".tmp").rmdir()
+
+
+def channel_version(channel: Path, name: str, subdir: str = "noarch") -> str:
+    """The version of `name` in the built channel's `subdir` (e.g. the pip ensurepip bundled)."""
+    repodata = json.loads((Path(channel) / subdir / "repodata.json").read_text())
+    found = {r["version"] for group in ("packages", "packages.conda") for r in repodata.get(group, {}).values()
+             if r["name"] == name}
+    if len(found) != 1:
+        raise LookupError(f"{name} in {channel}/{subdir}: {sorted(found) or 'absent'}")
+    return found.pop()
 
 
 if __name__ == "__main__":

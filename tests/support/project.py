@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from support.local_channel import channel_url
+from support.local_channel import PY_MM, channel_url
 from support.pipconfig import find_links
 
 TORCH = "2.13.0"
@@ -23,7 +23,7 @@ def pip_target(channel: Path, **overrides) -> dict:
     target = {
         "platforms": ["linux-64"],
         "channels": [channel_url(channel)],
-        "python": "3.11",
+        "python": PY_MM,  # the local channel's python is the interpreter running the tests
         "torch": TORCH,
         "onnx": ">=1.17",
         "onnxruntime": ">=1.19",
