@@ -119,17 +119,14 @@ def test_create_from_nothing_renders_locks_builds_certifies(project, created):
     print(f"one-command create from nothing: {seconds:.1f}s")
 
 
-def test_create_again_is_a_fast_noop_already_certified(project, created):
+def test_create_again_is_a_noop_already_certified(project, created):
     root, matrix = project
     cert = root / "certs" / "t.json"
     before = cert.stat().st_mtime_ns
-    started = time.monotonic()
     proc = envctl("create", "--target", "t", "--matrix", str(matrix))
-    seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert "already certified" in proc.stdout and "already matches its lock" in proc.stdout
-    assert cert.stat().st_mtime_ns == before  # not re-certified
-    assert seconds < 5, f"no-op create took {seconds:.1f}s"  # interpreter start included
+    assert cert.stat().st_mtime_ns == before  # not re-certified (how fast: scripts/bench)
 
 
 def test_run_uses_the_env_and_passes_exit_codes(project, created):

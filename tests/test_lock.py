@@ -199,7 +199,9 @@ def test_relock_is_byte_identical(cpu_project):
     assert again.sha256 == first.sha256
 
 
-def test_interrupted_lock_leaves_previous_lock(cpu_project, tmp_path):
+@pytest.mark.parametrize("at", ["fsync", "replace"])
+def test_lock_interrupted_at_the_write_leaves_previous_lock(cpu_project, tmp_path, monkeypatch, at):
+    """Interrupted while the new lock's bytes are being written (at fsync) or put in place (at the rename)."""
     src_root, _, target, _, _ = cpu_project
     root = tmp_path / "copy"
     shutil.copytree(src_root, root)
@@ -207,13 +209,22 @@ def test_interrupted_lock_leaves_previous_lock(cpu_project, tmp_path):
     before = path.read_bytes()
     env = env_file(root, target)
     env.write_text(env.read_text() + "# edited: the new lock would differ\n")
+    reached = []
+    real = getattr(os, at)
 
-    def progress(event, **info):
-        if event == "pip-resolved":  # after the solve and the pip resolution, before writing
+    def interrupt(*args, **kwargs):
+        # Only the lock's own write: the bytes are already in a file when fsync is called.
+        names = [os.readlink(f"/proc/self/fd/{a}") if isinstance(a, int) else str(a) for a in args]
+        if any(path.name in n for n in names):
+            reached.append(names)
             raise KeyboardInterrupt
+        return real(*args, **kwargs)
 
+    monkeypatch.setattr(os, at, interrupt)
     with pytest.raises(KeyboardInterrupt):
-        lock_target(root, target, progress=progress)
+        lock_target(root, target)
+    monkeypatch.undo()
+    assert reached, f"the lock was written without os.{at}"
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "no temp files left behind"
     [stale] = check_locks(root, [target])

@@ -39,9 +39,10 @@ def pip_target(channel: Path, **overrides) -> dict:
     return target
 
 
-def write_project(root: Path, targets: dict[str, dict], files: dict[str, str] | None = None) -> Path:
-    """Write root/envs/matrix.yaml (and extra files such as user model modules); return the matrix path."""
-    path = root / "envs" / "matrix.yaml"
+def write_project(root: Path, targets: dict[str, dict], files: dict[str, str] | None = None,
+                  name: str = "matrix.yaml") -> Path:
+    """Write root/envs/<name> (and extra files such as user model modules); return the matrix path."""
+    path = root / "envs" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"version": 1, "targets": targets}, sort_keys=False))
     for name, text in (files or {}).items():
