@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import EnvctlError
 
 EXPORTERS = ("torchscript", "dynamo")
-SIMPLIFIERS = ("auto", "onnxslim", "onnxsim")
+SIMPLIFIERS = ("auto", "required", "onnxslim", "onnxsim")
 
 
 def parse_dynamic(values: list[str]) -> dict[str, dict[int, str]] | None:
@@ -191,6 +191,9 @@ def print_report(report: dict) -> None:
                           "-" if case["max_abs"] is None else f"{case['max_abs']:.2e}",
                           "-" if case["max_rel"] is None else f"{case['max_rel']:.2e}", escape(case["error"] or ""))
         console.print(table)
+    for s in report["stages"]:  # a skipped stage says why (e.g. no simplifier installed for --simplify auto)
+        if s["status"] == "skipped" and s.get("message") and not s["message"].startswith("not requested"):
+            console.print(f"[yellow]{s['name']} skipped[/]: {escape(s['message'])}", soft_wrap=True)
     for w in report["warnings"]:
         console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
     seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
