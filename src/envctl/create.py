@@ -46,6 +46,7 @@ from .atomic import ensure_inside, write_text_atomic
 from .condainstall import _install_conda, _read_lock
 from .errors import EnvctlError
 from .prefixswap import Progress, _emit, _prefix_lock, _recover, _sha256_file, _swap_in, env_in_use
+from .projectdir import ensure_state_dir
 from .verify import STATE_FILE, CorruptFiles, verify_conda, verify_files
 
 if TYPE_CHECKING:
@@ -115,6 +116,10 @@ def create_env(
     if prefix is None:
         # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
         prefix = ensure_inside(root, default_prefix(root, name), "env prefix")
+        try:
+            ensure_state_dir(root)  # .envctl/.gitignore: envs are never committed, in any project
+        except OSError as exc:
+            raise _os_error(prefix, exc) from None
     else:
         prefix = Path(os.path.abspath(prefix))  # the user's explicit choice, wherever it is
     lock_sha = _sha256_file(lock)
