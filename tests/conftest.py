@@ -15,6 +15,31 @@ if _TESTS_DIR not in sys.path:
 from support.local_channel import build_local_channel  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _env_builds_are_marked_slow(request, monkeypatch):
+    """`pytest -m "not slow"` builds no env: a test that builds one without the `slow` mark fails.
+
+    (In-process builds; a test that runs `envctl create` in a subprocess must carry the mark by hand.)
+    """
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import envctl.create as create  # where create_env decides between a no-op and a build
+
+    real = create._create_locked
+    built = []
+
+    def guarded(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if result.action != "unchanged":
+            built.append(str(result.prefix))
+        return result
+
+    monkeypatch.setattr(create, "_create_locked", guarded)
+    yield
+    assert not built, f"{request.node.nodeid} built envs ({built}) but is not marked slow"
+
+
 @pytest.fixture(scope="session")
 def local_channel() -> Path:
     """A ready, indexed local conda channel (see tests/support/local_channel.py).

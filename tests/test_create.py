@@ -27,9 +27,12 @@ from envctl.render import render_target
 from support import lockfactory as lf
 from support import procs
 from support.local_channel import PY_MM, PY_VERSION
-from support.pipconfig import find_links
+from support.pipconfig import torch_pip_options
 
-pytestmark = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
+pytestmark = [
+    pytest.mark.slow,  # builds real envs
+    pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only"),
+]
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TARGET = "local-cpu"
@@ -76,8 +79,7 @@ defaults:
   opset: 17
   exporters: [torchscript]
   pip: [torch, onnx, onnxruntime, protobuf, numpy]
-  pip_options:
-    find_links: {find_links}
+  pip_options: {pip_options}
 targets:
   {target}:
     platforms: [linux-64]
@@ -88,7 +90,7 @@ def lock_with_envctl(root: Path, channel: Path) -> None:
     """Render and lock TARGET with envctl's own lock stage (a broken lock stage fails these tests too)."""
     matrix_path = root / "envs" / "matrix.yaml"
     matrix_path.parent.mkdir(parents=True)
-    matrix_path.write_text(MATRIX.format(channel=json.dumps(channel.as_uri()), find_links=json.dumps(find_links()),
+    matrix_path.write_text(MATRIX.format(channel=json.dumps(channel.as_uri()), pip_options=json.dumps(torch_pip_options()),
                                          target=TARGET, py_mm=PY_MM))
     target = load_matrix(matrix_path).targets[TARGET]
     render_target(root, target, Path("envs/matrix.yaml"))

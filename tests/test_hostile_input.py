@@ -565,6 +565,7 @@ def test_altered_lockfiles_are_refused_at_create(tmp_path, local_channel, wheels
     assert sorted(p.name for p in prefix.parent.iterdir() if p.name.startswith("env.")) in ([], ["env.lock"])
 
 
+@pytest.mark.slow  # builds an env
 @needs_linux64
 def test_unaltered_lock_of_the_same_shape_is_accepted(tmp_path, local_channel, wheels):
     """The control for the cases above: the same lock, unaltered, creates."""

@@ -27,7 +27,7 @@ from envctl.matrix import load_matrix
 from envctl.pip_resolve import choose_wheel
 from envctl.render import env_file, render_target, spec_hash
 from support.local_channel import PY_MM, PY_TAG, PY_VERSION
-from support.pipconfig import find_links
+from support.pipconfig import torch_pip_options
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -42,8 +42,7 @@ defaults:
   opset: 17
   exporters: [torchscript]
   pip: [torch, onnx, onnxruntime, protobuf]
-  pip_options:
-    find_links: {find_links}
+  pip_options: {pip_options}
 targets:
   cpu-torch:
     platforms: [linux-64]
@@ -77,9 +76,7 @@ targets:
 def make_project(root: Path, channel: Path):
     path = root / "envs" / "matrix.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    links = find_links()
-    assert links, "pip's configuration names no find-links location (the local torch wheel)"
-    path.write_text(textwrap.dedent(MATRIX).format(channel=Path(channel).as_uri(), find_links=json.dumps(links),
+    path.write_text(textwrap.dedent(MATRIX).format(channel=Path(channel).as_uri(), pip_options=json.dumps(torch_pip_options()),
                                                         py_mm=PY_MM))
     return load_matrix(path)
 
@@ -140,11 +137,16 @@ def test_lock_linux64_torch_onnx(cpu_project):
     for entry in pip.values():
         assert entry["url"].endswith(".whl") and len(entry["hash"]["sha256"]) == 64
         assert entry["platform"] == "linux-64"
-    # torch comes from pip's find-links wheelhouse: a file:// URL, hash of the actual file.
+    # torch is the CPU build: from pip's find-links wheelhouse (a file:// URL, hash of the actual file)
+    # where pip is configured with one, else from PyTorch's CPU index (tests/support/pipconfig.py).
     torch = pip["torch"]
-    assert torch["version"] == "2.13.0+cpu" and torch["url"].startswith("file://")
-    wheel = Path(unquote(urlsplit(torch["url"]).path))
-    assert hashlib.sha256(wheel.read_bytes()).hexdigest() == torch["hash"]["sha256"]
+    assert torch["version"] == "2.13.0+cpu"
+    if torch["url"].startswith("file://"):
+        wheel = Path(unquote(urlsplit(torch["url"]).path))
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() == torch["hash"]["sha256"]
+    else:
+        assert "pytorch.org/whl/" in torch["url"], torch["url"]
+    assert not any(name.startswith("nvidia-") for name in pip)
     assert {"sympy", "typing-extensions"} <= set(torch["dependencies"])
     assert pip["onnx"]["url"].startswith("https://")
     assert "manylinux" in pip["onnxruntime"]["url"] and "x86_64" in pip["onnxruntime"]["url"]

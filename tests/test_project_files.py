@@ -100,6 +100,7 @@ def test_state_folder_is_git_ignored_in_any_project(tmp_path):
     assert (folder / ".gitignore").read_text() == "*\n!keep\n"
 
 
+@pytest.mark.slow  # builds an env (a tiny one)
 @pytest.mark.skipif(sys.platform != "linux", reason="the local channel's real python is linux-64 only")
 def test_create_writes_the_gitignore(tmp_path, local_channel):
     """create makes .envctl/ with its .gitignore; a create refused (no lock) makes nothing."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from support.local_channel import PY_MM, channel_url
-from support.pipconfig import find_links
+from support.pipconfig import torch_pip_options
 
 TORCH = "2.13.0"
 
@@ -32,7 +32,7 @@ def pip_target(channel: Path, **overrides) -> dict:
         "opset": 18,
         "exporters": ["torchscript"],
         "pip": ["torch", "onnx", "onnxruntime", "protobuf", "numpy"],
-        "pip_options": {"find_links": find_links()},
+        "pip_options": torch_pip_options(),
         "timeout": 600,
     }
     target.update(overrides)
