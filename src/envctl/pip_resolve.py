@@ -32,12 +32,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (requires-python >= 3.10): the same parser, from PyPI
+    import tomli as tomllib
 
 # conda package name -> PyPI name, where they differ. Anything else is taken
 # to have the same (normalised) name on both sides.
