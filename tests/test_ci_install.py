@@ -19,9 +19,9 @@ import yaml
 from typer.testing import CliRunner
 
 import envctl
-from envctl.ci_install import DIST_NAME, check_install_spec
+from envctl.suite.ci_install import DIST_NAME, check_install_spec
 from envctl.cli import app
-from envctl.errors import EnvctlError
+from envctl.core.errors import EnvctlError
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from envctl.create import STATE_FILE, create_env, default_prefix, env_state
-from envctl.errors import EnvctlError
-from envctl.lock import lock_target
-from envctl.matrix import load_matrix
-from envctl.platforms import host_platform
-from envctl.render import render_target
+from envctl.core.errors import EnvctlError
+from envctl.core.paths import default_prefix
+from envctl.create.build import STATE_FILE, create_env, env_state
+from envctl.host.platform import host_platform
+from envctl.lock.render import render_target
+from envctl.lock.solve import lock_target
+from envctl.matrix.loader import load_matrix
 from support import lockfactory as lf
 from support import procs
 from support.local_channel import PY_MM, PY_VERSION
@@ -166,7 +167,7 @@ def test_second_create_is_a_noop_without_heavy_imports(built, project: Path):
     assert again.action == "unchanged" and again.lock_sha256 == built.lock_sha256
     assert (state.stat().st_mtime_ns, sorted(p.name for p in prefix.parent.iterdir())) == before
     code = (
-        "import sys; from pathlib import Path; from envctl.create import create_env;"
+        "import sys; from pathlib import Path; from envctl.create.build import create_env;"
         f"r = create_env(Path({str(project)!r}), {TARGET!r});"
         "heavy = sorted(m for m in ('rattler', 'conda_lock', 'uv', 'rich', 'yaml') if m in sys.modules);"
         "print(r.action, heavy)"
@@ -248,7 +249,7 @@ def test_sigkill_midway_leaves_previous_env_and_next_create_completes(built, pro
     create_env(project, TARGET, prefix=prefix)
     before = env_state(prefix)
     code = (
-        "from pathlib import Path; from envctl.create import create_env;"
+        "from pathlib import Path; from envctl.create.build import create_env;"
         f"create_env(Path({str(project)!r}), {TARGET!r}, prefix=Path({str(prefix)!r}), force=True)"
     )
     with procs.subreaper():  # uv, orphaned by the kill, is adopted here so its end can be read
@@ -300,7 +301,7 @@ def test_restores_an_env_parked_aside_by_a_killed_swap(built, project: Path, tmp
 def test_concurrent_creates_serialize(built, project: Path, tmp_path: Path):
     prefix = tmp_path / "env"
     code = (
-        "import json; from pathlib import Path; from envctl.create import create_env;"
+        "import json; from pathlib import Path; from envctl.create.build import create_env;"
         f"r = create_env(Path({str(project)!r}), {TARGET!r}, prefix=Path({str(prefix)!r}),"
         " progress=lambda event, **info: print('event', event, flush=True));"
         "print(json.dumps(r.to_json()))"

@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from envctl.rules import describe_rules
+from envctl.rules.api import describe_rules
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -22,7 +22,7 @@ def test_rules_table_is_the_rule_registry():
     text = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
     rows = [re.fullmatch(r"\| `([a-z0-9-]+)` \| (.*) \|", line) for line in text.splitlines()]
     table = [(m.group(1), m.group(2)) for m in rows if m]
-    assert table == describe_rules(), "docs/rules.md's table differs from envctl.rules.describe_rules()"
+    assert table == describe_rules(), "docs/rules.md's table differs from envctl.rules.api.describe_rules()"
     assert "docs/rules.md" in README
 
 

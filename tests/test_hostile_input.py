@@ -27,15 +27,15 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.create import create_env
-from envctl.errors import EnvctlError
-from envctl.fields import TARGET_FIELDS
-from envctl.lockfile import read_lock_meta
-from envctl.matrix import AXIS_KEYS, TOP_LEVEL_KEYS, load_matrix
-from envctl.platforms import host_platform
-from envctl.render import render_text
-from envctl.rules import check_target
-from envctl.versions import Spec, SpecError
+from envctl.create.build import create_env
+from envctl.core.errors import EnvctlError
+from envctl.matrix.fields import TARGET_FIELDS
+from envctl.lock.lockfile import read_lock_meta
+from envctl.matrix.loader import AXIS_KEYS, TOP_LEVEL_KEYS, load_matrix
+from envctl.host.platform import host_platform
+from envctl.lock.render import render_text
+from envctl.rules.api import check_target
+from envctl.matrix.versions import Spec, SpecError
 from support import lockfactory as lf
 from support.local_channel import channel_version
 
@@ -213,7 +213,7 @@ def test_anchor_bomb_axes_are_refused_without_expanding(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
 
-    proc = subprocess.run([sys.executable, "-m", "envctl.cli", "matrix", "show", "--matrix", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "envctl", "matrix", "show", "--matrix", str(path)],
                           capture_output=True, text=True, timeout=300, preexec_fn=limit)
     assert proc.returncode == 2 and "10000000 combinations" in proc.stderr + proc.stdout, proc.stdout + proc.stderr
 
@@ -344,14 +344,14 @@ def test_whole_commands_load_yaml_only_safely(unsafe_yaml_loaders_raise, shared_
 
 
 def test_the_line_aware_loader_is_a_safe_loader():
-    from envctl.yamlsource import _LineLoader
+    from envctl.core.yamlsource import _LineLoader
 
     assert issubclass(_LineLoader, yaml.SafeLoader)
     assert not issubclass(_LineLoader, yaml.FullLoader)
 
 
 def test_lock_and_environment_files_are_safe_loaded(tmp_path):
-    from envctl.lock import _read_spec
+    from envctl.lock.solve import _read_spec
 
     marker = tmp_path / "pwned"
     payload = f"!!python/object/apply:os.system ['touch {marker}']"

@@ -21,11 +21,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from envctl.errors import EnvctlError
-from envctl.lock import check_locks, lock_path, lock_target, read_lock_meta
-from envctl.matrix import load_matrix
-from envctl.pip_resolve import choose_wheel
-from envctl.render import env_file, render_target, spec_hash
+from envctl.core.errors import EnvctlError
+from envctl.core.paths import env_file, lock_path
+from envctl.lock.pip_resolve import choose_wheel
+from envctl.lock.render import render_target, spec_hash
+from envctl.lock.solve import check_locks, lock_target, read_lock_meta
+from envctl.matrix.loader import load_matrix
 from support.local_channel import PY_MM, PY_TAG, PY_VERSION
 from support.pipconfig import torch_pip_options
 
@@ -181,7 +182,7 @@ def test_lock_loads_with_conda_lock_and_records_envctl_fields(cpu_project):
 def test_read_lock_meta_imports_no_conda_lock_or_rattler(cpu_project):
     root, _, target, _, _ = cpu_project
     code = (
-        "import sys, json; from envctl.lock import read_lock_meta, check_locks; "
+        "import sys, json; from envctl.lock.solve import read_lock_meta, check_locks; "
         f"info = read_lock_meta({str(lock_path(root, target))!r}); "
         "print(json.dumps([info.target, 'conda_lock' in sys.modules, 'rattler' in sys.modules]))"
     )
@@ -369,7 +370,7 @@ def test_choose_wheel_prefers_the_most_specific_tag():
 def test_conda_provided_packages_pin_and_drop_their_pypi_dependencies(tmp_path):
     """A package conda provides is fixed at conda's version, and its PyPI
     dependencies are not pulled in (conda already satisfied them)."""
-    from envctl.pip_resolve import PipOptionsSpec, resolve
+    from envctl.lock.pip_resolve import PipOptionsSpec, resolve
 
     common = dict(platform="linux-64", python_version="3.11.7", virtual={"__glibc": "2.28"},
                   options=PipOptionsSpec(), base=tmp_path)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from envctl.atomic import write_bytes_atomic
+from envctl.core.atomic import write_bytes_atomic
 from envctl.cli import app
-from envctl.projectdir import ensure_state_dir
-from envctl.versions import Spec
+from envctl.core.statedir import ensure_state_dir
+from envctl.matrix.versions import Spec
 from support.project import pip_target, write_project
 
 runner = CliRunner()
@@ -104,8 +104,8 @@ def test_state_folder_is_git_ignored_in_any_project(tmp_path):
 @pytest.mark.skipif(sys.platform != "linux", reason="the local channel's real python is linux-64 only")
 def test_create_writes_the_gitignore(tmp_path, local_channel):
     """create makes .envctl/ with its .gitignore; a create refused (no lock) makes nothing."""
-    from envctl.create import create_env
-    from envctl.errors import EnvctlError
+    from envctl.core.errors import EnvctlError
+    from envctl.create.build import create_env
     from support import lockfactory as lf
 
     entries = lf.channel_entries(local_channel, "linux-64", ["python_abi"])
