@@ -563,6 +563,8 @@ def test_altered_lockfiles_are_refused_at_create(tmp_path, local_channel, wheels
     assert err.value.exit_code in (1, 2)
     assert not prefix.exists()
     assert sorted(p.name for p in prefix.parent.iterdir() if p.name.startswith("env.")) in ([], ["env.lock"])
+    # Broken on purpose: not one of the locks the session checks every parser reads (conftest.py).
+    (root / "locks" / "victim.conda-lock.yml").unlink()
 
 
 @pytest.mark.slow  # builds an env
