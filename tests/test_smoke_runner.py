@@ -335,3 +335,23 @@ def test_classifier_knows_the_classic_messages():
 def test_runner_sources_parse_as_python_38():
     for path in RUNNER_PATH.parent.glob("*.py"):
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 8))
+
+
+def test_export_says_why_simplify_auto_skipped(tmp_path, monkeypatch):
+    """`envctl export --simplify auto` without a simplifier passes, and its report says why simplify was skipped."""
+    from typer.testing import CliRunner
+
+    from envctl.cli import app
+
+    blocked = tmp_path / "mods"
+    blocked.mkdir()
+    for name in ("onnxslim", "onnxsim"):  # --path comes first on the runner's sys.path
+        (blocked / f"{name}.py").write_text(BLOCKED)
+    monkeypatch.chdir(tmp_path)
+    args = ["export", "cnn", "--out", str(tmp_path / "cnn.onnx"), "--exporter", "torchscript", "--path", str(blocked)]
+    result = CliRunner().invoke(app, [*args, "--simplify", "auto"])
+    text = " ".join(result.stdout.split())  # rich wraps long lines
+    assert result.exit_code == 0, result.output
+    assert "simplify skipped: no simplifier in this env (auto)" in text and "blocked for this test" in text
+    result = CliRunner().invoke(app, [*args, "--simplify", "required"])
+    assert result.exit_code == 1 and "simplifier_missing" in " ".join(result.stdout.split()), result.output
