@@ -14,7 +14,7 @@ from envctl.cli.command import add_commands, command
 @command()
 def certify(
     targets: Optional[List[str]] = options.targets("Targets to certify as one run (or use --all)."),
-    target: Optional[str] = options.target("One target, or 'host' for the current Python; prints its certificate in full."),
+    target: Optional[List[str]] = options.target_list("A target, or 'host' for the current Python (repeatable); one alone prints its certificate in full."),
     all_: bool = options.all_targets("Certify every target of the matrix."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Targets certified in parallel."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (one test per target, model and exporter)."),
@@ -40,18 +40,18 @@ def certify(
 
     lock_mode = LockMode.of(locked, frozen)
 
-    names = ([target] if target else []) + list(targets or [])
+    names = options.names(targets, target)
     if all_ and names:
         raise EnvctlError("name targets or pass --all, not both.")
     if not all_ and not names:
         raise EnvctlError("name a target (or several), or pass --all.", hint="`envctl matrix show` lists them.")
-    single = target is not None and not targets and not (junit or markdown or fail_on_drift)
+    single = len(target or []) == 1 and not targets and not (junit or markdown or fail_on_drift)
     if (prefix or out) and not single:
         raise EnvctlError("--prefix and --out apply to one target given with --target.")
     if single:  # the one-target form prints the certificate in full
         from envctl.pipeline import stages
 
-        cert = stages.certify_one(matrix, target, prefix=prefix, timeout=timeout, out=out, lock_mode=lock_mode)
+        cert = stages.certify_one(matrix, target[0], prefix=prefix, timeout=timeout, out=out, lock_mode=lock_mode)
         if json_:
             printing.emit_json(cert.to_json())
         else:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from envctl.core.errors import EnvctlError
-from envctl.lock.lockfile import LockedPackage, LockInfo, LockRequest, PlatformLock
+from envctl.lock.lockfile import LockedPackage, LockInfo, LockRequest, PlatformLock, read_lock_bytes
 
 # Keys envctl keeps in conda-lock's `metadata.custom_metadata` (which conda-lock's parser keeps).
 KEY_TARGET = "envctl_target"
@@ -162,12 +162,7 @@ def _metadata_block(text: str) -> str:
 def read_meta(path: Path) -> LockInfo:
     """envctl's fields of a lock, read fast (no conda_lock or rattler import)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
-    except OSError as exc:
-        raise EnvctlError(f"cannot read the lock: {exc.strerror}", file=path) from None
+    data = read_lock_bytes(path)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         doc = yaml.load(_metadata_block(data.decode("utf-8")), Loader=loader)

@@ -115,6 +115,16 @@ def read_lock_meta(path: Path) -> LockInfo:
     return lock_format().read_meta(Path(path))
 
 
+def read_lock_bytes(path: Path) -> bytes:
+    """A lock file's bytes; EnvctlError naming it when it is missing or unreadable."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
+    except OSError as exc:
+        raise EnvctlError(f"cannot read the lock: {exc.strerror or exc}", file=path) from None
+
+
 def _plan_path(sha: str) -> Path:
     return cache_home() / "plans" / f"{sha}.json"
 
@@ -126,13 +136,7 @@ def read_lock(path: Path, *, expect_sha256: str | None = None) -> LockContents:
     that already hashed it.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
-    except OSError as exc:
-        raise EnvctlError(f"cannot read the lock: {exc.strerror or exc}", file=path) from None
-    sha = sha256_bytes(data)
+    sha = sha256_bytes(read_lock_bytes(path))
     if expect_sha256 and sha != expect_sha256:
         raise EnvctlError("the lock changed while it was being read; run the command again", file=path)
     cached = _cached(sha, path)

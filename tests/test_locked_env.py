@@ -1,11 +1,12 @@
-"""--locked and --frozen (pixi's meaning) on create, certify, run and export.
+"""Commands on one real, locked and built env: --locked / --frozen (pixi's meaning), list, --json.
 
 --locked fails when the lock is missing or stale and never relocks; --frozen
-uses the lock as it is. Tested on a real lock and env from the local channel.
+uses the lock as it is. The env is built once from the local channel.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,24 @@ def test_locked_fails_on_a_missing_lock_and_writes_none(local_channel, tmp_path)
 def test_locked_and_frozen_exclude_each_other(tmp_path):
     done = envctl("create", "--target", "x", "--locked", "--frozen", cwd=tmp_path)
     assert done.returncode == 2 and "exclude each other" in done.stderr
+
+
+def test_list_names_conda_and_pip_packages_with_versions(project):
+    done = envctl("list", "--target", "small", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    by_name = {p["name"].lower(): p for p in listed["packages"]}
+    assert by_name["python"]["manager"] == "conda" and by_name["python"]["build"]
+    assert by_name["torch"]["manager"] == "pip" and by_name["torch"]["version"].startswith("2.13.0")
+    assert len({(p["name"].lower(), p["manager"]) for p in listed["packages"]}) == len(listed["packages"])
+    table = envctl("list", "-t", "small", cwd=project)
+    assert table.returncode == 0 and "torch" in table.stdout
+
+
+def test_create_and_render_speak_json(project):
+    done = envctl("create", "small", "--no-certify", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)
+    assert entry["target"] == "small" and entry["env"]["action"] == "unchanged"
+    rendered = json.loads(envctl("render", "--target", "small", "--json", cwd=project).stdout)
+    assert rendered[0]["target"] == "small" and rendered[0]["path"].endswith("environment.yml")
