@@ -30,8 +30,9 @@ def run(
     from envctl.pipeline.stages import LockMode
 
     mode = LockMode.of(locked, frozen)
-    where = locate_env(matrix, target, prefix, current_ok=False).prefix
-    warning = check_env_lock(matrix, where, mode.value)
+    found = locate_env(matrix, target, prefix, current_ok=False)
+    where = found.prefix
+    warning = check_env_lock(matrix, where, mode.value, found.project)
     if warning:
         note(warning)
     return run_in_env(where, list(command))

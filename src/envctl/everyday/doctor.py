@@ -211,8 +211,8 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
 
     from envctl.everyday.locate import locate_env
 
-    found = locate_env(matrix_path, target, prefix)
-    chosen, where, python, kind = found.target, found.prefix, found.python, found.kind
+    found_env = locate_env(matrix_path, target, prefix)
+    chosen, where, python, kind = found_env.target, found_env.prefix, found_env.python, found_env.kind
     facts = host_facts()
     report: dict = {"host": facts, "env": {"kind": kind, "prefix": str(where), "python": str(python),
                                            "target": chosen.name if chosen else None},
@@ -240,9 +240,10 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
 
     # which matrix targets this machine can run
     if Path(matrix_path).exists():
-        from envctl.matrix.loader import load_matrix
+        from envctl.matrix.project import Project
 
-        for t in load_matrix(matrix_path).targets.values():
+        project = found_env.project or Project.load(matrix_path)  # read once: locate_env may have read it
+        for t in project.matrix.targets.values():
             why = host_blocker(t, facts)
             report["targets"].append({"target": t.name, "runnable": why is None, "reason": why})
 

@@ -106,7 +106,7 @@ def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None =
     if lock_mode != "auto" and found.kind != "current interpreter":
         from envctl.everyday.locate import check_env_lock
 
-        check_env_lock(matrix_path, found.prefix, lock_mode)
+        check_env_lock(matrix_path, found.prefix, lock_mode, found.project)
     chosen, python = (found.target if target else None), found.python
     where = (f"the current interpreter ({python})" if found.kind == "current interpreter"
              else f"{'target ' + target if target else 'the env'} ({found.prefix})")

@@ -13,6 +13,7 @@ from pathlib import Path
 from envctl.core.errors import EnvctlError
 from envctl.core.paths import default_prefix, env_python, project_root
 from envctl.matrix.loader import Target
+from envctl.matrix.project import Project
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class EnvLocation:
     prefix: Path
     python: Path
     kind: str  # "current interpreter" | "target env" | "prefix"
+    project: Project | None = None  # the matrix, when it was read (once per command)
 
     @property
     def name(self) -> str | None:
@@ -36,9 +38,9 @@ def locate_env(matrix_path: Path, target_name: str | None = None, prefix: Path |
     """
     from envctl.create.build import env_state
     from envctl.host.runnable import runnability
-    from envctl.matrix.loader import load_matrix
 
-    target = load_matrix(matrix_path).select([target_name])[0] if target_name else None
+    project = Project.load(matrix_path) if target_name else None
+    target = project.target(target_name) if project else None
     blocker = runnability(target).advice if target is not None else None
     if blocker and refuse_unrunnable:
         raise EnvctlError(f"cannot {refuse_unrunnable} target '{target.name}' here: {blocker}", exit_code=1)
@@ -58,11 +60,12 @@ def locate_env(matrix_path: Path, target_name: str | None = None, prefix: Path |
         raise EnvctlError(f"there is no env at {prefix} (no {python}).", hint=how)
     made_for = (env_state(prefix) or {}).get("target")
     if target is None and made_for and Path(matrix_path).exists():
-        target = load_matrix(matrix_path).targets.get(made_for)  # judge it as the target it was made for
-    return EnvLocation(target, prefix, python, "target env" if target else "prefix")
+        project = Project.load(matrix_path)
+        target = project.matrix.targets.get(made_for)  # judge it as the target it was made for
+    return EnvLocation(target, prefix, python, "target env" if target else "prefix", project)
 
 
-def check_env_lock(matrix_path: Path, prefix: Path, mode: str = "auto") -> str | None:
+def check_env_lock(matrix_path: Path, prefix: Path, mode: str = "auto", project: Project | None = None) -> str | None:
     """The env against the lock it was built from, under --locked / --frozen (pixi's meaning).
 
     auto: a note when locks/ now holds another lock than the env was built from;
@@ -84,10 +87,9 @@ def check_env_lock(matrix_path: Path, prefix: Path, mode: str = "auto") -> str |
     root = project_root(matrix_path)
     lock = lock_path(root, name)
     if mode == "locked":
-        from envctl.matrix.project import Project
         from envctl.pipeline.stages import LockMode, ensure_lock
 
-        project = Project.load(matrix_path)
+        project = project or Project.load(matrix_path)
         ensure_lock(project, project.target(name), LockMode.LOCKED)
     current = sha256_file_or_none(lock)
     if current is None or current == state.get("lock_sha256"):

@@ -1,7 +1,23 @@
-"""The lock stage: render environment.yml, solve it (py-rattler + uv), write and read the lock."""
+"""The lock stage: render environment.yml, solve it (py-rattler + uv), write and read the lock.
 
-from envctl.lock.lockfile import LockContents, LockedPackage, LockInfo, read_lock, read_lock_meta
-from envctl.lock.solve import LockResult, StaleLock, check_locks, lock_target
+Names load on first use (PEP 562): `create` reads locks through lock.lockfile on
+its no-op fast path, which must not pay for the solver's imports.
+"""
 
-__all__ = ["LockContents", "LockInfo", "LockResult", "LockedPackage", "StaleLock", "check_locks", "lock_target",
-           "read_lock", "read_lock_meta"]
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "LockContents": "lockfile", "LockInfo": "lockfile", "LockedPackage": "lockfile", "read_lock": "lockfile",
+    "read_lock_meta": "lockfile", "LockResult": "solve", "StaleLock": "solve", "check_locks": "solve",
+    "lock_target": "solve",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'envctl.lock' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"envctl.lock.{_HOMES[name]}"), name)
