@@ -62,7 +62,13 @@ def matrix(tmp_path):
     return path
 
 
+# A user's project installs envctl from a pinned commit (see test_ci_install.py).
+PINNED = "envctl-onnx @ git+https://example.org/team/envctl.git@" + "0" * 40
+
+
 def generate(matrix: Path, *extra: str) -> tuple[str, dict]:
+    if "--install" not in extra:
+        extra = ("--install", PINNED, *extra)
     result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--out", "-", *extra])
     assert result.exit_code == 0, result.output
     return result.stdout, yaml.safe_load(result.stdout)
@@ -115,10 +121,10 @@ def test_output_is_deterministic_and_written_once(matrix, tmp_path):
     first, _ = generate(matrix)
     assert generate(matrix)[0] == first
     out = tmp_path / ".github" / "workflows" / "certify.yml"
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix)])  # default: <project>/.github/workflows
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--install", PINNED])  # default: <project>/.github/workflows
     assert result.exit_code == 0, result.output
     assert out.read_text() == first and "10 certify job(s)" in result.output
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--out", str(out)])
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--out", str(out), "--install", PINNED])
     assert "unchanged" in result.output
 
 
@@ -138,18 +144,18 @@ def test_project_in_a_subfolder_of_the_checkout(tmp_path):
     path = tmp_path / "ml" / "m.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"])}}))
-    text, doc = generate(path, "--install", "envctl==0.1.0", "--branch", "release")
+    text, doc = generate(path, "--install", "./tools/envctl", "--branch", "release")
     assert doc.get("on", doc.get(True))["push"]["branches"] == ["release"]
     assert doc["defaults"]["run"]["working-directory"] == "ml"  # commands run in the project
     runs = [s.get("run", "") for job in doc["jobs"].values() for s in job["steps"]]
-    assert 'python -m pip install "envctl==0.1.0"' in runs
+    assert 'python -m pip install "./tools/envctl"' in runs
     assert "envctl matrix check --matrix m.yaml" in runs
     assert any("envctl certify" in r and "--matrix m.yaml" in r for r in runs)
     job = doc["jobs"]["certify"]  # actions see paths from the checkout's root
     assert job["strategy"]["matrix"]["include"][0]["lock"] == "ml/locks/a.conda-lock.yml"
     assert "ml/certs/${{ matrix.target }}.json" in text and "report_paths: ml/reports/" in text
     assert job["env"]["RATTLER_CACHE_DIR"] == "${{ github.workspace }}/ml/.envctl/cache/rattler"
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(path)])
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--install", PINNED])
     assert result.exit_code == 0, result.output
     assert (tmp_path / ".github" / "workflows" / "certify.yml").exists()  # where GitHub reads workflows
 
@@ -205,7 +211,7 @@ def test_a_line_break_in_a_bare_value_is_refused_before_writing(tmp_path):
     path = tmp_path / "m\n  evil: true.yaml"
     path.write_text(yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"])}}))
     out = tmp_path / "certify.yml"
-    result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", str(out)])
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", str(out), "--install", PINNED])
     assert result.exit_code == 2, result.output
     assert "line break" in result.output and "Traceback" not in result.output
     assert not out.exists()
@@ -220,7 +226,7 @@ def test_the_template_ships_in_the_wheel(tmp_path):
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), str(project)], check=True, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("envctl-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("envctl_onnx-*.whl")  # the distribution's name, normalized
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("envctl/suite/templates/")}
     folder = REPO / "src" / "envctl" / "suite" / "templates"
     templates = {f"envctl/suite/templates/{p.name}" for p in folder.glob("*.j2")}

@@ -70,7 +70,7 @@ def export_cmd(
     opset: Optional[int] = options.opset("ai.onnx opset (default: the target's, else 18)."),
     dynamic: Optional[List[str]] = typer.Option(None, "--dynamic", help="NAME:AXIS[:DIM] dynamic axis (repeatable); replaces the callable's."),
     exporter: Optional[str] = typer.Option(None, "--exporter", help="torchscript or dynamo (default: the target's first, else dynamo)."),
-    simplify: Optional[str] = typer.Option(None, "--simplify", help="auto, onnxslim or onnxsim: simplify and re-verify."),
+    simplify: Optional[str] = typer.Option(None, "--simplify", help="auto (skipped, saying why, without a simplifier), required (fails without one), onnxslim or onnxsim: simplify and re-verify."),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Sizes tried on every dynamic axis, e.g. 1,2,5."),
     path: Optional[Path] = typer.Option(None, "--path", help="Folder MODULE is imported from (default: the current one)."),
     timeout: Optional[int] = options.timeout("Seconds before the export counts as hung."),

@@ -55,7 +55,7 @@ def report(
 def ci_github(
     out: Optional[Path] = options.out("Workflow file (default .github/workflows/certify.yml in the project; '-' for stdout)."),
     gpu_label: Optional[str] = typer.Option(None, "--gpu-label", help="Run CUDA targets on self-hosted runners with this label (default: hosted runners, lock-only)."),
-    install: Optional[str] = typer.Option(None, "--install", help="pip requirement that installs envctl in CI (default: '.' in envctl's own repo, else envctl==<this version>)."),
+    install: Optional[str] = typer.Option(None, "--install", help="Where CI installs envctl from: a path in the checkout, or 'envctl-onnx @ git+URL@COMMIT' (default: the checkout in envctl's own repo, else the git commit this envctl was installed from)."),
     branch: str = typer.Option("main", "--branch", help="Branch whose pushes run the workflow."),
     matrix: Path = options.MATRIX,
 ) -> None:

@@ -49,6 +49,7 @@ from envctl.core.errors import EnvctlError
 from envctl.core.limits import read_project_text
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import default_prefix, lock_path
+from envctl.core.statedir import ensure_state_dir
 from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
                                       scratch_path, swap_in)
 from envctl.create.verify import STATE_FILE, CorruptFiles, verify_conda, verify_files
@@ -107,6 +108,10 @@ def create_env(
     if prefix is None:
         # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
         prefix = ensure_inside(root, default_prefix(root, name), "env prefix")
+        try:
+            ensure_state_dir(root)  # .envctl/.gitignore: envs are never committed, in any project
+        except OSError as exc:
+            raise _os_error(prefix, exc) from None
     else:
         prefix = check_prefix_path(prefix)  # the user's explicit choice, wherever it is
     # Refuse a folder envctl did not make before anything (even the flock file) is written beside it.

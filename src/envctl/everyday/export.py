@@ -20,7 +20,7 @@ from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import lock_path
 
 EXPORTERS = ("torchscript", "dynamo")
-SIMPLIFIERS = ("auto", "onnxslim", "onnxsim")
+SIMPLIFIERS = ("auto", "required", "onnxslim", "onnxsim")
 
 
 def parse_dynamic(values: list[str]) -> dict[str, dict[int, str]] | None:
@@ -218,6 +218,9 @@ def print_report(report: dict) -> None:
         console.print(f"on your data: {mine['samples']} sample(s) "
                       + ("[green]match[/]" if mine["passed"] else "[red]differ[/]")
                       + (f" (max abs {mine['max_abs']:.2e})" if isinstance(mine.get("max_abs"), (int, float)) else ""))
+    for s in report["stages"]:  # a skipped stage says why (e.g. no simplifier installed for --simplify auto)
+        if s["status"] == "skipped" and s.get("message") and not s["message"].startswith("not requested"):
+            console.print(f"[yellow]{s['name']} skipped[/]: {escape(s['message'])}", soft_wrap=True)
     for w in report["warnings"]:
         console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
     seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""

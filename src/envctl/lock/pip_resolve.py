@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -39,6 +38,11 @@ from packaging.utils import canonicalize_name
 
 from envctl.core.hashing import sha256_file
 from envctl.core.process import die_with_parent, signal_text, uv_binary
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (requires-python >= 3.10): the same parser, from PyPI
+    import tomli as tomllib
 
 # conda package name -> PyPI name, where they differ. Anything else is taken
 # to have the same (normalised) name on both sides.

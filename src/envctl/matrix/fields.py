@@ -17,7 +17,7 @@ from envctl.smoke import BUILTIN_MODELS
 PLATFORMS = ("linux-64", "linux-aarch64", "osx-arm64", "osx-64", "win-64")
 EXPORTERS = ("torchscript", "dynamo")
 ORT_BUILDS = ("cpu", "gpu")
-SIMPLIFIERS = ("auto", "onnxslim", "onnxsim")
+SIMPLIFIERS = ("auto", "required", "onnxslim", "onnxsim")
 EXECUTION_PROVIDERS = (
     "CPUExecutionProvider",
     "CUDAExecutionProvider",
@@ -269,7 +269,7 @@ TARGET_FIELDS: dict[str, FieldSpec] = {
     "models": FieldSpec(_models, "smoke models: cnn, transformer, rnn, or module:callable"),
     "atol": FieldSpec(_tolerance, "absolute tolerance against PyTorch"),
     "rtol": FieldSpec(_tolerance, "relative tolerance against PyTorch"),
-    "simplify": FieldSpec(lambda v: None if v is None else _choice(SIMPLIFIERS)(v), "auto, onnxslim or onnxsim after export"),
+    "simplify": FieldSpec(lambda v: None if v is None else _choice(SIMPLIFIERS)(v), "auto (skip, saying why, when none is installed), required, onnxslim or onnxsim after export"),
     "timeout": FieldSpec(_seconds, "seconds before a smoke run counts as hung"),
     "xfail": FieldSpec(_optional_text, "reason the target is expected to fail certification"),
 }

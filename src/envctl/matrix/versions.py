@@ -8,8 +8,10 @@ it:
   releases (conda's ``=3.11``, pip's ``==3.11.*``);
 * a PEP 440 specifier set: ``">=1.16,<1.18"``, ``"==1.17.*"``, ``"~=1.17.0"``.
 
-A local label (``+cpu``, ``+cu118``) never decides a match: a torch wheel
-``2.13.0+cpu`` satisfies ``"2.13.0"``.
+Local labels (``+cpu``, ``+cu118``) follow PEP 440: a spec without one
+admits every build of the version (a torch wheel ``2.13.0+cpu`` satisfies
+``"2.13.0"``); a spec with one names that build only (``"2.13.0+cu118"`` is
+not satisfied by ``2.13.0+cpu``: it is not the build the matrix asked for).
 """
 
 from __future__ import annotations

@@ -72,6 +72,10 @@ FAILURE_CLASSES = {
         "summary": "out of disk space, memory or open files (ENOSPC / ENOMEM / EMFILE) at the named path",
         "remedy": "free space where the message points (or set TMPDIR to a larger disk), free memory or "
                   "shrink the sizes (--sizes), or raise the open-files limit (ulimit -n)"},
+    "simplifier_missing": {
+        "summary": "simplify was required but no simplifier (onnxslim/onnxsim) is installed in the env",
+        "remedy": "add onnxslim (or onnxsim) to the target's pip_extra (or pip install it for "
+                  "--target host), or use simplify 'auto' to skip when none is installed"},
     "runner_crash": {
         "summary": "the runner died without a complete result (segfault, OOM, abort in native code)",
         "remedy": "rerun `python -I runner.py spec.json out.json` in the env; a crash at import "

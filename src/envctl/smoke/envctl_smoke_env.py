@@ -51,7 +51,7 @@ def load_spec(path, result_path):
         (isinstance(spec["providers"], list) and spec["providers"], "providers must be a non-empty list"),
         (isinstance(spec["sizes"], list) and spec["sizes"]
          and all(isinstance(s, int) and s >= 1 for s in spec["sizes"]), "sizes must be integers >= 1"),
-        (spec["simplify"] in (None, "auto", "onnxslim", "onnxsim"), "bad simplify"),
+        (spec["simplify"] in (None, "auto", "required", "onnxslim", "onnxsim"), "bad simplify"),
         (isinstance(spec["expected_versions"], dict) and isinstance(spec["model_paths"], list)
          and isinstance(spec["tolerances"], dict) and isinstance(spec["model_tolerances"], dict),
          "expected_versions/tolerances/model_tolerances must be objects, model_paths a list"),

@@ -10,6 +10,7 @@ import inspect
 import os
 import re
 import shutil
+import sys
 import warnings
 
 import onnx
@@ -228,18 +229,28 @@ def open_session(details, path, providers, required):
 
 
 def simplify(details, path, mode, out_path):
-    """Simplify with onnxslim/onnxsim; returns the path of the simplified model."""
+    """Simplify with onnxslim/onnxsim; returns the path of the simplified model.
+
+    `auto` uses whichever is installed and skips, saying so, when neither is; `required`
+    does the same but fails when neither is; `onnxslim` / `onnxsim` fail when that one is absent.
+    """
     if not mode:
         raise StageSkip("not requested (spec simplify is null)")
-    tools = ["onnxslim", "onnxsim"] if mode == "auto" else [mode]
+    tools = ["onnxslim", "onnxsim"] if mode in ("auto", "required") else [mode]
+    missing = []
     for tool in tools:
         try:
             lib = __import__(tool)
             break
-        except ImportError:
-            continue
+        except ImportError as e:
+            missing.append("%s (%s)" % (tool, e))
     else:
-        raise StageSkip("%s not importable in this env" % " / ".join(tools))
+        why = "no simplifier in this env (%s): %s not importable by %s" % (
+            mode, " and ".join(missing), sys.executable)
+        if mode == "auto":
+            raise StageSkip(why + "; install onnxslim in the env to simplify, or ask for "
+                                  "simplify 'required' to make its absence a failure")
+        raise StageFailure("simplifier_missing", why)
     details.update(tool=tool, version=getattr(lib, "__version__", None))
     model = onnx.load(path)
     before = len(model.graph.node)

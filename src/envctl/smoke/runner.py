@@ -21,7 +21,7 @@ SPEC (JSON object; only spec_version is required, the rest have these defaults):
   tolerances: {"atol": 1e-4, "rtol": 1e-3}   model_tolerances: {"cnn": {"atol": ..}}
                                (precedence: model_tolerances > callable's atol/rtol > tolerances)
   sizes: [1, 2, 5]             sizes tried on every dynamic axis (see envctl_smoke_models.sweep)
-  seed: 0                      simplify: null | "auto" | "onnxslim" | "onnxsim"
+  seed: 0                      simplify: null | "auto" | "required" | "onnxslim" | "onnxsim"
   workdir: "<result dir>/envctl-smoke-onnx"   .onnx files go to workdir/NN-model/exporter/
   dynamic: null                {name: [axis, ...] | {axis: dim_name}} replaces every model's
                                dynamic_axes (envctl export --dynamic); names must be inputs/outputs

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import jinja2
 
-from envctl import __version__
 from envctl.core.atomic import write_text_atomic
 from envctl.core.errors import EnvctlError
 from envctl.core.paths import lock_path
@@ -108,15 +107,11 @@ def entries(targets: list[Target], gpu_label: str | None = None) -> list[Entry]:
     return out
 
 
-def _install_spec(root: Path) -> str:
-    # In envctl's own repository CI tests the checked-out code; elsewhere the released one.
-    try:
-        text = (root / "pyproject.toml").read_text(encoding="utf-8")
-    except OSError:
-        text = ""
-    if re.search(r'^name\s*=\s*"envctl"\s*$', text, re.M):
-        return "."
-    return f"envctl=={__version__}"
+def _install_spec(root: Path, install: str | None = None) -> str:
+    # From source only: envctl's own checkout, a pinned commit, or a checked --install (see ci_install).
+    from envctl.suite.ci_install import install_spec
+
+    return install_spec(root, _checkout_root(root), install)
 
 
 def _checkout_root(root: Path) -> Path:
@@ -233,7 +228,7 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
         matrix=at(rel),
         matrix_opt="" if rel == "envs/matrix.yaml" else f" --matrix {rel}",
         branch=branch,
-        install=install or _install_spec(root),
+        install=_install_spec(root, install),
         workdir=base,
         rows=tuple(Row(j.target, j.platform, j.runner, j.mode, j.note, at(j.lock)) for j in jobs),
         rattler_cache=at(".envctl/cache/rattler"),
