@@ -149,7 +149,7 @@ def lock(
 def _register_extensions() -> None:
     import importlib
 
-    for name in ("cli_suite", "cli_everyday", "cli_status"):
+    for name in ("cli_suite", "cli_everyday", "cli_status", "cli_pack"):
         try:
             module = importlib.import_module(f"envctl.{name}")
         except ModuleNotFoundError as exc:

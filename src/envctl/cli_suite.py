@@ -27,6 +27,7 @@ def register(app: typer.Typer, _run, _emit_json) -> None:
         prefix: Optional[Path] = typer.Option(None, "--prefix", help="Certify the env at this prefix (with --target)."),
         timeout: Optional[int] = typer.Option(None, "--timeout", help="Seconds before a smoke run counts as hung."),
         out: Optional[Path] = typer.Option(None, "--out", help="Certificate path (with --target; default certs/<target>.json)."),
+        import_: Optional[Path] = typer.Option(None, "--import", help="File a device certificate (from a bundle's --certify) under certs/, if it is for the current lock."),
         matrix: Path = MatrixOpt,
         json_: bool = JsonOpt,
     ) -> None:
@@ -41,6 +42,16 @@ def register(app: typer.Typer, _run, _emit_json) -> None:
             from .errors import EnvctlError
 
             names = ([target] if target else []) + list(targets or [])
+            if import_ is not None:
+                from .pack.importcert import import_certificate
+                from .report import console
+
+                if names or all_:
+                    raise EnvctlError("--import takes the certificate file alone; the target is the one it names.")
+                path, data = import_certificate(matrix, import_)
+                console.print(f"filed {path}: {data['target']} {data['result']} on device {(data.get('host') or {}).get('hostname', '?')} "
+                              f"({data.get('created_at', '?')})", markup=False, soft_wrap=True)
+                return 0
             if all_ and names:
                 raise EnvctlError("name targets or pass --all, not both.")
             if not all_ and not names:
