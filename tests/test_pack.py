@@ -320,3 +320,95 @@ def test_aarch64_target_packs_here_with_aarch64_binaries(local_channel, tmp_path
     prefix = tmp_path / "env"
     proc = subprocess.run(["sh", str(out), "--prefix", str(prefix)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "linux-aarch64" in proc.stderr and not prefix.exists()
+
+
+# ---------------------------------------------------------------- OCI image
+
+
+def _base_image(path: Path) -> str:
+    """A minimal OCI image archive written by hand (one layer with /etc/base-release), to stack on."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    def blob(tar, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        info = tarfile.TarInfo(f"blobs/sha256/{digest}")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        return f"sha256:{digest}"
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as layer:
+        data = b"base image for envctl tests\n"
+        info = tarfile.TarInfo("etc/base-release")
+        info.size = len(data)
+        layer.addfile(info, io.BytesIO(data))
+    diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
+    compressed = gzip.compress(raw.getvalue())
+    with tarfile.open(path, "w") as tar:
+        layer_digest = blob(tar, compressed)
+        config = {"architecture": "amd64", "os": "linux",
+                  "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["/bin/sh"]},
+                  "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+        config_bytes = json.dumps(config).encode()
+        config_digest = blob(tar, config_bytes)
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                          "digest": config_digest, "size": len(config_bytes)},
+                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                           "digest": layer_digest, "size": len(compressed)}]}).encode()
+        manifest_digest = blob(tar, manifest)
+        for name, data in (("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
+                           ("index.json", json.dumps({"schemaVersion": 2, "manifests": [
+                               {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "digest": manifest_digest, "size": len(manifest)}]}).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return layer_digest
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="needs Debian's skopeo (apt-get install skopeo)")
+def test_oci_archive_is_read_by_skopeo_and_runs_at_its_fixed_path(project: Path, tmp_path: Path):
+    import hashlib
+    import tarfile
+
+    base = tmp_path / "base.tar"
+    base_layer = _base_image(base)
+    out = tmp_path / "edge image.tar"
+    result = invoke("pack", "--target", TARGET, "--format", "oci", "--base", str(base), "--out", str(out),
+                    "--matrix", str(project / "envs" / "matrix.yaml"))
+    assert result.exit_code == 0, result.output
+    inspect = subprocess.run(["skopeo", "inspect", f"oci-archive:{out}"], capture_output=True, text=True, timeout=300)
+    assert inspect.returncode == 0, inspect.stderr
+    info = json.loads(inspect.stdout)
+    lock_sha = hashlib.sha256((project / "locks" / f"{TARGET}.conda-lock.yml").read_bytes()).hexdigest()
+    assert info["Architecture"] == "amd64" and len(info["Layers"]) == 2 and info["Layers"][0] == base_layer
+    assert "PATH=/opt/envctl/env/bin:/usr/bin:/bin" in info["Env"] and "LANG=C.UTF-8" in info["Env"]
+    assert "CONDA_PREFIX=/opt/envctl/env" in info["Env"]
+    assert info["Labels"]["dev.envctl.lock.sha256"] == lock_sha
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{out}"], capture_output=True,
+                                    text=True, timeout=300, check=True).stdout)
+    assert raw["annotations"]["dev.envctl.lock.sha256"] == lock_sha and "dev.envctl.certificate" in raw["annotations"]
+    layout = tmp_path / "layout"
+    copy = subprocess.run(["skopeo", "copy", f"oci-archive:{out}", f"oci:{layout}:edge"], capture_output=True,
+                          text=True, timeout=600)
+    assert copy.returncode == 0, copy.stderr
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    env_layer = layout / "blobs" / "sha256" / manifest["layers"][1]["digest"].split(":")[1]
+    rootfs = tmp_path / "rootfs"
+    with tarfile.open(env_layer) as tar:
+        tar.extractall(rootfs, filter="tar")
+    env = rootfs / "opt" / "envctl" / "env"
+    assert files_containing(env, [PLACEHOLDER.encode()]) == []
+    if _can_unshare():  # run it where the image puts it: /opt/envctl/env, bind-mounted in a private namespace
+        command = (f"mount -t tmpfs envctl-opt /opt && mkdir -p /opt/envctl/env && mount --bind '{env}' /opt/envctl/env && "
+                   "/opt/envctl/env/bin/python -I -c 'import torch, onnx, onnxruntime, sys; print(\"OK\", sys.prefix)' && "
+                   "head -2 /opt/envctl/env/bin/torchrun")
+        proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", command],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "OK /opt/envctl/env" in proc.stdout, proc.stdout + proc.stderr
+        assert "#!/opt/envctl/env/bin/python3.11" in proc.stdout

@@ -61,7 +61,7 @@ ACTUAL=$(wc -c < "$SELF" | tr -d ' ')
 EXPECTED=$((HEADER_SIZE + ENV_SIZE + PKGS_SIZE))
 [ "$ACTUAL" -eq "$EXPECTED" ] || fail "the bundle is damaged: it has $ACTUAL bytes, its header says $EXPECTED (truncated or appended to); nothing was written"
 payload() { tail -c +$(($1 + 1)) "$SELF" | head -c "$2"; }
-first_error() { grep -m1 -e '^tar:' -e '^gzip:' "$1" || tail -n 1 "$1"; }
+first_error() { grep -m1 -i 'no space left' "$1" || grep -m1 -e '^tar:' -e '^gzip:' "$1" || tail -n 1 "$1"; }
 last_member() { grep -v -e '^tar:' -e '^gzip:' "$1" | tail -n 1; }
 
 # ---------------------------------------------------------------- extract only

@@ -204,7 +204,7 @@ def pack_oci(matrix_path: Path, name: str, out: Path, *, platform: str | None = 
                 tar.add(layout / entry, arcname=entry, recursive=True)
         os.replace(tmp, out)
         return PackResult(out, target.name, built.platform, "oci", out.stat().st_size, env_size(env)[0],
-                          sum(1 for _ in env.rglob("*")), info["counts"], info["lock_sha256"], cert,
+                          sum(1 for p in env.rglob("*") if p.is_file()), info["counts"], info["lock_sha256"], cert,
                           time.monotonic() - started)
     except OSError as exc:
         raise EnvctlError(f"cannot write the image {out}: {exc.strerror or exc} ({exc.filename or ''}); nothing was written",
