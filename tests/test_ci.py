@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from envctl import ci
+from envctl.suite import ci_github as ci
 from envctl.cli import app
 
 runner = CliRunner()
@@ -161,3 +165,63 @@ def test_committed_workflow_is_generated_from_the_shipped_matrix():
     committed = REPO / ".github" / "workflows" / "certify.yml"
     expected = ci.github_workflow(REPO / "envs" / "matrix.yaml")
     assert committed.read_text() == expected, "regenerate it: envctl ci github"
+
+
+def test_committed_workflow_is_byte_identical_when_the_command_regenerates_it(tmp_path):
+    # The workflow is rendered from templates/github-workflow.yml.j2; the committed file is the
+    # reference bytes (comments, quoting, blank lines, trailing newline), through the written file.
+    committed = (REPO / ".github" / "workflows" / "certify.yml").read_bytes()
+    out = tmp_path / "certify.yml"
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(REPO / "envs" / "matrix.yaml"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == committed, "regenerate it: envctl ci github"
+    assert ci.github_workflow(REPO / "envs" / "matrix.yaml").encode() == committed
+
+
+def test_matrix_values_are_written_as_data_never_read_as_template(tmp_path):
+    path = tmp_path / "envs" / "matrix.yaml"
+    path.parent.mkdir()
+    description = 'has << wf.install >>, <% if x %>, {{ jinja }}, ${{ secrets.TOKEN }} and "quotes"\n  over two lines'
+    targets = {"a.b_c-1": cpu(["linux-64", "osx-64"], description=description),
+               "cuda.12": cuda(["linux-aarch64", "win-64"], xfail="known: no driver")}
+    path.write_text(yaml.safe_dump({"version": 1, "targets": targets}, sort_keys=False))
+    for extra, runners in [((), ["ubuntu-24.04-arm", "windows-latest"]),
+                           (("--gpu-label", "gpu.x_1"), [["self-hosted", "Linux", "ARM64", "gpu.x_1"],
+                                                         ["self-hosted", "Windows", "X64", "gpu.x_1"]])]:
+        text, doc = generate(path, *extra)
+        comment = '# a.b_c-1 on osx-64: has << wf.install >>, <% if x %>, {{ jinja }}, ${{ secrets.TOKEN }} and "quotes" over two lines'
+        assert "          " + comment in text.splitlines()
+        include = doc["jobs"]["certify"]["strategy"]["matrix"]["include"]
+        assert [(e["target"], e["platform"]) for e in include] == [
+            ("a.b_c-1", "linux-64"), ("a.b_c-1", "osx-64"), ("cuda.12", "linux-aarch64"), ("cuda.12", "win-64")]
+        assert [e["runner"] for e in include] == ["ubuntu-latest", "macos-15-intel", *runners]
+        assert [e["lock"] for e in include][-1] == "locks/cuda.12.conda-lock.yml"
+        assert '          - target: "cuda.12"' in text.splitlines()  # quoted, as every matrix value
+
+
+def test_a_line_break_in_a_bare_value_is_refused_before_writing(tmp_path):
+    # The matrix path is written unquoted into `run:` lines and the header; a line break there
+    # would add YAML of the file name's choosing.
+    path = tmp_path / "m\n  evil: true.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"])}}))
+    out = tmp_path / "certify.yml"
+    result = runner.invoke(app, ["ci", "github", "--matrix", str(path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "line break" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_the_template_ships_in_the_wheel(tmp_path):
+    # An installed envctl has no source tree: the templates must be package data.
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, project / name)
+    shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), str(project)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("envctl-*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("envctl/suite/templates/")}
+    folder = REPO / "src" / "envctl" / "suite" / "templates"
+    templates = {f"envctl/suite/templates/{p.name}" for p in folder.glob("*.j2")}
+    assert f"envctl/suite/templates/{ci.TEMPLATE}" in templates and shipped == templates

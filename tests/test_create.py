@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from envctl.create import STATE_FILE, create_env, default_prefix, env_state
-from envctl.errors import EnvctlError
-from envctl.platforms import host_platform
+from envctl.core.paths import default_prefix
+from envctl.create.build import STATE_FILE, create_env, env_state
+from envctl.core.errors import EnvctlError
+from envctl.host.platform import host_platform
 from support import lockfactory as lf
 
 pytestmark = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
@@ -81,9 +82,9 @@ targets:
 def lock_with_envctl(root: Path, channel: Path) -> bool:
     """Render and lock TARGET with envctl's own lock stage; False where that stage is absent."""
     try:
-        from envctl.lock import lock_target
-        from envctl.matrix import load_matrix
-        from envctl.render import render_target
+        from envctl.lock.solve import lock_target
+        from envctl.matrix.loader import load_matrix
+        from envctl.lock.render import render_target
         from support.pipconfig import find_links
     except ImportError:
         return False

@@ -1,7 +1,7 @@
 """Everyday use end to end: one-command create, run, doctor, export, env export.
 
 Real envs from the local conda channel and pip's wheels, real exports; the
-commands run as a newcomer runs them (`python -m envctl.cli ...` in a
+commands run as a newcomer runs them (`python -m envctl ...` in a
 subprocess) where exit codes and inherited output matter, and through
 typer's runner where the test must watch what envctl calls.
 """
@@ -19,8 +19,8 @@ import yaml
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.hostinfo import host_facts
-from envctl.platforms import host_platform
+from envctl.host.facts import host_facts
+from envctl.host.platform import host_platform
 from support.project import pip_target, write_project
 
 pytestmark = [
@@ -76,7 +76,7 @@ def project(tmp_path_factory, local_channel):
 
 
 def envctl(*args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "envctl.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "envctl", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
@@ -189,7 +189,7 @@ def test_doctor_reports_drift_after_create(project, created, tmp_path):
     prefix = tmp_path / "drifting"
     proc = envctl("create", "--target", "t", "--prefix", str(prefix), "--no-certify", "--matrix", str(matrix))
     assert proc.returncode == 0, proc.stderr
-    from envctl.install_pip import uv_binary
+    from envctl.core.process import uv_binary
 
     def uv_install(*reqs: str) -> None:
         done = subprocess.run([uv_binary(), "pip", "install", "--python", str(prefix / "bin" / "python"), *reqs],
@@ -283,8 +283,8 @@ def test_create_refuses_foreign_platform_before_downloading(project, monkeypatch
     def forbidden(*args, **kwargs):
         raise AssertionError("rendered or locked a target this host cannot run")
 
-    monkeypatch.setattr("envctl.lock.lock_target", forbidden)
-    monkeypatch.setattr("envctl.render.render_target", forbidden)
+    monkeypatch.setattr("envctl.lock.solve.lock_target", forbidden)
+    monkeypatch.setattr("envctl.lock.render.render_target", forbidden)
     result = invoke("create", "--target", "arm", "--matrix", str(matrix))
     assert result.exit_code == 1
     assert "linux-aarch64" in result.output and "envctl lock arm" in result.output
@@ -295,7 +295,7 @@ def test_create_refuses_foreign_platform_before_downloading(project, monkeypatch
 @pytest.mark.skipif(host_facts()["has_nvidia_gpu"], reason="this host has an NVIDIA GPU")
 def test_create_refuses_cuda_target_without_gpu(project, monkeypatch):
     root, matrix = project
-    monkeypatch.setattr("envctl.lock.lock_target", lambda *a, **k: pytest.fail("locked"))
+    monkeypatch.setattr("envctl.lock.solve.lock_target", lambda *a, **k: pytest.fail("locked"))
     result = invoke("create", "--target", "gpu", "--matrix", str(matrix))
     assert result.exit_code == 1
     assert "NVIDIA driver for CUDA 12.4" in result.output and "envctl lock gpu" in result.output

@@ -30,13 +30,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envctl.certify import run_smoke
-from envctl.create import create_env, default_prefix, env_state
-from envctl.errors import EnvctlError
-from envctl.lock import check_locks, lock_target, read_lock_meta
-from envctl.matrix import load_matrix
-from envctl.platforms import host_platform
-from envctl.render import render_target
+from envctl.certify.certify import run_smoke
+from envctl.core.paths import default_prefix
+from envctl.create.build import create_env, env_state
+from envctl.core.errors import EnvctlError
+from envctl.lock.solve import check_locks, lock_target, read_lock_meta
+from envctl.matrix.loader import load_matrix
+from envctl.host.platform import host_platform
+from envctl.lock.render import render_target
 from support import lockfactory as lf
 from support.project import pip_target
 
@@ -156,7 +157,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def envctl_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "envctl.cli", *args]
+    return [sys.executable, "-m", "envctl", *args]
 
 
 def children_of(pid: int) -> list[tuple[int, str]]:
@@ -384,7 +385,7 @@ def test_sigkill_during_lock_keeps_previous_lock(project, point):
 CREATE_CHILD = r"""
 import os, shutil, sys, time
 from pathlib import Path
-from envctl.create import create_env
+from envctl.create.build import create_env
 
 root, target, prefix, pause, force = sys.argv[1:6]
 swapped = []
@@ -609,8 +610,8 @@ def test_full_disk_during_lock_keeps_the_previous_lock(project, tmp_path):
 
 LOCK_LIMIT_AT_WRITE = r"""
 import resource, signal, sys
-import envctl.lock
-real_write = envctl.lock.write_bytes_atomic
+import envctl.lock.solve
+real_write = envctl.lock.solve.write_bytes_atomic
 
 def write_bytes_atomic(path, data):
     # The disk fills up just as the new lock is written.
@@ -618,7 +619,7 @@ def write_bytes_atomic(path, data):
     resource.setrlimit(resource.RLIMIT_FSIZE, (len(data) // 2, resource.RLIM_INFINITY))
     return real_write(path, data)
 
-envctl.lock.write_bytes_atomic = write_bytes_atomic
+envctl.lock.solve.write_bytes_atomic = write_bytes_atomic
 from envctl.cli import main
 sys.argv = ["envctl", *sys.argv[1:]]
 main()

@@ -24,15 +24,15 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.create import create_env
-from envctl.errors import EnvctlError
-from envctl.fields import TARGET_FIELDS
-from envctl.lockfile import read_lock_meta
-from envctl.matrix import AXIS_KEYS, TOP_LEVEL_KEYS, load_matrix
-from envctl.platforms import host_platform
-from envctl.render import render_text
-from envctl.rules import check_target
-from envctl.versions import Spec, SpecError
+from envctl.create.build import create_env
+from envctl.core.errors import EnvctlError
+from envctl.matrix.fields import TARGET_FIELDS
+from envctl.lock.lockfile import read_lock_meta
+from envctl.matrix.loader import AXIS_KEYS, TOP_LEVEL_KEYS, load_matrix
+from envctl.host.platform import host_platform
+from envctl.lock.render import render_text
+from envctl.rules.api import check_target
+from envctl.matrix.versions import Spec, SpecError
 from support import lockfactory as lf
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "envctl"
@@ -254,14 +254,14 @@ def test_yaml_is_only_ever_safe_loaded_in_the_source():
 
 
 def test_the_line_aware_loader_is_a_safe_loader():
-    from envctl.yamlsource import _LineLoader
+    from envctl.core.yamlsource import _LineLoader
 
     assert issubclass(_LineLoader, yaml.SafeLoader)
     assert not issubclass(_LineLoader, yaml.FullLoader)
 
 
 def test_lock_and_environment_files_are_safe_loaded(tmp_path):
-    from envctl.lock import _read_spec
+    from envctl.lock.solve import _read_spec
 
     marker = tmp_path / "pwned"
     payload = f"!!python/object/apply:os.system ['touch {marker}']"

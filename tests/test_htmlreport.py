@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.platforms import host_platform
+from envctl.host.platform import host_platform
 from support import team_models
 from support.project import pip_target, write_project
 

@@ -21,11 +21,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from envctl.errors import EnvctlError
-from envctl.lock import check_locks, lock_path, lock_target, read_lock_meta
-from envctl.matrix import load_matrix
-from envctl.pip_resolve import choose_wheel
-from envctl.render import env_file, render_target, spec_hash
+from envctl.core.errors import EnvctlError
+from envctl.core.paths import env_file, lock_path
+from envctl.lock.solve import check_locks, lock_target, read_lock_meta
+from envctl.matrix.loader import load_matrix
+from envctl.lock.pip_resolve import choose_wheel
+from envctl.lock.render import render_target, spec_hash
 from support.pipconfig import find_links
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -354,7 +355,7 @@ def test_choose_wheel_prefers_the_most_specific_tag():
 def test_conda_provided_packages_pin_and_drop_their_pypi_dependencies(tmp_path):
     """A package conda provides is fixed at conda's version, and its PyPI
     dependencies are not pulled in (conda already satisfied them)."""
-    from envctl.pip_resolve import PipOptionsSpec, resolve
+    from envctl.lock.pip_resolve import PipOptionsSpec, resolve
 
     common = dict(platform="linux-64", python_version="3.11.7", virtual={"__glibc": "2.28"},
                   options=PipOptionsSpec(), base=tmp_path)

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.errors import EnvctlError
-from envctl.matrix import load_matrix
+from envctl.core.errors import EnvctlError
+from envctl.matrix.loader import load_matrix
 
 ISSUE_EXAMPLE = """\
 defaults:

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from envctl.cli import app
 from envctl.pack.materialise import PLACEHOLDER
-from envctl.platforms import host_platform
+from envctl.host.platform import host_platform
 from support.local_channel import channel_url
 from support.pipconfig import find_links
 from support.project import pip_target, write_project
@@ -148,14 +148,14 @@ def test_bundle_installs_offline_at_a_path_with_a_space_and_certifies(bundle: Pa
     status = invoke("status", "--matrix", str(matrix), "--json")
     row = json.loads(status.output)["targets"][0]
     assert row["device_certificate"]["result"] == "passed" and row["device_certificate"]["fresh"] is True
-    from envctl import report
+    from envctl.core import output
 
-    width = report.console.width
-    report.console.width = 400  # one line per row, so the label is not folded
+    width = output.console.width
+    output.console.width = 400  # one line per row, so the label is not folded
     try:
         table = invoke("status", "--matrix", str(matrix))
     finally:
-        report.console.width = width
+        output.console.width = width
     assert "run on device: passed" in table.output
     html = project / "report.html"
     assert invoke("report", "--html", str(html), "--matrix", str(matrix)).exit_code == 0
@@ -284,9 +284,10 @@ def test_platform_the_lock_lacks_is_refused(project: Path, tmp_path: Path):
 
 
 def test_aarch64_target_packs_here_with_aarch64_binaries(local_channel, tmp_path: Path):
-    from envctl.lock import lock_target
-    from envctl.matrix import load_matrix
-    from envctl.render import env_file, render_target
+    from envctl.core.paths import env_file
+    from envctl.lock.render import render_target
+    from envctl.lock.solve import lock_target
+    from envctl.matrix.loader import load_matrix
 
     root = tmp_path / "proj"
     matrix = write_project(root, {"jetson": pip_target(local_channel, platforms=["linux-aarch64"], models=["cnn"],

@@ -9,8 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.matrix import load_matrix
-from envctl.render import is_fresh, recorded_target_hash, render_target
+from envctl.matrix.loader import load_matrix
+from envctl.lock.render import is_fresh, recorded_target_hash, render_target
 
 MATRIX = """\
 defaults:

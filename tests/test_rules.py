@@ -1,6 +1,6 @@
 """Compatibility rules: one known-good and one known-bad combination per rule family.
 
-The combinations come from ../shared/compat-facts.md; each bad one asserts the
+The combinations come from docs/compatibility.md; each bad one asserts the
 severity, the rule id and that the finding names a source.
 """
 
@@ -13,11 +13,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envctl import facts as F
-from envctl.fields import PipOptions
-from envctl.matrix import Target, load_matrix
-from envctl.rules import Finding, admitted, check_matrix, check_target, describe_rules, implied_requirements
-from envctl.versions import Spec
+from envctl.rules import facts as F
+from envctl.matrix.fields import PipOptions
+from envctl.matrix.loader import Target, load_matrix
+from envctl.rules.api import Finding, admitted, check_matrix, check_target, describe_rules, implied_requirements
+from envctl.matrix.versions import Spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,7 +166,7 @@ def test_ort_max_opset_partial_names_the_bound(target):
 
 
 def test_ort_max_ir_dynamo(target):
-    # torch >= 2.6's dynamo exporter writes IR 10; ORT 1.17 loads IR <= 9 (compat-facts §5 EMP-TORCH table).
+    # torch >= 2.6's dynamo exporter writes IR 10; ORT 1.17 loads IR <= 9 (docs/compatibility.md §5 EMP-TORCH table).
     f = expect(target(CPU, exporters=["dynamo"], onnxruntime="1.17.*"), "ort-max-ir", "error")
     assert "IR 10" in f.message
     clean(target(CPU, exporters=["dynamo"], onnxruntime="1.18.*"), "ort-max-ir")

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from envctl.smoke import RUNNER_PATH
+from envctl.smoke import BUILTIN_MODELS, RUNNER_PATH
 from support import team_models
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("torch", "onnx", "onnxruntime", "onnxscript")),
     reason="needs torch, onnx, onnxruntime and onnxscript in this interpreter")
 
-BUILTINS = ["cnn", "transformer", "rnn"]
+BUILTINS = list(BUILTIN_MODELS)
 
 USER_MODULE = team_models.SOURCE
 

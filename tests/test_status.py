@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.platforms import host_platform
+from envctl.host.platform import host_platform
 from support.project import pip_target, write_project
 
 runner = CliRunner()
@@ -141,7 +141,7 @@ def test_status_is_fast_and_imports_no_solver(tmp_path):
     matrix = write_project(tmp_path, {f"t{i}": target for i in range(20)})
     code = (
         "import sys, time; t = time.perf_counter()\n"
-        "from envctl import status\n"
+        "from envctl.suite import status\n"
         f"rows = status.project_status({str(matrix)!r})\n"
         "print(time.perf_counter() - t, len(rows), sorted(m for m in sys.modules if m.split('.')[0] in ('conda_lock', 'rattler')))\n"
     )

@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.platforms import host_platform
-from envctl.suite import SuiteResult, TargetResult, compare_fingerprints, drift
+from envctl.host.platform import host_platform
+from envctl.suite.certify_all import SuiteResult, TargetResult, compare_fingerprints, drift
 from support.project import pip_target, write_project
 
 pytestmark = [

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
-from ..errors import EnvctlError
-from . import DEVCERT_PATH, HEADER_PATH, INSTALLER_PATH
-from .materialise import MACHINES, PLACEHOLDER, Materialised, materialise
-from .sources import sha256_file
+from envctl import __version__
+from envctl.core.errors import EnvctlError
+from envctl.pack import DEVCERT_PATH, HEADER_PATH, INSTALLER_PATH
+from envctl.pack.materialise import MACHINES, PLACEHOLDER, Materialised, materialise
+from envctl.pack.sources import sha256_file
 
 META = Path("share") / "envctl-bundle"
 NUMBER_WIDTH = 20  # header fields are padded so the header's size does not depend on them
@@ -53,17 +53,15 @@ class PackResult:
 
 
 def resolve_target(matrix_path: Path, name: str):
-    from ..matrix import load_matrix
-    from ..pipeline import project_root
+    from envctl.matrix.project import Project
 
-    root = project_root(matrix_path)
-    (target,) = load_matrix(matrix_path).select([name])
-    return root, target
+    project = Project.load(matrix_path)
+    return project.root, project.target(name)
 
 
 def pick_platform(target, lock: Path, platform: str | None) -> str:
-    from ..lockfile import read_lock_meta
-    from ..platforms import host_platform
+    from envctl.host.platform import host_platform
+    from envctl.lock.lockfile import read_lock_meta
 
     platforms = read_lock_meta(lock).platforms
     if platform:
@@ -76,7 +74,8 @@ def pick_platform(target, lock: Path, platform: str | None) -> str:
 
 
 def lock_file(root: Path, target) -> Path:
-    from ..lock import check_locks, lock_path
+    from envctl.core.paths import lock_path
+    from envctl.lock.solve import check_locks
 
     path = lock_path(root, target)
     if not path.is_file():
@@ -110,9 +109,10 @@ def prepare(matrix_path: Path, name: str, platform: str | None, work: Path, prog
 
 
 def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised, meta: Path) -> str | None:
-    from ..certify import GPU_PROVIDERS, _providers, build_spec, cert_path, expected_versions
-    from ..render import env_file
-    from ..smoke import RUNNER_PATH
+    from envctl.certify.certify import build_spec, expected_versions, provider_order
+    from envctl.core.paths import cert_path, env_file
+    from envctl.host.runnable import GPU_PROVIDERS
+    from envctl.smoke import RUNNER_PATH
 
     meta.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(lock, meta / lock.name)
@@ -135,7 +135,7 @@ def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised
                 models.mkdir(exist_ok=True)
                 shutil.copyfile(module, models / module.name)
     device = "cuda" if target.execution_provider in GPU_PROVIDERS else "cpu"
-    spec = build_spec(target, root, device=device, providers=_providers(target.execution_provider),
+    spec = build_spec(target, root, device=device, providers=provider_order(target.execution_provider),
                       required=target.execution_provider, expected=expected_versions(lock, built.platform))
     spec["model_paths"] = []  # devcert.py points it at the installed models folder
     spec["timeout"] = target.timeout
@@ -234,7 +234,7 @@ def pack_bundle(matrix_path: Path, name: str, out: Path, *, platform: str | None
                     shutil.copyfileobj(src, handle, 1 << 20)
         os.chmod(tmp, 0o755)
         os.replace(tmp, out)  # same folder as the work dir: atomic
-        from ..create import env_size
+        from envctl.create.build import env_size
 
         return PackResult(out, target.name, built.platform, "sh", out.stat().st_size, env_size(env)[0],
                           len(manifest["files"]), info["counts"], info["lock_sha256"], cert, time.monotonic() - started)

@@ -14,8 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..atomic import ensure_inside, write_text_atomic
-from ..errors import EnvctlError
+from envctl.core.atomic import ensure_inside, write_text_atomic
+from envctl.core.errors import EnvctlError
 
 
 def device_cert_path(root: Path, name: str) -> Path:
@@ -23,8 +23,8 @@ def device_cert_path(root: Path, name: str) -> Path:
 
 
 def import_certificate(matrix_path: Path, cert_file: Path) -> tuple[Path, dict]:
-    from ..matrix import load_matrix
-    from ..pipeline import project_root
+    from envctl.certify.certificate import Certificate, CertificateError
+    from envctl.matrix.project import Project
 
     try:
         data = json.loads(Path(cert_file).read_text(encoding="utf-8"))
@@ -38,8 +38,12 @@ def import_certificate(matrix_path: Path, cert_file: Path) -> tuple[Path, dict]:
         raise EnvctlError(f"not a device certificate (certified: {data.get('certified')!r}); "
                           "import the file a bundle's `--certify` wrote", file=cert_file)
     name = str(data["target"])
-    root = project_root(matrix_path)
-    (target,) = load_matrix(matrix_path).select([name])
+    try:
+        Certificate.from_json(data)
+    except CertificateError as exc:
+        raise EnvctlError(f"not a valid envctl certificate: {exc}", file=cert_file) from None
+    project = Project.load(matrix_path)
+    root, target = project.root, project.target(name)
     lock = root / "locks" / f"{target.name}.conda-lock.yml"
     try:
         current = hashlib.sha256(lock.read_bytes()).hexdigest()

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EnvctlError
-from .sources import Archive, fetch
+from envctl.core.errors import EnvctlError
+from envctl.pack.sources import Archive, fetch
 
 # 200 bytes: under conda-build's 255-byte placeholder (rattler patches binaries
 # with it NUL-padded), and long enough for any sensible install path.
@@ -47,7 +47,7 @@ class Materialised:
 
 def check_platform(lock: Path, platform: str) -> str:
     """The lock's sha256 (hex); refuses a platform the lock does not have, naming the ones it has."""
-    from ..lockfile import read_lock_meta
+    from envctl.lock.lockfile import read_lock_meta
 
     meta = read_lock_meta(lock)
     if platform not in meta.platforms:
@@ -60,10 +60,10 @@ def check_platform(lock: Path, platform: str) -> str:
 
 def materialise(lock: Path, target, platform: str, dest: Path, progress=None) -> Materialised:
     """Link the lock's `platform` part into `dest` (new folder), relocatable; return what went in."""
-    from ..condainstall import _conda_records, _read_lock
+    from envctl.create.conda_install import conda_records, read_lock_entries
 
     lock_sha = check_platform(lock, platform)
-    conda, pip = _read_lock(lock, target.name, platform, lock_sha)
+    conda, pip = read_lock_entries(lock, target.name, platform, lock_sha)
     _say(progress, "fetch", f"checking {len(conda)} conda packages and {len(pip)} wheels against the lock")
     conda_files = [fetch("conda", e.name, e.version, e.url, e.hash.sha256, e.hash.md5, lock) for e in conda]
     pip_files = [fetch("pip", p.name, p.version, p.url, p.sha256, None, lock) for p in pip]
@@ -71,7 +71,7 @@ def materialise(lock: Path, target, platform: str, dest: Path, progress=None) ->
     dest.mkdir(parents=True)
     if conda:
         _say(progress, "conda", f"linking {len(conda)} conda packages for {platform}")
-        _link_conda(_conda_records(conda, lock), dest, platform, lock)
+        _link_conda(conda_records(conda, lock), dest, platform, lock)
     if pip:
         if not python:
             raise EnvctlError(f"the lock has pip packages but no conda python for {platform}", file=lock)
@@ -104,9 +104,10 @@ def _link_conda(records: list[Any], dest: Path, platform: str, lock: Path) -> No
 
 
 def _install_pip(pip: list, files: list[Archive], target, platform: str, python: str, dest: Path) -> None:
-    from ..install_pip import _pip_error, clean_env, uv_binary, verify_pip
-    from ..pip_resolve import uv_platform
-    from ..platforms import virtual_packages
+    from envctl.core.process import uv_binary, without_host_python
+    from envctl.create.pip_install import pip_error, verify_pip
+    from envctl.host.platform import virtual_packages
+    from envctl.lock.pip_resolve import uv_platform
 
     mm = ".".join(python.split(".")[:2])
     site = dest / "lib" / f"python{mm}" / "site-packages"
@@ -118,9 +119,9 @@ def _install_pip(pip: list, files: list[Archive], target, platform: str, python:
     cmd = [uv_binary(), "pip", "install", "--python", sys.executable, "--python-platform", python_platform,
            "--python-version", mm, "--target", str(site), "--no-deps", "--require-hashes", "--no-index",
            "--no-build", "--no-config", "-r", str(reqs)]
-    proc = subprocess.run(cmd, env=clean_env() | extra_env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=without_host_python() | extra_env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise _pip_error(proc.stderr or proc.stdout, pip)
+        raise pip_error(proc.stderr or proc.stdout, pip)
     verify_pip(dest, pip)
     _move_scripts(site, dest, mm)
     _record_locked_urls(site, files)

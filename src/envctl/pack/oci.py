@@ -25,8 +25,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from ..errors import EnvctlError
-from .bundle import PackResult, prepare
+from envctl.core.errors import EnvctlError
+from envctl.pack.bundle import PackResult, prepare
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -137,8 +137,8 @@ def _activation(env_path: str, target: str, base_env: list[str]) -> list[str]:
 
 def pack_oci(matrix_path: Path, name: str, out: Path, *, platform: str | None = None, base: Path | None = None,
              env_path: str = "/opt/envctl/env", progress=None) -> PackResult:
-    from ..create import env_size
-    from . import installer
+    from envctl.create.build import env_size
+    from envctl.pack import installer
 
     started = time.monotonic()
     if not env_path.startswith("/") or ".." in PurePosixPath(env_path).parts or env_path.rstrip("/") == "":

@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from ..errors import EnvctlError
-from ..verify import _cache_home
+from envctl.core.errors import EnvctlError
+from envctl.create.verify import cache_home
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def md5_file(path: Path) -> str:
 
 
 def archive_cache() -> Path:
-    return _cache_home() / "archives"
+    return cache_home() / "archives"
 
 
 def _cache_candidates(filename: str) -> list[Path]:

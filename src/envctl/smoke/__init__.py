@@ -6,6 +6,8 @@ where the runner lives; nothing heavy is imported here.
 """
 from pathlib import Path
 
+from envctl.smoke.envctl_smoke_builtins import BUILTIN_NAMES as BUILTIN_MODELS
+
 RUNNER_PATH = Path(__file__).with_name("runner.py")
 
-__all__ = ["RUNNER_PATH"]
+__all__ = ["BUILTIN_MODELS", "RUNNER_PATH"]

@@ -386,6 +386,7 @@ def run(spec, result_path, E):
         result["providers_available"] = rec["details"].get("providers_available", [])
         failures = [fail] if fail else []
         if not rec["details"].get("import_errors") or set(rec["details"]["import_errors"]) == {"onnxscript"}:
+            _load_sibling("envctl_smoke_builtins")  # the models module imports the names from it
             M, S = _load_sibling("envctl_smoke_models"), _load_sibling("envctl_smoke_stages")
             M.add_model_paths(spec["model_paths"])
             os.makedirs(spec["workdir"], exist_ok=True)

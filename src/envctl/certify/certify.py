@@ -1,0 +1,305 @@
+"""Certify a target: run the smoke runner inside its env and write a certificate.
+
+The runner (envctl/smoke/runner.py) runs with the env's own Python in
+isolated mode, so nothing from envctl's interpreter leaks in; it writes a JSON
+result that this module turns into `certs/<target>.json`, adding what only
+the host knows: the lock it was built from, host facts, whether it ran on the
+hardware the target names, and how the runner process ended (a crash or a
+hang is a classified failure of the target, never a crash of envctl).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from envctl import __version__
+from envctl.core.atomic import ensure_inside, write_text_atomic
+from envctl.core.errors import EnvctlError
+from envctl.smoke import BUILTIN_MODELS
+from envctl.core.paths import cert_path, env_python, lock_path
+from envctl.core.process import foreign_python_env
+from envctl.core.hashing import sha256_file_or_none
+from envctl.certify.certificate import SCHEMA_VERSION, Certificate
+from envctl.host.runnable import needs_gpu
+from envctl.host.facts import host_facts
+from envctl.matrix.loader import Target
+from envctl.host.platform import host_platform
+
+HOST = "host"
+DEFAULT_SIZES = [1, 2, 5]
+DEFAULT_TIMEOUT = 900
+# Lock entry names -> the names the runner reports versions under.
+VERSION_NAMES = {"pytorch": "torch", "torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime",
+                 "onnxruntime-gpu": "onnxruntime", "protobuf": "protobuf", "numpy": "numpy",
+                 "python": "python", "onnxscript": "onnxscript"}
+def _failure_table() -> dict:
+    """FAILURE_CLASSES from the runner, read by path (the runner is not importable as envctl code)."""
+    import importlib.util
+
+    from envctl.smoke import RUNNER_PATH
+
+    spec = importlib.util.spec_from_file_location("envctl_smoke_runner_table", RUNNER_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(RUNNER_PATH.parent))
+    try:
+        spec.loader.exec_module(module)  # stdlib-only at import time
+    finally:
+        sys.path.remove(str(RUNNER_PATH.parent))
+    return getattr(module, "FAILURE_CLASSES", {})
+
+
+def _classified(klass: str, message: str, stage: str = "runner") -> dict:
+    table = _failure_table()
+    info = table.get(klass, {})
+    return {"class": klass, "stage": stage, "message": message, "remedy": info.get("remedy", "")}
+
+
+def provider_order(target_ep: str) -> list[str]:
+    if target_ep == "TensorrtExecutionProvider":
+        return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    if target_ep == "CPUExecutionProvider":
+        return ["CPUExecutionProvider"]
+    return [target_ep, "CPUExecutionProvider"]
+
+
+def expected_versions(lock_file: Path, platform_name: str) -> dict[str, str]:
+    """Versions the lock promises on this platform, by the runner's names."""
+    import yaml
+
+    doc = yaml.load(lock_file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    out: dict[str, str] = {}
+    for pkg in doc.get("package", []):
+        if pkg.get("platform") == platform_name and pkg.get("name") in VERSION_NAMES:
+            out[VERSION_NAMES[pkg["name"]]] = str(pkg["version"])
+    return out
+
+
+def _worst(run: dict) -> dict | None:
+    """The largest max_abs / max_rel anywhere in a run's recorded numbers."""
+    worst = {"max_abs": None, "max_rel": None}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("max_abs", "max_rel"):
+                value = node.get(key)
+                if isinstance(value, (int, float)) and (worst[key] is None or value > worst[key]):
+                    worst[key] = value
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(run.get("stages", []))
+    return worst if worst["max_abs"] is not None else None
+
+
+def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
+    """Run the smoke runner; return (result or None, process facts incl. a failure if it died)."""
+    from envctl.smoke import RUNNER_PATH
+
+    with tempfile.TemporaryDirectory(prefix="envctl-smoke-") as tmp:
+        spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec = dict(spec, workdir=spec.get("workdir") or str(Path(tmp) / "work"))
+        Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
+        spec_file.write_text(json.dumps(spec))
+        started = time.monotonic()
+        log_path = Path(tmp) / "output.log"
+        # Output goes to a file, not a pipe: a background process the model started would
+        # hold a pipe open and keep certify waiting long after the runner itself is done.
+        with open(log_path, "wb") as log:
+            try:
+                proc = subprocess.Popen(
+                    [str(python), "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
+                    stdout=log, stderr=subprocess.STDOUT, env=foreign_python_env(),
+                    start_new_session=True,  # so a hang is killed with all its children
+                )
+            except OSError as exc:
+                return None, {"exit_code": None, "output_tail": "", "failure": _classified("runner_crash", f"cannot start {python}: {exc}")}
+            try:
+                proc.wait(timeout=timeout)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            # Finished or hung, nothing the runner started outlives it.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        tail = _tail(log_path)
+        if timed_out:
+            return None, {"exit_code": None, "seconds": time.monotonic() - started, "output_tail": tail,
+                          "failure": _classified("timeout", f"the smoke run did not finish within {timeout:g} s and was killed"
+                                                 + _where(result_file))}
+        facts = {"exit_code": proc.returncode, "seconds": round(time.monotonic() - started, 3), "output_tail": tail}
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else str(-proc.returncode)
+            facts["failure"] = _classified("runner_crash", f"the smoke runner died from signal {name}" + _where(result_file))
+            return None, facts
+        try:
+            result = json.loads(result_file.read_text())
+            if not isinstance(result, dict) or "status" not in result:
+                raise ValueError("no status in result")
+        except (OSError, ValueError) as exc:
+            facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({exc})")
+            return None, facts
+        return result, facts
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            return handle.read().decode(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def _where(result_file: Path) -> str:
+    """' during <model> with the <exporter> exporter', from the runner's in-progress result, if it left one."""
+    try:
+        partial = json.loads(result_file.read_text())
+        where = partial.get("in_progress") or {}
+        model, exporter = where.get("model"), where.get("exporter")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not model:
+        return ""
+    return f" while loading {model}" if not exporter else f" during {model} with the {exporter} exporter"
+
+
+def probe_python(python: Path) -> dict:
+    code = ("import json, torch, onnxruntime as o; print(json.dumps({'cuda': torch.cuda.is_available(), "
+            "'providers': o.get_available_providers()}))")
+    try:
+        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=300, env=foreign_python_env())
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return {"cuda": False, "providers": []}
+
+
+def build_spec(target: Target | None, root: Path, *, device: str, providers: list[str], required: str,
+               expected: dict[str, str]) -> dict:
+    if target is None:
+        # Opset 18 is the dynamo exporter's native opset (docs/compatibility.md §5); at
+        # 17 torch 2.13's down-conversion of Split fails the checker.
+        return {"spec_version": 1, "target": HOST, "opset": 18, "exporters": ["torchscript", "dynamo"],
+                "providers": providers, "required_provider": required, "device": device,
+                "expected_versions": expected, "models": list(BUILTIN_MODELS), "model_paths": [str(root)],
+                "tolerances": {"atol": 1e-4, "rtol": 1e-3}, "sizes": DEFAULT_SIZES, "seed": 0, "simplify": None}
+    return {"spec_version": 1, "target": target.name, "opset": target.opset, "exporters": list(target.exporters),
+            "providers": providers, "required_provider": required, "device": device,
+            "expected_versions": expected, "models": list(target.models), "model_paths": [str(root)],
+            "tolerances": {"atol": target.atol, "rtol": target.rtol}, "sizes": DEFAULT_SIZES, "seed": 0,
+            "simplify": target.simplify}
+
+
+def _summarise(runner_result: dict | None, process: dict) -> tuple[str, dict | None, list[dict]]:
+    if runner_result is None:
+        return "failed", process.get("failure"), []
+    runs = runner_result.get("runs", [])
+    for run in runs:
+        run["worst"] = _worst(run)
+    status = "passed" if runner_result.get("status") == "passed" else "failed"
+    return status, runner_result.get("failure"), runs
+
+
+def _base(target_name: str, facts: dict) -> dict[str, Any]:
+    return {"certificate_version": SCHEMA_VERSION, "target": target_name, "envctl_version": __version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": facts}
+
+
+def certify_lock_only(root: Path, target: Target, reason: str, *, facts: dict | None = None,
+                      out: Path | None = None) -> Certificate:
+    """The certificate of a target this host cannot run: the lock's state, nothing ran."""
+    from envctl.lock.solve import check_locks
+
+    started = time.monotonic()
+    lock_file = lock_path(root, target)
+    stale = list(check_locks(root, [target]))
+    data = _base(target.name, facts if facts is not None else host_facts())
+    data.update(target_hash=target.definition_hash(), xfail=target.xfail, result="skipped", reason=reason,
+                certified="lock-only",
+                lock={"path": str(lock_file), "fresh": not stale, "problem": stale[0].reason if stale else None,
+                      # status compares this with the current lock, as for run certificates
+                      "sha256": sha256_file_or_none(lock_file)},
+                ran_on_target_hardware=False, runs=[], failure=None, seconds=round(time.monotonic() - started, 3))
+    return _write(root, target.name, data, out)
+
+
+def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None = None, timeout: float | None = None,
+                out: Path | None = None, progress=None) -> Certificate:
+    """Run the smoke runner inside the built env at `prefix`; write and return the certificate."""
+    started = time.monotonic()
+    python = env_python(prefix)
+    if not python.exists():
+        raise EnvctlError(f"no environment at {prefix} (its python {python} is missing)",
+                          hint=f"Run `envctl create --target {target.name}`.")
+    lock_file = lock_path(root, target)
+    expected = expected_versions(lock_file, host_platform()) if lock_file.exists() else {}
+    spec = build_spec(target, root, device="cuda" if needs_gpu(target) else "cpu",
+                      providers=provider_order(target.execution_provider), required=target.execution_provider,
+                      expected=expected)
+    data = _base(target.name, facts if facts is not None else host_facts())
+    data.update(target_hash=target.definition_hash(), xfail=target.xfail,
+                lock={"path": str(lock_file), "sha256": sha256_file_or_none(lock_file)},
+                environment={"prefix": str(prefix), "python": str(python)}, ran_on_target_hardware=True, certified="run")
+    if progress:
+        progress("certify", target=target.name, message=f"smoke export-and-infer with {python}")
+    from envctl.create.prefixswap import env_in_use
+
+    # A create of the same prefix waits until this run is over (and this run waits for a
+    # create in progress), so the runner never sees an env swapped or deleted under it.
+    with env_in_use(prefix, progress):
+        runner_result, process = run_smoke(python, spec, timeout or target.timeout)
+    return _finish(root, target.name, data, spec, runner_result, process, started, out)
+
+
+def certify_host(root: Path, *, timeout: float | None = None, out: Path | None = None, progress=None) -> Certificate:
+    """Certify the interpreter envctl runs in ('host'): no lock, no env of envctl's."""
+    started = time.monotonic()
+    python = Path(sys.executable)
+    cuda = bool(probe_python(python).get("cuda"))
+    device, required = ("cuda", "CUDAExecutionProvider") if cuda else ("cpu", "CPUExecutionProvider")
+    spec = build_spec(None, root, device=device, providers=provider_order(required), required=required, expected={})
+    data = _base(HOST, host_facts())
+    data.update(lock=None, target_hash=None, environment={"prefix": sys.prefix, "python": str(python)},
+                ran_on_target_hardware=True, certified="run")
+    if progress:
+        progress("certify", target=HOST, message=f"smoke export-and-infer with {python}")
+    runner_result, process = run_smoke(python, spec, timeout or DEFAULT_TIMEOUT)
+    return _finish(root, HOST, data, spec, runner_result, process, started, out)
+
+
+def _finish(root: Path, name: str, data: dict, spec: dict, runner_result: dict | None, process: dict,
+            started: float, out: Path | None) -> Certificate:
+    status, failure, runs = _summarise(runner_result, process)
+    data.update(
+        result=status, reason=None, failure=failure, runs=runs,
+        versions=(runner_result or {}).get("versions"), versions_expected=spec["expected_versions"],
+        providers_available=(runner_result or {}).get("providers_available"),
+        spec={k: spec[k] for k in ("opset", "exporters", "providers", "required_provider", "device", "models", "tolerances", "sizes", "seed", "simplify")},
+        runner={k: v for k, v in process.items() if k != "failure"} | {"stages": (runner_result or {}).get("stages", [])},
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return _write(root, name, data, out)
+
+
+def _write(root: Path, name: str, data: dict, out: Path | None) -> Certificate:
+    # certs/ may be a symlink committed into the project: an explicit --out is the user's choice, certs/ is not.
+    path = out or ensure_inside(root, cert_path(root, name), "certificate")
+    cert = Certificate.from_json(json.loads(json.dumps(data, default=str)))
+    write_text_atomic(path, cert.dumps())
+    cert.path = path
+    return cert

@@ -1,0 +1,39 @@
+"""The `envctl` command line: parse, call one function, print.
+
+Every command takes `--matrix`; read-only ones take `--json`. Options are
+defined once in cli/options.py; every command goes through cli/command.py,
+which turns EnvctlError into one paragraph on stderr with exit status 2 (bad
+input) or 1 (a check that failed), never a traceback. What commands print
+lives in cli/printing.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+# One module per command group, imported and registered explicitly: a missing
+# module is an ImportError here, never a silently absent command.
+from envctl.cli import certify, create, everyday, lock, matrix, pack, status
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Checked, reproducible environments for exporting PyTorch models to ONNX.",
+)
+
+# In this order `envctl --help` lists the commands (sub-groups follow them).
+for _group in (matrix, lock, certify, create, everyday, status, pack):
+    _group.register(app)
+
+
+def main() -> None:
+    # Subprocess children (smoke runner) must not inherit a broken pipe state;
+    # and rich must not wrap JSON.
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    app()
+
+
+if __name__ == "__main__":
+    main()

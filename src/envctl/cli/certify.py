@@ -1,0 +1,82 @@
+"""`envctl certify`: one target (or 'host'), a list of targets, or the whole matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from envctl.cli import options
+from envctl.cli.command import add_commands, command
+
+
+@command()
+def certify(
+    targets: Optional[List[str]] = options.targets("Targets to certify as one run (or use --all)."),
+    target: Optional[str] = options.target("One target, or 'host' for the current Python; prints its certificate in full."),
+    all_: bool = options.all_targets("Certify every target of the matrix."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Targets certified in parallel."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (one test per target, model and exporter)."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary here (also appended to $GITHUB_STEP_SUMMARY when set)."),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when two targets' outputs differ beyond tolerance."),
+    prefix: Optional[Path] = options.prefix("Certify the env at this prefix (with --target)."),
+    timeout: Optional[int] = options.timeout("Seconds before a smoke run counts as hung."),
+    out: Optional[Path] = options.out("Certificate path (with --target; default certs/<target>.json).", short=False),
+    import_: Optional[Path] = typer.Option(None, "--import", help="File a device certificate (a bundle's --certify) under certs/, if it is for the current lock."),
+    matrix: Path = options.MATRIX,
+    json_: bool = options.JSON,
+) -> int:
+    """Export, check, run and compare the smoke models inside each env; write certificates.
+
+    Exit 0 only when every target that can run here passed or failed as its
+    `xfail` mark expects; targets for another platform or a missing GPU are
+    lock-only.
+    """
+    from envctl.cli import printing
+    from envctl.core.errors import EnvctlError
+
+    names = ([target] if target else []) + list(targets or [])
+    if import_ is not None:
+        if names or all_:
+            raise EnvctlError("--import takes the certificate file alone; the target is the one it names.")
+        from envctl.core.output import console
+        from envctl.pack.importcert import import_certificate
+
+        path, data = import_certificate(matrix, import_)
+        console.print(f"filed {path}: {data['target']} {data['result']} on device {(data.get('host') or {}).get('hostname', '?')} "
+                      f"({data.get('created_at', '?')})", markup=False, soft_wrap=True)
+        return 0
+    if all_ and names:
+        raise EnvctlError("name targets or pass --all, not both.")
+    if not all_ and not names:
+        raise EnvctlError("name a target (or several), or pass --all.", hint="`envctl matrix show` lists them.")
+    single = target is not None and not targets and not (junit or markdown or fail_on_drift)
+    if (prefix or out) and not single:
+        raise EnvctlError("--prefix and --out apply to one target given with --target.")
+    if single:  # the one-target form prints the certificate in full
+        from envctl.pipeline import stages
+
+        cert = stages.certify_one(matrix, target, prefix=prefix, timeout=timeout, out=out)
+        if json_:
+            printing.emit_json(cert.to_json())
+        else:
+            printing.print_certificate(cert.to_json(), cert.path)
+        return 0 if cert.result.value in ("passed", "skipped") else 1
+
+    from envctl.suite import certify_all as suite
+    from envctl.suite import summary as suite_report
+
+    with suite_report.SuiteProgress() as progress:
+        result = suite.run_suite(matrix, names, all_targets=all_, jobs=jobs, timeout=timeout,
+                                 junit=junit, markdown=markdown, fail_on_drift=fail_on_drift,
+                                 progress=progress)
+    if json_:
+        printing.emit_json(result.to_json())
+    else:
+        suite_report.print_suite(result)
+    return result.exit_code
+
+
+def register(app: typer.Typer) -> None:
+    add_commands(app, certify)

@@ -1,0 +1,115 @@
+"""Everyday commands: run, doctor, export, and `env export` for conda users.
+
+The bodies live in envctl.everyday (run, doctor, export, envexport).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from envctl.cli import options
+from envctl.cli.command import add_commands, command
+
+
+@command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+def run(
+    command: List[str] = typer.Argument(..., help="The command and its arguments (after --)."),
+    target: Optional[str] = options.target("Run in this target's env."),
+    prefix: Optional[Path] = options.prefix("Run in the env at this prefix."),
+    matrix: Path = options.MATRIX,
+) -> int:
+    """Run COMMAND inside the env, as if it were activated; its exit status is passed through."""
+    from envctl.cli.printing import note
+    from envctl.everyday.run import resolve_prefix, run_in_env, stale_warning
+
+    where, _ = resolve_prefix(matrix, target, prefix)
+    warning = stale_warning(matrix, where)
+    if warning:
+        note(warning)
+    return run_in_env(where, list(command))
+
+
+@command()
+def doctor(
+    target: Optional[str] = options.target("Inspect this target's env (and its lock)."),
+    prefix: Optional[Path] = options.prefix("Inspect the env at this prefix."),
+    opset: Optional[int] = options.opset("Opset to check the rules at (default: the target's, else 18)."),
+    matrix: Path = options.MATRIX,
+    json_: bool = options.JSON,
+) -> int:
+    """Inspect this machine and an env (default: the current Python); exit 1 if an export would break."""
+    from envctl.cli.printing import emit_json
+    from envctl.everyday import doctor as doctor_mod
+
+    found = doctor_mod.diagnose(matrix, target=target, prefix=prefix, opset=opset)
+    if json_:
+        emit_json(found)
+    else:
+        doctor_mod.print_report(found)
+    return 1 if found["breaks_export"] else 0
+
+
+@command("export")
+def export_cmd(
+    model: str = typer.Argument(..., help="MODULE:CALLABLE returning (model, example_inputs) or a dict."),
+    out: Path = options.out("Where the verified .onnx goes.", required=True),
+    target: Optional[str] = options.target("Export in this target's env (default: the current Python)."),
+    prefix: Optional[Path] = options.prefix("Export in the env at this prefix."),
+    opset: Optional[int] = options.opset("ai.onnx opset (default: the target's, else 18)."),
+    dynamic: Optional[List[str]] = typer.Option(None, "--dynamic", help="NAME:AXIS[:DIM] dynamic axis (repeatable); replaces the callable's."),
+    exporter: Optional[str] = typer.Option(None, "--exporter", help="torchscript or dynamo (default: the target's first, else dynamo)."),
+    simplify: Optional[str] = typer.Option(None, "--simplify", help="auto, onnxslim or onnxsim: simplify and re-verify."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="Sizes tried on every dynamic axis, e.g. 1,2,5."),
+    path: Optional[Path] = typer.Option(None, "--path", help="Folder MODULE is imported from (default: the current one)."),
+    timeout: Optional[int] = options.timeout("Seconds before the export counts as hung."),
+    matrix: Path = options.MATRIX,
+    json_: bool = options.JSON,
+) -> int:
+    """Export your model, check it, run it in ONNX Runtime at several sizes against PyTorch; write --out."""
+    from envctl.cli.printing import emit_json
+    from envctl.everyday import export as export_mod
+
+    result = export_mod.export_model(
+        matrix, model, out, target=target, prefix=prefix, opset=opset, dynamic=dynamic or [],
+        exporter=exporter, simplify=simplify, sizes=sizes, path=path, timeout=timeout)
+    if json_:
+        emit_json(result)
+    else:
+        export_mod.print_report(result)
+    return 0 if result["status"] == "passed" else 1
+
+
+@command("export")
+def env_export(
+    target: str = options.target("The target whose lock to render.", required=True),
+    kind: str = typer.Option("env", "--kind", help="env (a pinned environment.yml) or explicit (@EXPLICIT URLs)."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="Which of the lock's platforms (default: this machine's)."),
+    out: Optional[Path] = options.out("Write here instead of stdout."),
+    matrix: Path = options.MATRIX,
+) -> None:
+    """The lock as a fully pinned environment.yml or an @EXPLICIT file, for conda/mamba users."""
+    import sys
+
+    from envctl.cli.printing import note
+    from envctl.everyday.envexport import export_env
+
+    text, notes = export_env(matrix, target, kind=kind, platform=platform)
+    for line in notes:
+        note(line)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        from envctl.core.atomic import write_text_atomic
+
+        write_text_atomic(out, text)
+        note(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    add_commands(app, run, doctor, export_cmd)
+    env_app = typer.Typer(no_args_is_help=True, help="Hand an env to people who use conda directly.")
+    add_commands(env_app, env_export)
+    app.add_typer(env_app, name="env")

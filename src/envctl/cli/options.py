@@ -1,0 +1,51 @@
+"""Options shared by several commands, defined once so every command spells them alike.
+
+`MATRIX` and `JSON` are the same everywhere. The others keep their flags and
+defaults here and take the per-command help text, which says what the option
+means for that command (e.g. `--target` "The target to build." for create).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+MATRIX = typer.Option(Path("envs/matrix.yaml"), "--matrix", "-m", help="The matrix file.")
+JSON = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
+
+
+def targets(help: str) -> Any:
+    """Target names as positional arguments (none means the command's default)."""
+    return typer.Argument(None, help=help)
+
+
+def all_targets(help: str) -> Any:
+    return typer.Option(False, "--all", help=help)
+
+
+def target(help: str, *, required: bool = False) -> Any:
+    return typer.Option(... if required else None, "--target", "-t", help=help)
+
+
+def prefix(help: str) -> Any:
+    return typer.Option(None, "--prefix", help=help)
+
+
+def timeout(help: str) -> Any:
+    return typer.Option(None, "--timeout", help=help)
+
+
+def out(help: str, *, required: bool = False, short: bool = True) -> Any:
+    """`--out` (and `-o`, except where a command never had it: certify)."""
+    flags = ("--out", "-o") if short else ("--out",)
+    return typer.Option(... if required else None, *flags, help=help)
+
+
+def channel(help: str) -> Any:
+    return typer.Option(None, "--channel", help=help)
+
+
+def opset(help: str) -> Any:
+    return typer.Option(None, "--opset", help=help)

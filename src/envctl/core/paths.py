@@ -1,0 +1,83 @@
+"""Where a project keeps each stage's files: the one home for these names.
+
+    <root>/envs/matrix.yaml                      the matrix
+    <root>/envs/<target>/environment.yml         render
+    <root>/envs/<target>/virtual-packages.yml    render (for conda-lock users)
+    <root>/locks/<target>.conda-lock.yml         lock
+    <root>/.envctl/envs/<target>                 create (the env; git-ignored)
+    <root>/certs/<target>.json                   certify
+
+Functions take a target name or anything with a `.name` (a matrix Target), so
+that this module needs nothing from the later stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Union
+
+LOCK_SUFFIX = ".conda-lock.yml"
+ENV_FILE = "environment.yml"
+VIRTUAL_PACKAGES_FILE = "virtual-packages.yml"
+DEFAULT_MATRIX = Path("envs/matrix.yaml")
+
+
+class _Named(Protocol):
+    name: str
+
+
+TargetRef = Union[str, _Named]
+
+
+def _name(target: TargetRef) -> str:
+    return target if isinstance(target, str) else target.name
+
+
+def project_root(matrix_path: Path) -> Path:
+    """The project a matrix belongs to: the folder holding envs/ (or the matrix's own folder)."""
+    parent = Path(matrix_path).absolute().parent
+    return parent.parent if parent.name == "envs" else parent
+
+
+def env_dir(root: Path, target: TargetRef) -> Path:
+    return Path(root) / "envs" / _name(target)
+
+
+def env_file(root: Path, target: TargetRef) -> Path:
+    return env_dir(root, target) / ENV_FILE
+
+
+def virtual_packages_file(root: Path, target: TargetRef) -> Path:
+    return env_dir(root, target) / VIRTUAL_PACKAGES_FILE
+
+
+def locks_dir(root: Path) -> Path:
+    return Path(root) / "locks"
+
+
+def lock_path(root: Path, target: TargetRef) -> Path:
+    return locks_dir(root) / f"{_name(target)}{LOCK_SUFFIX}"
+
+
+def envs_home(root: Path) -> Path:
+    """Where envctl builds envs: <root>/.envctl/envs."""
+    return Path(root).absolute() / ".envctl" / "envs"
+
+
+def default_prefix(root: Path, target: TargetRef) -> Path:
+    return envs_home(root) / _name(target)
+
+
+def certs_dir(root: Path) -> Path:
+    return Path(root) / "certs"
+
+
+def cert_path(root: Path, target: TargetRef) -> Path:
+    return certs_dir(root) / f"{_name(target)}.json"
+
+
+def env_python(prefix: Path) -> Path:
+    """An env's interpreter (conda layout: python.exe at the top on Windows)."""
+    import os
+
+    return Path(prefix) / ("python.exe" if os.name == "nt" else "bin/python")

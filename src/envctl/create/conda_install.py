@@ -1,0 +1,209 @@
+"""The conda part of a create: the lock's entries, records rebuilt from them, linked by py-rattler.
+
+Records are looked up again in the locked channel's repodata and must carry
+the lock's hashes; what conda-lock's parser read is cached per lock sha256 so
+later envs of the same lock skip importing conda-lock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from envctl.core.atomic import write_bytes_atomic
+from envctl.core.errors import EnvctlError
+from envctl.core.hashing import sha256_bytes, sha256_file
+from envctl.create.prefixswap import Progress, emit
+from envctl.create.verify import cache_home
+
+if TYPE_CHECKING:
+    from envctl.create.pip_install import PipPackage
+
+
+@dataclass(frozen=True)
+class _Hashes:
+    md5: str | None
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class CondaEntry:
+    """One locked conda package, as conda-lock's parser read it."""
+
+    name: str
+    version: str
+    url: str
+    hash: _Hashes
+
+
+PLAN_VERSION = 1
+
+
+def _plan_path(lock_sha: str) -> Path:
+    return cache_home() / "plans" / f"{lock_sha}.json"
+
+
+def _parse_plan(lock: Path, lock_sha: str, name: str) -> dict[str, Any]:
+    """What conda-lock's own parser reads in the lock, as plain data.
+
+    Importing conda_lock costs most of a second, more than linking a whole
+    env from warm caches; the result is therefore kept under envctl's cache,
+    keyed by the sha256 of the lock's bytes, so the next env of the same lock
+    (another prefix, a --force rebuild) skips it. A changed lock has another
+    sha256 and is parsed afresh.
+    """
+    path = _plan_path(lock_sha)
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+        if plan.get("plan_version") == PLAN_VERSION and plan.get("lock_sha256") == lock_sha:
+            return plan
+    except (OSError, ValueError, AttributeError):
+        pass
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    data = lock.read_bytes()
+    if sha256_bytes(data) != lock_sha:
+        raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
+    try:
+        parsed = parse_conda_lock_file(lock)
+    except Exception as exc:  # pydantic/yaml errors: a broken file, not a bug of ours
+        raise EnvctlError(f"cannot read the lock: {exc}", file=lock, hint=f"Re-lock with `envctl lock --target {name}`.") from None
+    if sha256_file(lock) != lock_sha:
+        raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
+    meta = parsed.metadata
+    plan = {
+        "plan_version": PLAN_VERSION,
+        "lock_sha256": lock_sha,
+        "target": (meta.custom_metadata or {}).get("envctl_target"),
+        "platforms": list(meta.platforms),
+        "packages": [
+            {"platform": p.platform, "manager": p.manager, "name": p.name, "version": p.version, "url": p.url,
+             "md5": p.hash.md5, "sha256": p.hash.sha256}
+            for p in parsed.package
+        ],
+    }
+    try:
+        write_bytes_atomic(path, json.dumps(plan, separators=(",", ":")).encode())
+    except EnvctlError:
+        pass  # an unwritable cache only costs the next create the parse again
+    return plan
+
+
+def read_lock_entries(lock: Path, name: str, host: str, lock_sha: str) -> tuple[list[CondaEntry], list[PipPackage]]:
+    """The lock's conda and pip entries for `host`, through conda-lock's own parser."""
+    from envctl.create.pip_install import PipPackage
+
+    plan = _parse_plan(lock, lock_sha, name)
+    locked_for = plan["target"]
+    if locked_for and locked_for != name:
+        raise EnvctlError(f"the lock was made for target '{locked_for}', not '{name}'", file=lock)
+    if host not in plan["platforms"]:
+        raise EnvctlError(
+            f"the lock for '{name}' covers {', '.join(plan['platforms'])}, not this machine's platform {host}; "
+            "an env can only be created for the host platform",
+            file=lock,
+            hint="Add the host's platform to the target's platforms and re-lock, or create it on a matching machine.",
+        )
+    entries = [p for p in plan["packages"] if p["platform"] == host]
+    conda = [CondaEntry(p["name"], p["version"], p["url"], _Hashes(p["md5"], p["sha256"]))
+             for p in entries if p["manager"] == "conda"]
+    pip = [PipPackage(p["name"], p["version"], p["url"], p["sha256"] or "") for p in entries if p["manager"] == "pip"]
+    return conda, pip
+
+
+def conda_records(entries: list[Any], lock: Path) -> list[Any]:
+    """RepoDataRecords for the locked conda entries: the exact locked files, from their channels' repodata.
+
+    Every hash that both the lock and the channel give must agree, and a
+    file:// archive is hashed too (rattler 0.28 links local files unhashed).
+    """
+    import asyncio
+    from urllib.parse import unquote, urlparse
+    from urllib.request import url2pathname
+
+    import rattler
+
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for entry in entries:
+        channel, subdir, _ = entry.url.split("#", 1)[0].rsplit("/", 2)
+        groups.setdefault((channel, subdir), []).append(entry)
+    gateway = rattler.Gateway(show_progress=False)
+    records = []
+    for (channel, subdir), group in groups.items():
+        names = sorted({e.name for e in group})
+        try:
+            found = asyncio.run(gateway.query([channel], [subdir], names, recursive=False))
+        except Exception as exc:
+            raise EnvctlError(f"cannot read the repodata of {channel}/{subdir}: {exc}", file=lock) from None
+        by_file = {r.file_name: r for per_source in found for r in per_source}
+        for entry in group:
+            url = entry.url.split("#", 1)[0]
+            filename = url.rsplit("/", 1)[1]
+            record = by_file.get(filename) or by_file.get(unquote(filename))
+            if record is None:
+                raise EnvctlError(
+                    f"conda package {entry.name} {entry.version}: {filename} is no longer in {channel}/{subdir}",
+                    file=lock, hint="Re-lock the target against the channel as it is now.",
+                )
+            checked = False
+            for kind in ("sha256", "md5"):
+                expected, actual = (getattr(entry.hash, kind) or "").lower(), getattr(record, kind)
+                if expected and actual:
+                    _check_hash(entry, "the channel's " + kind, expected, actual.hex(), url, lock)
+                    checked = True
+            if not checked:
+                raise EnvctlError(f"conda package {entry.name} {entry.version}: no hash to check against the lock", file=lock)
+            if url.startswith("file:") and entry.hash.sha256:
+                path = Path(url2pathname(urlparse(url).path))
+                try:
+                    actual_sha = sha256_file(path)
+                except OSError as exc:
+                    raise EnvctlError(f"conda package {entry.name}: cannot read {path}: {exc.strerror}", file=lock) from None
+                _check_hash(entry, "the archive's sha256", entry.hash.sha256.lower(), actual_sha, str(path), lock)
+            records.append(record)
+    return records
+
+
+def _check_hash(entry: Any, what: str, expected: str, actual: str, where: str, lock: Path) -> None:
+    if expected != actual:
+        raise EnvctlError(
+            f"conda package {entry.name} {entry.version}: {what} does not match the lock "
+            f"(expected {expected}, actual {actual}; {where}). Nothing was changed.",
+            file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.", exit_code=1,
+        )
+
+
+def install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Progress | None, lock: Path) -> None:
+    if not entries:
+        return
+    import asyncio
+
+    import rattler
+
+    records = conda_records(entries, lock)
+
+    class Reporter(rattler.InstallerReporter):
+        total = done = 0
+
+        def on_transaction_start(self, total_operations: int) -> None:
+            self.total = total_operations
+
+        def on_transaction_operation_complete(self, operation: int) -> None:
+            self.done += 1
+            emit(progress, "conda-package", done=self.done, total=self.total, transient=True,
+                  message=f"linked {self.done}/{self.total} conda packages")
+
+    try:
+        asyncio.run(rattler.install(
+            records,
+            target_prefix=staging,
+            # Files are patched with the final path, so the env works once renamed there.
+            alternative_target_prefix=prefix,
+            installed_packages=[],  # fresh folder: nothing to scan
+            show_progress=False,
+            reporter=Reporter() if progress is not None else None,
+        ))
+    except Exception as exc:
+        raise EnvctlError(f"linking the conda packages of the lock failed: {exc}", file=lock, exit_code=1) from None

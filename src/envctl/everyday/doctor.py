@@ -1,0 +1,387 @@
+"""`envctl doctor`: this machine, one env, and what would break an export there.
+
+Everything about the env is measured by a probe run with the env's own
+python (-I, so nothing of envctl's interpreter leaks in) that prints JSON:
+versions by import and by distribution metadata, how torch and onnxruntime
+were built. Drift compares the env (conda-meta/*.json for the conda part,
+the distributions not owned by a conda package for the pip part) with the
+lock's entries for the env's platform. Rule findings come from the same
+rules as `envctl matrix check`, run on a target whose specs are the exact
+installed versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from envctl.core.errors import EnvctlError
+from envctl.core.paths import lock_path
+
+# Drift in these breaks the certified combination (conda spellings included).
+MANAGED = {"torch", "pytorch", "onnx", "onnxruntime", "onnxruntime-gpu", "protobuf", "libprotobuf", "numpy"}
+MODULES = (("numpy", "numpy"), ("protobuf", "google.protobuf"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime"),
+           ("torch", "torch"), ("onnxscript", "onnxscript"))
+REQUIRED = ("numpy", "protobuf", "onnx", "onnxruntime", "torch")
+
+# Standard library only at import time: it must run in any env, even a broken one.
+PROBE = r'''
+import importlib, json, os, platform, sys
+from importlib import metadata
+out = {"python": platform.python_version(), "executable": sys.executable, "prefix": sys.prefix,
+       "packages": {}, "dists": []}
+for d in metadata.distributions():
+    try:
+        if d.metadata["Name"]:  # a half-removed dist-info has no name: not a package any more
+            out["dists"].append({"name": d.metadata["Name"], "version": d.version,
+                                 "folder": os.path.basename(str(getattr(d, "_path", ""))),
+                                 "installer": (d.read_text("INSTALLER") or "").strip()})
+    except Exception:
+        pass
+def first(e):
+    return ("%s: %s" % (type(e).__name__, e)).strip().splitlines()[0][:300]
+for key, name in MODULES:
+    rec = out["packages"][key] = {"version": None, "error": None}
+    try:
+        mod = importlib.import_module(name)
+        rec["version"] = getattr(mod, "__version__", "unknown")
+    except BaseException as e:
+        rec["error"] = first(e)
+        continue
+    try:
+        if key == "torch":
+            rec.update(cuda=mod.version.cuda, cuda_available=bool(mod.cuda.is_available()),
+                       cudnn=mod.backends.cudnn.version() if mod.backends.cudnn.is_available() else None,
+                       build="cuda" if mod.version.cuda else ("rocm" if getattr(mod.version, "hip", None) else "cpu"))
+        elif key == "onnxruntime":
+            rec.update(providers=mod.get_available_providers(), device=mod.get_device())
+        elif key == "onnx":
+            rec.update(ir_version=mod.IR_VERSION, max_opset=mod.defs.onnx_opset_version())
+        elif key == "protobuf":
+            from google.protobuf.internal import api_implementation
+            rec["implementation"] = api_implementation.Type()
+    except BaseException as e:
+        rec["build_error"] = first(e)
+print(json.dumps(out))
+'''.replace("MODULES", repr(MODULES))
+
+
+def _import_remedy(name: str, error: str, fix: str) -> str:
+    """A missing module said plainly; anything else as the smoke runner classifies it (one table for both)."""
+    missing = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", error)
+    if missing:
+        top = missing.group(1).split(".")[0].replace("google", "protobuf")  # google.protobuf is protobuf's
+        what = f"{name} is not installed" if top == name else f"{name} needs {top}, which is missing"
+        return f"{what}; {fix}"
+    import importlib.util
+
+    from envctl.smoke import RUNNER_PATH
+
+    spec = importlib.util.spec_from_file_location("envctl_smoke_runner_doctor", RUNNER_PATH)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)  # stdlib-only at import time
+    return runner.classify("versions", error)[1]
+
+
+def probe(python: Path) -> dict:
+    from envctl.core.process import foreign_python_env
+
+    try:
+        proc = subprocess.run([str(python), "-I", "-c", PROBE], capture_output=True, text=True, timeout=600,
+                              env=foreign_python_env())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"cannot run {python}: {exc}"}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):  # a crash in native code while importing
+        return {"error": f"{python} exited {proc.returncode} while importing: {proc.stderr.strip()[-800:]}"}
+
+
+def _canon(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name)
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    if a is None or b is None:
+        return a == b
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def _conda_installed(prefix: Path) -> tuple[dict[str, dict], set[str]]:
+    """conda packages in the env (name -> record) and the dist-info folders they own."""
+    packages, owned = {}, set()
+    for path in sorted((prefix / "conda-meta").glob("*.json")):
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(rec, dict) or "name" not in rec:
+            continue  # envctl-state.json and other non-package files
+        packages[rec["name"]] = rec
+        owned.update(part for f in rec.get("files", []) for part in f.split("/")[:-1]
+                     if part.endswith((".dist-info", ".egg-info")))
+    return packages, owned
+
+
+def drift(prefix: Path, lock: Path, platform: str, dists: list[dict]) -> dict:
+    """Packages added, removed or changed in the env since it was created from `lock`."""
+    import yaml
+
+    doc = yaml.load(lock.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    entries = [p for p in doc.get("package", []) if p.get("platform") == platform]
+    conda, owned = _conda_installed(prefix)
+    pip = {_canon(d["name"]): d for d in dists if d["folder"] not in owned}
+    out = []
+
+    def add(kind, name, manager, locked, installed):
+        out.append({"kind": kind, "name": name, "manager": manager, "locked": locked, "installed": installed,
+                    "managed": _canon(name) in MANAGED})
+    for manager, have in (("conda", {n: f"{r['version']} {r.get('build', '')}".strip() for n, r in conda.items()}),
+                          ("pip", {n: d["version"] for n, d in pip.items()})):
+        want = {(_canon(e["name"]) if manager == "pip" else e["name"]):
+                (f"{e['version']} {e.get('build') or ''}".strip() if manager == "conda" else str(e["version"]))
+                for e in entries if e.get("manager") == manager}
+        for name in sorted(set(want) | set(have)):
+            if name not in have:
+                add("removed", name, manager, want[name], None)
+            elif name not in want:
+                add("added", name, manager, None, have[name])
+            elif not (_same(want[name], have[name]) if manager == "pip" else want[name] == have[name]):
+                add("changed", name, manager, want[name], have[name])
+    return {"checked": True, "lock": str(lock), "platform": platform, "packages": out}
+
+
+def _exact(version: str | None):
+    from envctl.matrix.versions import ANY, Spec, SpecError
+
+    for text in (version, f"=={version}"):
+        try:
+            return Spec.parse(text) if version else ANY
+        except SpecError:
+            continue
+    return ANY
+
+
+def installed_target(found: dict, target=None, opset: int | None = None, facts: dict | None = None):
+    """A Target whose specs are the env's exact versions, for rules.check_target."""
+    from envctl.matrix.loader import Target
+    from envctl.host.platform import host_platform
+
+    pk = found["packages"]
+    dist = {_canon(d["name"]): d["version"] for d in found["dists"]}
+    ver = {k: dist.get(k) or (pk.get(k) or {}).get("version") for k in ("torch", "onnx", "protobuf", "numpy", "onnxscript")}
+    ver["onnxruntime"] = dist.get("onnxruntime") or dist.get("onnxruntime-gpu") or pk["onnxruntime"].get("version")
+    specs = {k: _exact(v) for k, v in ver.items()}
+    exact = dict(python=_exact(found["python"]), torch=specs["torch"], onnx=specs["onnx"], onnxruntime=specs["onnxruntime"],
+                 protobuf=specs["protobuf"], numpy=specs["numpy"] if ver["numpy"] else None,
+                 onnxscript=specs["onnxscript"] if ver["onnxscript"] else None)
+    if target is not None:
+        return replace(target, **exact, opset=opset or target.opset)
+    providers = (pk["onnxruntime"].get("providers") or [])
+    gpu = "onnxruntime-gpu" in dist or "CUDAExecutionProvider" in providers
+    torch_new = specs["torch"].exact is not None and specs["torch"].exact.release[:2] >= (2, 5)
+    jetson = (facts or {}).get("jetson") or {}
+    return Target(
+        name="installed", platforms=(host_platform(),), channels=tuple(found.get("channels") or ("conda-forge",)),
+        opset=opset or 18, exporters=("torchscript", "dynamo") if torch_new else ("torchscript",),
+        cuda=(pk["torch"].get("cuda") or None), onnxruntime_build="gpu" if gpu else "cpu",
+        execution_provider="CUDAExecutionProvider" if gpu else "CPUExecutionProvider",
+        pip=tuple(found.get("pip_managed", ())),
+        host_provides=tuple((k, str(v)) for k, v in jetson.items() if k in ("l4t", "cuda")), **exact)
+
+
+def _locate(matrix_path: Path, target_name: str | None, prefix: Path | None):
+    """(target or None, prefix, python, kind) of the env to inspect."""
+    from envctl.core.paths import env_python
+    from envctl.core.paths import default_prefix
+    from envctl.create.build import env_state
+    from envctl.core.paths import project_root
+
+    target = None
+    if target_name:
+        from envctl.matrix.loader import load_matrix
+
+        (target,) = load_matrix(matrix_path).select([target_name])
+    if prefix is None and target is None:
+        return None, Path(sys.prefix), Path(sys.executable), "current interpreter"
+    prefix = Path(os.path.abspath(prefix)) if prefix else default_prefix(project_root(matrix_path), target)
+    if not env_python(prefix).exists():
+        hint = f"Create it with `envctl create --target {target.name}`." if target else "Check the path."
+        raise EnvctlError(f"there is no env at {prefix} (no {env_python(prefix)})", hint=hint)
+    made_for = (env_state(prefix) or {}).get("target")
+    if target is None and made_for and Path(matrix_path).exists():
+        from envctl.matrix.loader import load_matrix
+
+        target = load_matrix(matrix_path).targets.get(made_for)  # judge it as the target it was made for
+    return target, prefix, env_python(prefix), "target env" if target else "prefix"
+
+
+def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | None = None, opset: int | None = None) -> dict:
+    """Everything `envctl doctor` reports, as JSON-ready data (see the module doc)."""
+    from envctl.core.hashing import sha256_file
+
+    from envctl.create.build import env_state
+    from envctl.host.facts import host_facts
+    from envctl.core.paths import project_root
+    from envctl.pipeline.stages import host_blocker
+    from envctl.host.platform import host_platform
+    from envctl.rules.api import check_target
+
+    chosen, where, python, kind = _locate(matrix_path, target, prefix)
+    facts = host_facts()
+    report: dict = {"host": facts, "env": {"kind": kind, "prefix": str(where), "python": str(python),
+                                           "target": chosen.name if chosen else None},
+                    "packages": {}, "targets": [], "drift": {"checked": False}, "findings": [], "problems": [],
+                    "warnings": []}
+    problems, warnings = report["problems"], report["warnings"]
+    found = probe(python)
+    if "error" in found:
+        problems.append(f"the env's python cannot be probed: {found['error']}")
+        report["breaks_export"] = True
+        return report
+    report["env"]["python_version"] = found["python"]
+    report["packages"] = found["packages"]
+    dists = {_canon(d["name"]) for d in found["dists"]}
+    custom = "" if prefix is None else f" --prefix {where}"
+    fix = (f"`envctl create --target {chosen.name}{custom} --force` restores the locked env" if chosen
+           else "`envctl create --target T` builds an env with a locked export stack")
+    for name in REQUIRED:
+        error = found["packages"][name]["error"]
+        if error:
+            problems.append(f"import {name} fails: {error}. Remedy: {_import_remedy(name, error, fix)}")
+    if {"onnxruntime", "onnxruntime-gpu"} <= dists:
+        warnings.append("onnxruntime and onnxruntime-gpu are both installed and share one module: uninstall both, "
+                        "then install only the one you need")
+
+    # which matrix targets this machine can run
+    if Path(matrix_path).exists():
+        from envctl.matrix.loader import load_matrix
+
+        for t in load_matrix(matrix_path).targets.values():
+            why = host_blocker(t, facts)
+            report["targets"].append({"target": t.name, "runnable": why is None, "reason": why})
+
+    # drift against the lock the env was created from
+    state = env_state(where) or {}
+    conda, owned = _conda_installed(where)
+    found["channels"] = sorted({r.get("channel", "").rstrip("/") for r in conda.values() if r.get("channel")})
+    found["pip_managed"] = [n for n in ("torch", "onnx", "onnxruntime", "protobuf", "numpy")
+                            if any(_canon(d["name"]) in (n, n + "-gpu") and d["folder"] not in owned for d in found["dists"])]
+    name = chosen.name if chosen else state.get("target")
+    if state and name:
+        lock = lock_path(project_root(matrix_path), name)
+        lock = lock if lock.exists() or not state.get("lock_file") else Path(state["lock_file"])
+        if lock.exists():
+            report["drift"] = drift(where, lock, state.get("host_platform") or host_platform(), found["dists"])
+            changed = sha256_file(lock) != state.get("lock_sha256")
+            report["drift"]["lock_changed"] = changed
+            managed = [p for p in report["drift"]["packages"] if p["managed"]]
+            if changed:
+                warnings.append(f"{lock.name} changed since this env was created: `envctl create --target {name}` "
+                                "updates the env (differences below are against the new lock)")
+            elif managed:
+                problems.append("the env drifted from its lock in " + ", ".join(
+                    f"{p['name']} ({p['locked'] or 'absent'} -> {p['installed'] or 'removed'})" for p in managed)
+                    + f": `envctl create --target {name}{custom} --force` restores it")
+        else:
+            report["drift"]["why"] = f"no lock at {lock}"
+    else:
+        report["drift"]["why"] = "not an env made by envctl (no conda-meta/envctl-state.json): no lock to compare"
+
+    # rules, on the exact installed versions
+    if all(found["packages"][k]["version"] or _canon(k) in dists for k in ("torch", "onnx", "onnxruntime")):
+        installed = installed_target(found, chosen, opset, facts)
+        report["rules_at"] = {"opset": installed.opset, "exporters": list(installed.exporters)}
+        report["findings"] = [f.__dict__ for f in check_target(installed)]
+        problems += [f"rule {f['rule']}: {f['message']}" for f in report["findings"] if f["severity"] == "error"]
+        if "dynamo" in installed.exporters and found["packages"]["onnxscript"]["error"] and chosen is not None:
+            problems.append(f"the dynamo exporter needs onnxscript: {found['packages']['onnxscript']['error']}")
+    if chosen is not None and found["packages"]["onnxruntime"].get("providers") is not None:
+        if chosen.execution_provider not in found["packages"]["onnxruntime"]["providers"]:
+            problems.append(f"{chosen.name} needs {chosen.execution_provider}; this onnxruntime offers "
+                            f"{', '.join(found['packages']['onnxruntime']['providers'])}")
+    torch_cuda = found["packages"]["torch"].get("cuda")
+    driver = (facts.get("nvidia") or {}).get("driver_cuda")
+    if torch_cuda and driver and int(torch_cuda.split(".")[0]) > int(driver.split(".")[0]):
+        warnings.append(f"torch is a CUDA {torch_cuda} build; the driver supports CUDA {driver}: upgrade the driver")
+    report["breaks_export"] = bool(problems)
+    return report
+
+
+def print_report(report: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from envctl.core.output import SEVERITY_STYLE, console
+
+    h = report["host"]
+    gpu = "none"
+    if h.get("nvidia") and h["nvidia"].get("gpus"):
+        gpu = ", ".join(f"{g['name']} (driver {g.get('driver')})" for g in h["nvidia"]["gpus"])
+        gpu += f", driver CUDA {h['nvidia'].get('driver_cuda') or '?'}"
+    elif h.get("jetson"):
+        gpu = f"Jetson L4T {h['jetson'].get('l4t')}, CUDA {h['jetson'].get('cuda', '?')}"
+    console.print(f"[bold]host[/] {h['platform']} ({h['os']} {h['os_release']}, {h.get('libc') or 'no glibc'}), "
+                  f"CPU {escape(str(h['cpu']))} x{h['cpus']}, GPU: {escape(gpu)}", soft_wrap=True)
+    env = report["env"]
+    console.print(f"[bold]env[/] {env['kind']}{' ' + env['target'] if env['target'] else ''}: {env['prefix']} "
+                  f"(python {env.get('python_version', '?')})", soft_wrap=True)
+    table = Table(title_justify="left")
+    for col in ("package", "version", "build / notes"):
+        table.add_column(col, overflow="fold")
+    for key, rec in report["packages"].items():
+        notes = rec.get("error") and f"[red]import fails: {escape(rec['error'])}[/]"
+        if not notes and key == "torch":
+            notes = f"{rec.get('build')} build" + (f", CUDA {rec['cuda']}, cuDNN {rec.get('cudnn')}, GPU visible: "
+                                                    f"{rec.get('cuda_available')}" if rec.get("cuda") else "")
+        elif not notes and key == "onnxruntime":
+            notes = ", ".join(rec.get("providers") or [])
+        elif not notes and key == "onnx":
+            notes = f"IR {rec.get('ir_version')}, opsets <= {rec.get('max_opset')}"
+        elif not notes and key == "protobuf":
+            notes = f"{rec.get('implementation')} implementation"
+        table.add_row(key, rec.get("version") or "-", notes or "")
+    if report["packages"]:
+        console.print(table)
+    if report["targets"]:
+        runnable = [t["target"] for t in report["targets"] if t["runnable"]]
+        console.print(f"[bold]targets this machine can run[/]: {', '.join(runnable) or 'none'}")
+        for t in report["targets"]:
+            if not t["runnable"]:
+                console.print(f"  [dim]{t['target']}: {escape(t['reason'])}[/]", soft_wrap=True)
+    d = report["drift"]
+    if not d.get("checked"):
+        console.print(f"[bold]drift[/]: not checked ({escape(d.get('why', ''))})")
+    elif not d["packages"]:
+        console.print(f"[bold]drift[/]: none; the env matches {d['lock']}")
+    else:
+        console.print(f"[bold]drift[/] against {d['lock']}:")
+        for p in d["packages"]:
+            style = "red" if p["managed"] else "yellow"
+            console.print(f"  [{style}]{p['kind']}[/] {p['manager']} {p['name']}: {p['locked'] or '-'} -> {p['installed'] or '-'}")
+    if "rules_at" in report:
+        at = report["rules_at"]
+        console.print(f"[bold]rules[/] on the installed versions (opset {at['opset']}, {', '.join(at['exporters'])}): "
+                      f"{len(report['findings']) or 'no'} finding(s)")
+        for f in report["findings"]:
+            console.print(f"  [{SEVERITY_STYLE[f['severity']]}]{f['severity']}[/] {f['rule']}: {escape(f['message'])}"
+                          + (f"\n    remedy: {escape(f['remedy'])}" if f["remedy"] else "")
+                          + f"\n    [dim]source: {escape(f['source'])}[/]", soft_wrap=True)
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning[/]: {escape(w)}", soft_wrap=True)
+    for p in report["problems"]:
+        console.print(f"[bold red]breaks an export[/]: {escape(p)}", soft_wrap=True)
+    console.print("[green]ok: nothing here would break an export[/]" if not report["breaks_export"]
+                  else f"{len(report['problems'])} problem(s) would break an export.")

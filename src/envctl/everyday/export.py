@@ -1,0 +1,218 @@
+"""`envctl export`: the team's own model through the certification recipe.
+
+One implementation serves both: this builds a smoke-runner spec with the one
+model and exporter asked for and runs the same runner certification runs
+(pre-export checks, export, onnx.checker, ONNX Runtime session, inference at
+several sizes against PyTorch, optional simplification), in a target env or
+the current interpreter. The runner itself saves the verified model to
+--out (spec "out"), only when everything passed, so a failed export never
+leaves a file that looks shippable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from envctl.core.errors import EnvctlError
+from envctl.smoke import BUILTIN_MODELS
+from envctl.core.paths import lock_path
+
+EXPORTERS = ("torchscript", "dynamo")
+SIMPLIFIERS = ("auto", "onnxslim", "onnxsim")
+
+
+def parse_dynamic(values: list[str]) -> dict[str, dict[int, str]] | None:
+    """NAME:AXIS[:DIM] options as the runner's {name: {axis: dim_name}}; None when none given."""
+    if not values:
+        return None
+    axes: dict[str, dict[int, str]] = {}
+    for value in values:
+        m = re.fullmatch(r"([^:]+):(\d+)(?::(\w+))?", value.strip())
+        if not m:
+            raise EnvctlError(f"--dynamic {value!r}: expected NAME:AXIS or NAME:AXIS:DIM, e.g. x:0 or tokens:1:seq",
+                              key="--dynamic")
+        name, axis = m.group(1), int(m.group(2))
+        # Axis 0 is the batch everywhere, so inputs share it; other axes are per input unless DIM names them alike.
+        dim = m.group(3) or ("batch" if axis == 0 else re.sub(r"\W", "_", f"{name}_{axis}"))
+        axes.setdefault(name, {})[axis] = dim
+    return axes
+
+
+def parse_sizes(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        sizes = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes):
+        raise EnvctlError(f"--sizes {text!r}: expected positive integers separated by commas, e.g. 1,2,5", key="--sizes")
+    return sizes
+
+
+def _where(matrix_path: Path, target_name: str | None, prefix: Path | None):
+    """(target or None, python, description) of the env to export in."""
+    from envctl.core.paths import env_python
+    from envctl.core.paths import default_prefix
+
+    target = None
+    if target_name:
+        from envctl.matrix.loader import load_matrix
+        from envctl.pipeline.stages import host_blocker
+        from envctl.core.paths import project_root
+
+        (target,) = load_matrix(matrix_path).select([target_name])
+        blocker = host_blocker(target)
+        if blocker:
+            raise EnvctlError(f"cannot export in target '{target.name}' here: {blocker}", exit_code=1)
+        prefix = prefix or default_prefix(project_root(matrix_path), target)
+    if prefix is None:
+        return None, Path(sys.executable), f"the current interpreter ({sys.executable})"
+    python = env_python(Path(os.path.abspath(prefix)))
+    if not python.exists():
+        hint = f"Create it with `envctl create --target {target.name}`." if target else "Check the path."
+        raise EnvctlError(f"there is no env at {prefix}", hint=hint)
+    return target, python, f"{'target ' + target.name if target else 'the env'} ({python.parent.parent})"
+
+
+def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Path, *, opset, exporter, dynamic,
+                      simplify, sizes, path: Path | None) -> dict:
+    from envctl.certify.certify import build_spec, expected_versions, probe_python, provider_order
+    from envctl.host.runnable import needs_gpu
+    from envctl.core.paths import project_root
+    from envctl.host.platform import host_platform
+
+    root = project_root(matrix_path)
+    if target is not None:
+        lock = lock_path(root, target.name)
+        device = "cuda" if needs_gpu(target) else "cpu"
+        spec = build_spec(target, root, device=device, providers=provider_order(target.execution_provider),
+                          required=target.execution_provider,
+                          expected=expected_versions(lock, host_platform()) if lock.exists() else {})
+    else:  # what certify does for --target host: CUDA when this python's torch sees a GPU
+        cuda = bool(probe_python(python).get("cuda"))
+        required = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+        spec = build_spec(None, root, device="cuda" if cuda else "cpu", providers=provider_order(required),
+                          required=required, expected={})
+    spec.update(target=target.name if target else "export", models=[ref], exporters=[exporter],
+                model_paths=[str(Path(path or Path.cwd()).absolute())], dynamic=dynamic, out=str(out))
+    if opset is not None:
+        spec["opset"] = opset
+    if simplify is not None:
+        spec["simplify"] = simplify
+    if sizes:
+        spec["sizes"] = sizes
+    return spec
+
+
+def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None = None, prefix: Path | None = None,
+                 opset: int | None = None, dynamic: list[str] = (), exporter: str | None = None,
+                 simplify: str | None = None, sizes: str | None = None, path: Path | None = None,
+                 timeout: float | None = None) -> dict:
+    """Run the recipe; return the report (status, versions, per-size errors, files, failure)."""
+    from envctl.certify.certify import DEFAULT_TIMEOUT, run_smoke
+
+    if ":" not in ref and ref not in BUILTIN_MODELS:
+        raise EnvctlError(f"{ref!r} is not MODULE:CALLABLE (e.g. mymodel:make_model)")
+    if exporter is not None and exporter not in EXPORTERS:
+        raise EnvctlError(f"--exporter {exporter!r}: choose torchscript or dynamo", key="--exporter")
+    if simplify is not None and simplify not in SIMPLIFIERS:
+        raise EnvctlError(f"--simplify {simplify!r}: choose {', '.join(SIMPLIFIERS)}", key="--simplify")
+    out = Path(os.path.abspath(out))
+    if out.suffix != ".onnx":
+        raise EnvctlError(f"--out {out}: the file name must end in .onnx", key="--out")
+    if path is not None and not Path(path).is_dir():
+        raise EnvctlError(f"--path {path} is not a folder", key="--path")
+    chosen, python, where = _where(matrix_path, target, prefix)
+    # torch's own default since 2.9; a target names its exporters.
+    exporter = exporter or (chosen.exporters[0] if chosen else "dynamo")
+    spec = build_export_spec(matrix_path, chosen, python, ref, out, opset=opset, exporter=exporter,
+                             dynamic=parse_dynamic(list(dynamic)), simplify=simplify, sizes=parse_sizes(sizes), path=path)
+    result, process = run_smoke(python, spec, timeout or (chosen.timeout if chosen else DEFAULT_TIMEOUT))
+    return summarise(ref, exporter, spec, where, result, process)
+
+
+def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | None, process: dict) -> dict:
+    report = {"model": ref, "exporter": exporter, "opset_requested": spec["opset"], "env": where,
+              "status": "failed", "failure": process.get("failure"), "versions": {}, "stages": [], "sizes": [],
+              "opset_written": None, "ir_version": None, "model_bytes": None, "files": [], "warnings": [],
+              "seconds": process.get("seconds"), "output_tail": None}
+    if result is None:
+        report["output_tail"] = process.get("output_tail")
+        return report
+    run = (result.get("runs") or [{}])[0]
+    report.update(status=result["status"], failure=result.get("failure"), versions=result.get("versions", {}),
+                  opset_written=run.get("opset_written"), ir_version=run.get("ir_version"))
+    top = result.get("stages", [])  # "versions" before the model's ladder, "save" after it
+    ordered = [st for st in top if st["name"] != "save"] + run.get("stages", []) + [st for st in top if st["name"] == "save"]
+    report["stages"] = [{k: st.get(k) for k in ("name", "status", "seconds", "message")} for st in ordered]
+    for st in run.get("stages", []):
+        details = st.get("details") or {}
+        report["warnings"] += [f"{st['name']}: {w}" for w in details.get("warnings", [])]
+        if st["name"] == "checker" and details.get("total_bytes") is not None:
+            report["model_bytes"] = details["total_bytes"]
+        if st["name"] == "inference":
+            for case in details.get("cases", []):
+                outs = case.get("outputs", [])
+                shapes = [f"{o['name']}: ONNX shape {o['ort_shape']}, PyTorch {o['shape']}" for o in outs
+                          if o.get("ort_shape") is not None and o.get("ort_shape") != o.get("shape")]
+                report["sizes"].append({
+                    "sizes": case.get("sizes"), "passed": case.get("passed"),
+                    "error": case.get("error") or "; ".join(shapes) or None,
+                    "max_abs": max((o["max_abs"] for o in outs if o.get("max_abs") is not None), default=None),
+                    "max_rel": max((o["max_rel"] for o in outs if o.get("max_rel") is not None), default=None),
+                })
+    if result["status"] == "passed":
+        report["files"] = [{"path": f, "bytes": os.path.getsize(f)} for f in result.get("out_files", []) if os.path.exists(f)]
+    return report
+
+
+def print_report(report: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from envctl.core.output import RESULT_STYLE, human_size, console
+
+    v = report["versions"]
+    stack = ", ".join(f"{k} {v[k]}" for k in ("torch", "onnx", "onnxruntime") if v.get(k))
+    console.print(f"[bold]export[/] {escape(report['model'])} with {report['exporter']} at opset "
+                  f"{report['opset_requested']} in {escape(report['env'])}" + (f" ({stack})" if stack else ""),
+                  soft_wrap=True)
+    if report["stages"]:
+        console.print("stages: " + ", ".join(
+            f"{s['name']} [{RESULT_STYLE.get(s['status'], 'bold')}]{s['status']}[/] {s['seconds'] or 0:.1f}s"
+            for s in report["stages"]), soft_wrap=True)
+    if report["sizes"]:
+        table = Table(title="ONNX Runtime vs PyTorch", title_justify="left")
+        for col in ("sizes", "result", "max abs", "max rel", "error"):
+            table.add_column(col, overflow="fold")
+        for case in report["sizes"]:
+            size = ", ".join(f"{k}={n}" for k, n in (case["sizes"] or {}).items()) or "static"
+            table.add_row(size, "[green]ok[/]" if case["passed"] else "[red]failed[/]",
+                          "-" if case["max_abs"] is None else f"{case['max_abs']:.2e}",
+                          "-" if case["max_rel"] is None else f"{case['max_rel']:.2e}", escape(case["error"] or ""))
+        console.print(table)
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
+    seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
+    if report["status"] == "passed":
+        size = human_size(report["model_bytes"]) if report["model_bytes"] is not None else "?"
+        console.print(f"[green]passed[/]{seconds}: opset {report['opset_written']}, IR {report['ir_version']}, {size}")
+        console.print("files to ship: " + ", ".join(f"{f['path']} ({human_size(f['bytes'])})" for f in report["files"]),
+                      soft_wrap=True)
+        return
+    f = report["failure"] or {}
+    console.print(f"[bold red]failed[/]{seconds}: [red]{escape(str(f.get('class', '?')))}[/] at {f.get('stage', '?')}: "
+                  f"{escape(str(f.get('message', ''))[:600])}", soft_wrap=True)
+    if f.get("remedy"):
+        console.print(f"remedy: {escape(f['remedy'])}", soft_wrap=True)
+    # The runner keeps the tail of the model's own traceback in the failing stage's message.
+    detail = next((st["message"] for st in report["stages"] if st["name"] == f.get("stage") and st["status"] == "failed"), "")
+    if detail and detail.count("\n") >= 2:
+        console.print(f"[dim]{escape(chr(10).join(detail.splitlines()[-12:]))}[/]", soft_wrap=True)
+    if report.get("output_tail"):
+        console.print(f"[dim]{escape(report['output_tail'][-1500:])}[/]", soft_wrap=True)
+    console.print("nothing was written to --out.")

@@ -1,0 +1,146 @@
+"""`envctl run`: a command inside a target's env, as if the env were activated.
+
+No conda is needed: we set what `conda activate <prefix>` sets (PATH with
+<prefix>/bin first, CONDA_PREFIX, CONDA_DEFAULT_ENV, CONDA_SHLVL and the
+CONDA_PREFIX_<n> stack) and, only when the env ships
+`etc/conda/activate.d/*.sh` scripts, source them in bash before exec'ing the
+command, as conda's shell hooks would. The exit status is the command's own
+(128+N for a signal, like a shell).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from envctl.core.errors import EnvctlError
+from envctl.core.paths import lock_path
+from envctl.core.hashing import sha256_file
+
+# Sources every activation script in order, then replaces itself with the command.
+_ACTIVATE = 'for f in "$ENVCTL_ACTIVATE_D"/*.sh; do . "$f" || exit 1; done; unset ENVCTL_ACTIVATE_D; exec "$@"'
+
+
+def resolve_prefix(matrix_path: Path, target: str | None, prefix: Path | None) -> tuple[Path, str | None]:
+    """The env's prefix from --prefix or --target (default .envctl/envs/<target>); EnvctlError if missing."""
+    from envctl.core.paths import default_prefix
+    from envctl.create.build import env_state
+
+    chosen = None
+    if prefix is not None:
+        prefix = Path(os.path.abspath(prefix))
+        name = (env_state(prefix) or {}).get("target")
+    elif target:
+        from envctl.matrix.loader import load_matrix
+        from envctl.core.paths import project_root
+
+        (chosen,) = load_matrix(matrix_path).select([target])  # unknown names get suggestions
+        name, prefix = chosen.name, default_prefix(project_root(matrix_path), chosen)
+    else:
+        raise EnvctlError("name the env: --target T (or --prefix PATH)")
+    if not (prefix / "bin" / "python").exists() and not (prefix / "conda-meta").is_dir():
+        how = f"Create it with `envctl create --target {name}`." if name else "Create it with `envctl create --target T --prefix ...`."
+        if chosen is not None:
+            from envctl.pipeline.stages import host_blocker
+
+            blocker = host_blocker(chosen)
+            how = f"It cannot be created here: {blocker}" if blocker else how
+        raise EnvctlError(f"there is no env at {prefix}.", hint=how)
+    return prefix, name
+
+
+def stale_warning(matrix_path: Path, prefix: Path) -> str | None:
+    """A note when the env was built from another lock than the one in locks/ now."""
+    from envctl.create.build import env_state
+    from envctl.core.paths import project_root
+
+    state = env_state(prefix) or {}
+    if not state.get("target"):
+        return None
+    lock = lock_path(project_root(matrix_path), state['target'])
+    try:
+        current = sha256_file(lock)
+    except OSError:
+        return None
+    if current != state.get("lock_sha256"):
+        return (f"note: {prefix} was built from an older {lock.name}; "
+                f"`envctl create --target {state['target']}` brings it up to date")
+    return None
+
+
+def _without(path_value: str, folder: str | None) -> list[str]:
+    parts = [p for p in path_value.split(os.pathsep) if p]
+    return [p for p in parts if not folder or os.path.normpath(p) != os.path.normpath(folder)]
+
+
+def activated_environ(prefix: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """`base` (default os.environ) as `conda activate <prefix>` would leave it."""
+    env = dict(os.environ if base is None else base)
+    prefix_s = str(prefix)
+    old = env.get("CONDA_PREFIX")
+    parts = _without(env.get("PATH", ""), os.path.join(old, "bin") if old else None)
+    # An active venv (often envctl's own) would otherwise win for `pip`, and
+    # uv installs into $VIRTUAL_ENV before $CONDA_PREFIX.
+    venv = env.pop("VIRTUAL_ENV", None)
+    if venv:
+        parts = _without(os.pathsep.join(parts), os.path.join(venv, "bin"))
+    parts = _without(os.pathsep.join(parts), os.path.join(prefix_s, "bin"))
+    env["PATH"] = os.pathsep.join([os.path.join(prefix_s, "bin"), *parts])
+    try:
+        level = int(env.get("CONDA_SHLVL", "0") or 0)
+    except ValueError:
+        level = 0
+    if old and old != prefix_s:
+        env[f"CONDA_PREFIX_{level}"] = old  # conda keeps the previous env this way
+    env["CONDA_SHLVL"] = str(level + 1)
+    env["CONDA_PREFIX"] = prefix_s
+    env["CONDA_DEFAULT_ENV"] = prefix_s  # what conda sets when activating by path
+    env.pop("PYTHONHOME", None)  # would point the env's python at another stdlib
+    return env
+
+
+def activation_scripts(prefix: Path) -> list[Path]:
+    return sorted((prefix / "etc" / "conda" / "activate.d").glob("*.sh"))
+
+
+def command_line(prefix: Path, command: list[str], env: dict[str, str]) -> list[str]:
+    """What to exec: the command itself, or bash sourcing the activation scripts first."""
+    if not command:
+        raise EnvctlError("no command given: envctl run --target T -- COMMAND [ARGS ...]")
+    exe = command[0]
+    if os.sep not in exe and shutil.which(exe, path=env["PATH"]) is None:
+        raise EnvctlError(f"command '{exe}' not found in {prefix / 'bin'} or on PATH", exit_code=127)
+    if not activation_scripts(prefix):
+        return list(command)
+    bash = shutil.which("bash", path=env["PATH"])
+    if bash is None:
+        raise EnvctlError(f"{prefix} has activation scripts (etc/conda/activate.d/*.sh) but there is no bash to run them")
+    env["ENVCTL_ACTIVATE_D"] = str(prefix / "etc" / "conda" / "activate.d")
+    return [bash, "-c", _ACTIVATE, "envctl-run", *command]
+
+
+def run_in_env(prefix: Path, command: list[str]) -> int:
+    """Run `command` inside the env at `prefix`; return its exit status."""
+    env = activated_environ(prefix)
+    argv = command_line(prefix, command, env)
+    # Ctrl-C reaches the child through the terminal; envctl just waits for its status.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    try:
+        sys.stdout.flush()
+        proc = subprocess.run(argv, env=env)
+    except OSError as exc:
+        raise EnvctlError(f"cannot run {command[0]}: {exc.strerror}", exit_code=126) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

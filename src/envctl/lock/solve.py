@@ -1,0 +1,326 @@
+"""The lock stage: envs/<target>/environment.yml -> locks/<target>.conda-lock.yml.
+
+For every platform of the target, the conda part is solved with py-rattler
+against the target's virtual packages (never the host's: a CUDA target locks
+on a CPU-only runner, a CPU target gets no `__cuda`), then the pip part is
+resolved for that platform and the Python the conda solution holds. Both go
+into one conda-lock file, written only when every platform succeeded, by an
+atomic rename: an interrupted lock leaves the previous file as it was.
+
+`read_lock_meta` and `check_locks` import neither conda_lock nor rattler, so
+freshness checks stay fast.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from envctl import __version__
+from envctl.core.atomic import ensure_inside, write_bytes_atomic
+from envctl.core.errors import EnvctlError
+from envctl.core.paths import env_file, lock_path
+from envctl.lock.lockfile import (
+    KEY_SPEC_HASH,
+    KEY_TARGET,
+    KEY_TARGET_HASH,
+    KEY_VERSION,
+    LockInfo,
+    PlatformLock,
+    read_lock_meta,
+)
+from envctl.matrix.loader import Target
+from envctl.lock.render import recorded_target_hash, spec_hash
+
+Progress = Callable[..., None]
+
+__all__ = [
+    "LockInfo", "LockResult", "PlatformStats", "StaleLock",
+    "check_locks", "lock_path", "lock_target", "read_lock_meta",
+]
+
+
+@dataclass(frozen=True)
+class PlatformStats:
+    platform: str
+    conda_packages: int
+    pip_packages: int
+    solve_seconds: float
+    pip_seconds: float
+
+
+@dataclass(frozen=True)
+class LockResult:
+    target: str
+    path: Path
+    platforms: tuple[str, ...]
+    stats: dict[str, PlatformStats]
+    changed: bool  # False when the new lock is byte-identical to the old one
+    sha256: str  # of the written file, as read_lock_meta reports it
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {p: {"conda": s.conda_packages, "pip": s.pip_packages} for p, s in self.stats.items()}
+
+    @property
+    def seconds(self) -> dict[str, dict[str, float]]:
+        return {p: {"solve": s.solve_seconds, "pip": s.pip_seconds} for p, s in self.stats.items()}
+
+
+@dataclass(frozen=True)
+class StaleLock:
+    target: str
+    reason: str
+    kind: str = "stale"  # missing | stale | unreadable | unrendered
+    path: str | None = None
+
+
+@dataclass
+class _EnvSpec:
+    channels: list[str]
+    platforms: list[str]
+    conda: list[str]
+    pip: list[str]
+    pip_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _str_list(value: Any, what: str, path: Path) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EnvctlError(f"'{what}' must be a list of strings", file=path, key=what)
+    return list(value)
+
+
+def _read_spec(path: Path, text: str) -> _EnvSpec:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise EnvctlError(f"not valid YAML: {exc}", file=path) from None
+    if not isinstance(doc, dict):
+        raise EnvctlError("an environment.yml must be a mapping", file=path)
+    conda: list[str] = []
+    pip: list[str] = []
+    for item in doc.get("dependencies") or []:
+        if isinstance(item, str):
+            conda.append(item)
+        elif isinstance(item, dict) and set(item) == {"pip"}:
+            pip.extend(_str_list(item["pip"], "dependencies.pip", path))
+        else:
+            raise EnvctlError(f"unexpected dependency entry {item!r}", file=path, key="dependencies")
+    block = doc.get("envctl") or {}
+    options = (block.get("pip_options") if isinstance(block, dict) else None) or {}
+    if not isinstance(options, dict):
+        raise EnvctlError("'envctl.pip_options' must be a mapping", file=path, key="envctl.pip_options")
+    return _EnvSpec(
+        channels=_str_list(doc.get("channels"), "channels", path),
+        platforms=_str_list(doc.get("platforms"), "platforms", path),
+        conda=conda,
+        pip=pip,
+        pip_options=options,
+    )
+
+
+def _virtual(target: Target, platform: str) -> dict[str, str]:
+    from envctl.host.platform import virtual_packages
+
+    return virtual_packages(target, platform)
+
+
+def _solve(target: Target, platform: str, channels: list[str], specs: list[str], virtual: dict[str, str], env_path: Path):
+    import asyncio
+
+    import rattler
+    from rattler import BuildString, GenericVirtualPackage, MatchSpec, PackageName, Version
+
+    parsed = []
+    for spec in specs:
+        try:
+            parsed.append(MatchSpec(spec, strict=True))
+        except Exception as exc:  # rattler's InvalidMatchSpecError and friends
+            raise EnvctlError(f"'{spec}' is not a valid conda match spec: {exc}", file=env_path, key="dependencies") from None
+    try:
+        vps = [GenericVirtualPackage(PackageName(n), Version(v), BuildString("0")) for n, v in virtual.items()]
+    except Exception as exc:  # a bad name or version in the target's virtual_packages
+        raise EnvctlError(f"target '{target.name}': invalid virtual package for {platform}: {exc}", key="virtual_packages") from None
+    try:
+        records = asyncio.run(
+            rattler.solve(
+                sources=channels,
+                specs=parsed,
+                platforms=[platform, "noarch"],
+                virtual_packages=vps,
+                # Solve against exactly these channels (a mirror or air-gapped
+                # channel must not be widened by CEP-42 channel relations).
+                channel_relations="disabled",
+            )
+        )
+    except Exception as exc:  # SolverError, GatewayError (unreachable channel), ...
+        from rattler.exceptions import SolverError
+
+        what = "cannot be solved for" if isinstance(exc, SolverError) else "cannot be locked: reading the channels failed for"
+        vp_text = ", ".join(f"{n}={v}" for n, v in virtual.items()) or "none"
+        raise EnvctlError(
+            f"target '{target.name}' {what} {platform} "
+            f"(channels: {', '.join(channels)}; virtual packages: {vp_text}):\n{str(exc).strip()}",
+            file=env_path, exit_code=1,
+        ) from None
+    return sorted(records, key=lambda r: r.name.normalized)
+
+
+def _provided(records) -> dict[str, str]:
+    """PyPI name -> version of the Python packages the conda solution installs."""
+    from envctl.lock.pip_resolve import conda_to_pypi
+
+    out = {}
+    for rec in records:
+        deps = {d.split()[0] for d in rec.depends if d.split()}
+        if rec.noarch.python or deps & {"python", "python_abi"}:
+            out[conda_to_pypi(rec.name.normalized)] = str(rec.version)
+    return out
+
+
+def _resolve_pip(target: Target, platform: str, spec: _EnvSpec, records, virtual, root: Path, env_path: Path):
+    from envctl.lock.pip_resolve import PipOptionsSpec, PipResolveError, resolve
+
+    python = next((r for r in records if r.name.normalized == "python"), None)
+    if python is None:
+        raise EnvctlError(
+            f"target '{target.name}' has a pip part but its conda solution for {platform} has no python",
+            file=env_path, exit_code=1,
+        )
+    opts = spec.pip_options
+    options = PipOptionsSpec(
+        index_url=opts.get("index_url"),
+        extra_index_urls=tuple(opts.get("extra_index_urls") or ()),
+        find_links=tuple(opts.get("find_links") or ()),
+    )
+    try:
+        return resolve(
+            spec.pip, platform=platform, python_version=str(python.version), virtual=virtual,
+            options=options, provided=_provided(records), base=root,
+        )
+    except PipResolveError as exc:
+        raise EnvctlError(
+            f"the pip part of target '{target.name}' cannot be resolved for {platform} "
+            f"(python {python.version}):\n{exc}",
+            file=env_path, exit_code=1,
+        ) from None
+    except OSError as exc:  # its scratch folder: a full or read-only temp dir
+        raise EnvctlError(
+            f"the pip part of target '{target.name}' cannot be resolved for {platform}: "
+            f"{exc.strerror or exc} ({exc.filename or 'temp folder'})",
+            file=env_path, exit_code=1,
+        ) from None
+
+
+def lock_target(root: Path, target: Target, *, channels: list[str] | None = None, progress: Progress | None = None) -> LockResult:
+    """Solve every platform of `target` and write locks/<target>.conda-lock.yml atomically."""
+    from envctl.lock.lockfile import build_lockfile, content_hash, render_lockfile, source_path
+
+    root = Path(root)
+    emit = progress or (lambda event, **info: None)
+    env_path = env_file(root, target)
+    try:
+        text = env_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EnvctlError(f"target '{target.name}' is not rendered yet; run `envctl render {target.name}`", file=env_path) from None
+    if recorded_target_hash(env_path) != target.definition_hash():
+        raise EnvctlError(
+            f"this file was rendered from another definition of target '{target.name}'; "
+            f"run `envctl render {target.name}` before locking",
+            file=env_path, exit_code=1,
+        )
+    spec = _read_spec(env_path, text)
+    use_channels = list(channels) if channels else spec.channels
+    if not use_channels:
+        raise EnvctlError("no conda channels to solve against", file=env_path, key="channels")
+    if not spec.platforms:
+        raise EnvctlError("no platforms to lock for", file=env_path, key="platforms")
+    s_hash = spec_hash(text)
+    path = ensure_inside(root, lock_path(root, target), "lock file")
+
+    planned: list[PlatformLock] = []
+    stats: dict[str, PlatformStats] = {}
+    for platform in spec.platforms:
+        virtual = _virtual(target, platform)
+        emit("solve", target=target.name, platform=platform, transient=True,
+             message=f"{target.name}: solving conda packages for {platform}")
+        started = time.monotonic()
+        records = _solve(target, platform, use_channels, spec.conda, virtual, env_path)
+        solve_s = time.monotonic() - started
+        emit("solved", target=target.name, platform=platform, packages=len(records), seconds=solve_s,
+             message=f"{target.name} {platform}: {len(records)} conda packages in {solve_s:.1f}s")
+        pip_pkgs, pip_s = [], 0.0
+        if spec.pip:
+            emit("pip", target=target.name, platform=platform, transient=True,
+                 message=f"{target.name}: resolving pip packages for {platform}")
+            pip_pkgs, pip_s = _resolve_pip(target, platform, spec, records, virtual, root, env_path)
+            emit("pip-resolved", target=target.name, platform=platform, packages=len(pip_pkgs), seconds=pip_s,
+                 message=f"{target.name} {platform}: {len(pip_pkgs)} pip packages in {pip_s:.1f}s")
+        planned.append(PlatformLock(platform, records, pip_pkgs, content_hash(s_hash, use_channels, platform, virtual)))
+        stats[platform] = PlatformStats(platform, len(records), len(pip_pkgs), solve_s, pip_s)
+
+    lockfile = build_lockfile(
+        platforms=planned,
+        channels=use_channels,
+        source=source_path(path, env_path),
+        source_text=text,
+        custom={
+            KEY_TARGET: target.name,
+            KEY_TARGET_HASH: target.definition_hash(),
+            KEY_SPEC_HASH: s_hash,
+            KEY_VERSION: __version__,
+        },
+    )
+    try:
+        data = render_lockfile(lockfile, path.name)
+    except OSError as exc:  # conda-lock's writer works in a private temp folder
+        raise EnvctlError(f"cannot write the lock for '{target.name}': {exc.strerror or exc}", exit_code=1) from None
+    ensure_inside(root, path, "lock file")
+    changed = not path.exists() or path.read_bytes() != data
+    if changed:
+        write_bytes_atomic(path, data)
+    info = read_lock_meta(path)
+    emit("written", target=target.name, path=str(path), changed=changed,
+         message=f"{target.name}: {'wrote' if changed else 'unchanged'} {path}")
+    return LockResult(target.name, path, tuple(spec.platforms), stats, changed, info.sha256)
+
+
+def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
+    """Targets whose lock is missing, unreadable, or made from another spec."""
+    root = Path(root)
+    stale: list[StaleLock] = []
+    for target in targets:
+        path = lock_path(root, target)
+        env_path = env_file(root, target)
+        if not path.exists():
+            stale.append(StaleLock(target.name, f"no lock at {path}", "missing", str(path)))
+            continue
+        try:
+            info = read_lock_meta(path)
+        except EnvctlError as exc:
+            stale.append(StaleLock(target.name, exc.message, "unreadable", str(path)))
+            continue
+        try:
+            current = spec_hash(env_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            stale.append(StaleLock(target.name, f"{env_path} is missing (run `envctl render`)", "unrendered", str(path)))
+            continue
+        if info.spec_hash != current:
+            stale.append(StaleLock(
+                target.name,
+                f"{env_path} changed since the lock was made (lock: {_short(info.spec_hash)}, now: {_short(current)})",
+                "stale", str(path),
+            ))
+        elif info.target_hash != target.definition_hash() or info.target != target.name:
+            stale.append(StaleLock(target.name, "the lock was made from another definition of this target", "stale", str(path)))
+    return stale
+
+
+def _short(value: str | None) -> str:
+    return "none" if not value else value.split(":", 1)[-1][:12]

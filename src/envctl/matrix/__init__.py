@@ -1,0 +1,7 @@
+"""The compatibility matrix: loading, field validation, version specs, the project around it."""
+
+from envctl.matrix.loader import DEFAULT_MATRIX, Matrix, Target, load_matrix
+from envctl.matrix.project import Project
+from envctl.matrix.versions import Spec, SpecError
+
+__all__ = ["DEFAULT_MATRIX", "Matrix", "Project", "Spec", "SpecError", "Target", "load_matrix"]

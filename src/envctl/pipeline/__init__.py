@@ -1,0 +1,1 @@
+"""The orchestrator: the stages in order, for one target or many (see stages.py)."""
