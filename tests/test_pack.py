@@ -322,6 +322,26 @@ def test_aarch64_target_packs_here_with_aarch64_binaries(local_channel, tmp_path
     proc = subprocess.run(["sh", str(out), "--prefix", str(prefix)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "linux-aarch64" in proc.stderr and not prefix.exists()
 
+    # Here the target is certified lock-only (solved, not run); a device certificate for the same lock, as the
+    # bundle's --certify writes it on the board, is filed beside it and both show.
+    assert invoke("certify", "--target", "jetson", "--matrix", str(matrix)).exit_code == 0
+    import hashlib
+
+    device_cert = tmp_path / "jetson.device-cert.json"
+    device_cert.write_text(json.dumps({
+        "certificate_version": 1, "target": "jetson", "result": "passed", "certified": "device",
+        "created_at": "2026-12-01T08:00:00+00:00", "ran_on_target_hardware": True,
+        "host": {"hostname": "jetson01", "platform": "linux-aarch64", "libc": "glibc 2.31",
+                 "jetson": {"l4t": "R35.4.1", "cuda": "11.4.315"}},
+        "lock": {"path": "bundle:jetson", "sha256": hashlib.sha256((root / "locks" / "jetson.conda-lock.yml").read_bytes()).hexdigest()},
+        "runs": [], "failure": None}))
+    assert invoke("certify", "--import", str(device_cert), "--matrix", str(matrix)).exit_code == 0
+    row = json.loads(invoke("status", "--matrix", str(matrix), "--json").output)["targets"][0]
+    assert row["certificate"]["certified"] == "lock-only" and row["device_certificate"]["hostname"] == "jetson01"
+    html = tmp_path / "report.html"
+    assert invoke("report", "--html", str(html), "--matrix", str(matrix)).exit_code == 0
+    assert "solved only; run on device: passed (jetson01)" in html.read_text()
+
 
 # ---------------------------------------------------------------- OCI image
 
