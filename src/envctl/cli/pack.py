@@ -18,6 +18,7 @@ def pack(
     platform: Optional[str] = typer.Option(None, "--platform", help="Which of the lock's platforms (default: the only one, else this machine's)."),
     format_: str = typer.Option("sh", "--format", help="sh: self-extracting installer; oci: OCI image archive."),
     base: Optional[Path] = typer.Option(None, "--base", help="With --format oci: an OCI image archive to stack the env on."),
+    compress: str = typer.Option("gzip", "--compress", help="The sh bundle's env payload: gzip, or none (a bigger file that installs faster)."),
     env_path: str = typer.Option("/opt/envctl/env", "--env-path", help="With --format oci: where the env lives in the image."),
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
@@ -35,7 +36,7 @@ def pack(
         if format_ == "sh":
             from envctl.pack.bundle import pack_bundle
 
-            result = pack_bundle(matrix, target, out, platform=platform, progress=progress)
+            result = pack_bundle(matrix, target, out, platform=platform, compress=compress, progress=progress)
         else:
             from envctl.pack.oci import pack_oci
 

@@ -31,7 +31,9 @@ from envctl.pack.materialise import MACHINES, PLACEHOLDER, Materialised, materia
 from envctl.pack.sources import sha256_file
 
 META = Path("share") / "envctl-bundle"
-NUMBER_WIDTH = 20  # header fields are padded so the header's size does not depend on them
+NUMBER_WIDTH = 20
+# The env payload's compression -> tar's flag for it. `none` installs faster (no gunzip) for a bigger file.
+COMPRESS = {"gzip": "z", "none": ""}  # header fields are padded so the header's size does not depend on them
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,10 @@ def write_manifest(env: Path, built: Materialised, info: dict) -> tuple[Path, di
     return path, manifest
 
 
-def _tar_env(env: Path, out: Path, level: int) -> None:
-    with tarfile.open(out, "w:gz", compresslevel=level, format=tarfile.GNU_FORMAT) as tar:
+def _tar_env(env: Path, out: Path, compress: str) -> None:
+    # gzip level 1: about twice as fast as the default 6 here, for a bundle ~13% larger (libtorch sample).
+    options = {"compresslevel": 1} if compress == "gzip" else {}
+    with tarfile.open(out, "w:gz" if compress == "gzip" else "w", format=tarfile.GNU_FORMAT, **options) as tar:
         for entry in sorted(os.listdir(env)):
             tar.add(env / entry, arcname=entry, recursive=True)
 
@@ -197,9 +201,11 @@ def header(fields: dict[str, str]) -> bytes:
     return text.encode()
 
 
-def pack_bundle(matrix_path: Path, name: str, out: Path, *, platform: str | None = None, level: int = 1,
+def pack_bundle(matrix_path: Path, name: str, out: Path, *, platform: str | None = None, compress: str = "gzip",
                 progress=None) -> PackResult:
     started = time.monotonic()
+    if compress not in COMPRESS:
+        raise EnvctlError(f"--compress must be one of {', '.join(COMPRESS)}, not {compress!r}")
     out = Path(os.path.abspath(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".envctl-pack-", dir=out.parent))
@@ -212,13 +218,13 @@ def pack_bundle(matrix_path: Path, name: str, out: Path, *, platform: str | None
         if progress:
             progress("payload", message=f"compressing the env ({len(manifest['files'])} files) and adding the packages")
         env_tar, pkgs_tar = work / "env.tar.gz", work / "pkgs.tar"
-        _tar_env(env, env_tar, level)
+        _tar_env(env, env_tar, compress)
         _tar_pkgs(built, pkgs_tar)
         manifest_sha = sha256_file(manifest_path)
         fields = {
             "TARGET": target.name, "PLATFORM": built.platform, "LOCK_SHA256": info["lock_sha256"], "VERSION": __version__,
             "MANIFEST_SHA256": manifest_sha, "PKGS_SHA256": sha256_file(pkgs_tar), "BUNDLE_ID": manifest_sha,
-            "MACHINE": info["machine"], "MAX_PREFIX": str(len(PLACEHOLDER)),
+            "MACHINE": info["machine"], "MAX_PREFIX": str(len(PLACEHOLDER)), "TAR_Z": COMPRESS[compress],
             "ENV_SIZE": str(env_tar.stat().st_size).ljust(NUMBER_WIDTH), "PKGS_SIZE": str(pkgs_tar.stat().st_size).ljust(NUMBER_WIDTH),
             "HEADER_SIZE": "0".ljust(NUMBER_WIDTH),
         }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # envctl bundle: target @@TARGET@@ for @@PLATFORM@@ (lock sha256 @@LOCK_SHA256@@), made by envctl @@VERSION@@.
-# A shell header followed by two payloads: the env (tar.gz) and the locked package archives (tar).
+# A shell header followed by two payloads: the env (tar, gzip unless packed with --compress none) and the
+# locked package archives (tar).
 # Installing needs only sh, tar (with gzip) and the usual tail/head/wc: no envctl, conda or network.
 #   sh THIS_FILE --help
 set -u
@@ -14,6 +15,7 @@ TARGET=@@TARGET@@
 PLATFORM=@@PLATFORM@@
 MACHINE=@@MACHINE@@
 MAX_PREFIX=@@MAX_PREFIX@@
+Z=@@TAR_Z@@
 META=share/envctl-bundle
 
 die() { printf 'envctl bundle: %s\n' "$*" >&2; exit "${2:-2}"; }
@@ -69,7 +71,7 @@ if [ -n "$EXTRACT" ]; then
   DEST=$(absolute "$EXTRACT")
   if [ -e "$DEST" ] && [ -n "$(ls -A "$DEST" 2>/dev/null)" ]; then fail "$DEST exists and is not empty"; fi
   mkdir -p "$DEST/env" || fail "cannot create $DEST"
-  payload "$HEADER_SIZE" "$ENV_SIZE" | tar -xzf - -C "$DEST/env" || fail "the env payload does not unpack (damaged bundle?)"
+  payload "$HEADER_SIZE" "$ENV_SIZE" | tar -x${Z}f - -C "$DEST/env" || fail "the env payload does not unpack (damaged bundle?)"
   payload $((HEADER_SIZE + ENV_SIZE)) "$PKGS_SIZE" | tar -xf - -C "$DEST" || fail "the package payload does not unpack (damaged bundle?)"
   CHECKER=$(command -v python3 || true)
   if [ -n "$CHECKER" ]; then
@@ -103,18 +105,25 @@ else
   mkdir -p "$PARENT" || fail "cannot create $PARENT"
   for old in "$PARENT/.$NAME.staging-"*; do  # leftovers of an install that was killed
     [ -e "$old" ] || continue
-    pid=${old##*.staging-}; pid=${pid%.log}
+    pid=${old##*.staging-}; pid=${pid%%.*}
     kill -0 "$pid" 2>/dev/null || rm -rf "$old"
   done
   STAGING="$PARENT/.$NAME.staging-$$"
   LOG="$STAGING.log"
-  trap 'rm -rf "$STAGING" "$LOG"' EXIT
+  SUM_PID=
+  trap '[ -z "$SUM_PID" ] || kill "$SUM_PID" 2>/dev/null; rm -rf "$STAGING" "$LOG" "$STAGING.sum"' EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
   trap 'exit 129' HUP
   mkdir "$STAGING" || fail "cannot create $STAGING"
   echo "unpacking $TARGET ($PLATFORM) beside $DIR ..."
-  if ! payload "$HEADER_SIZE" "$ENV_SIZE" | tar -xzvf - -C "$STAGING" > "$LOG" 2>&1; then
+  # The package payload is only checked, not unpacked: hash it while the env unpacks (the
+  # env's python does it afterwards where there is no sha256sum).
+  if command -v sha256sum >/dev/null 2>&1; then
+    (payload $((HEADER_SIZE + ENV_SIZE)) "$PKGS_SIZE" | sha256sum > "$STAGING.sum") &
+    SUM_PID=$!
+  fi
+  if ! payload "$HEADER_SIZE" "$ENV_SIZE" | tar -x${Z}vf - -C "$STAGING" > "$LOG" 2>&1; then
     if [ -x "$STAGING/bin/python" ] && [ -f "$STAGING/$META/installer.py" ]; then
       "$STAGING/bin/python" -I -B "$STAGING/$META/installer.py" verify --root "$STAGING" --partial \
         --manifest-sha256 "$MANIFEST_SHA256" --target-dir "$DIR" 2>&1 | grep -m1 'first bad file' >&2
@@ -123,9 +132,14 @@ else
   fi
   PY="$STAGING/bin/python"
   [ -x "$PY" ] || fail "the bundle's env has no bin/python for $PLATFORM; nothing was written to $DIR"
+  PKGS_CHECKED=
+  if [ -n "$SUM_PID" ] && wait "$SUM_PID" && [ "$(cut -d' ' -f1 "$STAGING.sum")" = "$PKGS_SHA256" ]; then
+    PKGS_CHECKED=--pkgs-checked  # a mismatch is left to the installer, which names the first bad archive
+  fi
+  SUM_PID=
   "$PY" -I -B "$STAGING/$META/installer.py" install --root "$STAGING" --prefix "$DIR" --bundle "$SELF" \
     --manifest-sha256 "$MANIFEST_SHA256" --pkgs-offset $((HEADER_SIZE + ENV_SIZE)) --pkgs-size "$PKGS_SIZE" \
-    --pkgs-sha256 "$PKGS_SHA256" --bundle-id "$BUNDLE_ID"
+    --pkgs-sha256 "$PKGS_SHA256" --bundle-id "$BUNDLE_ID" $PKGS_CHECKED
   rc=$?
   if [ "$rc" -ne 0 ]; then
     [ "$rc" -ge 126 ] && fail "the env's python failed (exit $rc): the bundle is damaged or not for this machine. Nothing was written to $DIR."

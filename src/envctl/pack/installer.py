@@ -307,6 +307,7 @@ def main(argv):
     parser.add_argument("--pkgs-offset", type=int)
     parser.add_argument("--pkgs-size", type=int)
     parser.add_argument("--pkgs-sha256")
+    parser.add_argument("--pkgs-checked", action="store_true", help="the header already matched the package payload's sha256")
     parser.add_argument("--bundle-id")
     args = parser.parse_args(argv)
     where = args.prefix or args.target_dir
@@ -319,7 +320,8 @@ def main(argv):
                 check_pkgs_dir(args.pkgs, manifest)
             print("every file matches the bundle's manifest")
             return 0
-        check_pkgs_stream(args.bundle, args.pkgs_offset, args.pkgs_size, args.pkgs_sha256, manifest)
+        if not args.pkgs_checked:
+            check_pkgs_stream(args.bundle, args.pkgs_offset, args.pkgs_size, args.pkgs_sha256, manifest)
         print("checked %d files against the manifest; relocating to %s ..." % (len(manifest["files"]), args.prefix))
         relocate(args.root, manifest, args.prefix)
         scrub_meta(args.root, args.prefix)

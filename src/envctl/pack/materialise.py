@@ -115,7 +115,12 @@ def _install_pip(pip: list, files: list[Archive], target, platform: str, python:
     reqs = dest.parent / "requirements.txt"
     # The checked local copies, so uv installs exactly the bytes that go into the bundle.
     reqs.write_text("".join(f"{a.name} @ {a.path.as_uri()} --hash=sha256:{a.sha256}\n" for a in files), encoding="utf-8")
-    python_platform, extra_env = uv_platform(platform, virtual_packages(target, platform))
+    from envctl.lock.pip_resolve import PipResolveError
+
+    try:
+        python_platform, extra_env = uv_platform(platform, virtual_packages(target, platform))
+    except PipResolveError as exc:
+        raise EnvctlError(f"cannot install the pip part for {platform}: {exc}") from None
     cmd = [uv_binary(), "pip", "install", "--python", sys.executable, "--python-platform", python_platform,
            "--python-version", mm, "--target", str(site), "--no-deps", "--require-hashes", "--no-index",
            "--no-build", "--no-config", "-r", str(reqs)]
