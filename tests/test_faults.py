@@ -554,7 +554,7 @@ def test_file_size_limit_during_create_keeps_the_previous_env(small_lock, tmp_pa
     create_env(small_lock, "small", prefix=prefix)
     before = env_state(prefix)
     code = (
-        "import sys; from pathlib import Path; from envctl.create import create_env; from envctl.errors import EnvctlError\n"
+        "import sys; from pathlib import Path; from envctl.create import create_env; from envctl.core.errors import EnvctlError\n"
         "try:\n"
         f"    create_env(Path({str(small_lock)!r}), 'small', prefix=Path({str(prefix)!r}), force=True)\n"
         "except EnvctlError as exc:\n"

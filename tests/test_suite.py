@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from envctl.certify.certificate import Certificate
 from envctl.cli import app
 from envctl.host.platform import host_platform
 from envctl.suite.certify_all import SuiteResult, TargetResult, compare_fingerprints, drift
@@ -178,15 +179,16 @@ def test_drift_flags_real_fingerprints_pushed_apart(matrix, suite_run):
     inputs = compare_fingerprints(member, other(lambda f: f.__setitem__("input_sha256", "0" * 64)))
     assert not inputs["comparable"] and "inputs differ" in inputs["problem"]
     # in a whole run, a member with other inputs is set apart, never paired
-    results = [TargetResult(name, "passed", 1.0, certificate=json.loads(json.dumps(cert) if name != "moved" else
-                            json.dumps(cert).replace(fp["input_sha256"], "0" * 64)) | {"target": name})
+    results = [TargetResult(name, "passed", 1.0, certificate=Certificate.from_json(
+                                json.loads(json.dumps(cert) if name != "moved" else
+                                           json.dumps(cert).replace(fp["input_sha256"], "0" * 64)) | {"target": name}))
                for name in ("x", "y", "moved")]
     (entry,) = drift(results)
     assert entry["pairs"] == 1 and entry["incomparable"][0]["members"] == ["moved[torchscript]"]
     # drift is reported; it fails the run only with --fail-on-drift
     pushed_cert = copy.deepcopy(cert) | {"target": "pushed"}
     pushed_cert["runs"][0]["fingerprint"]["outputs"][0]["samples"][3] = value + 0.05
-    results = [results[0], TargetResult("pushed", "passed", 1.0, certificate=pushed_cert)]
+    results = [results[0], TargetResult("pushed", "passed", 1.0, certificate=Certificate.from_json(pushed_cert))]
     assert SuiteResult(matrix, results, drift(results), 1.0).exit_code == 0
     strict = SuiteResult(matrix, results, drift(results), 1.0, fail_on_drift=True)
     assert strict.drifted == ["cnn"] and strict.exit_code == 1

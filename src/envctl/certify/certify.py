@@ -73,14 +73,10 @@ def provider_order(target_ep: str) -> list[str]:
 
 def expected_versions(lock_file: Path, platform_name: str) -> dict[str, str]:
     """Versions the lock promises on this platform, by the runner's names."""
-    import yaml
+    from envctl.lock.lockfile import read_lock
 
-    doc = yaml.load(lock_file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    out: dict[str, str] = {}
-    for pkg in doc.get("package", []):
-        if pkg.get("platform") == platform_name and pkg.get("name") in VERSION_NAMES:
-            out[VERSION_NAMES[pkg["name"]]] = str(pkg["version"])
-    return out
+    return {VERSION_NAMES[p.name]: p.version for p in read_lock(lock_file).for_platform(platform_name)
+            if p.name in VERSION_NAMES}
 
 
 def _worst(run: dict) -> dict | None:

@@ -18,10 +18,30 @@ import typer
 from envctl.cli import certify, create, everyday, lock, matrix, pack, status
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="Checked, reproducible environments for exporting PyTorch models to ONNX.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from envctl import __version__
+
+        typer.echo(f"envctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print envctl's version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and warnings; no progress or notes."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Every progress step on its own line."),
+) -> None:
+    """Checked, reproducible environments for exporting PyTorch models to ONNX."""
+    from envctl.core.output import set_verbosity
+
+    set_verbosity(-1 if quiet else verbose)
 
 # In this order `envctl --help` lists the commands (sub-groups follow them).
 for _group in (matrix, lock, certify, create, everyday, status, pack):

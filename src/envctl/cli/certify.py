@@ -14,7 +14,7 @@ from envctl.cli.command import add_commands, command
 @command()
 def certify(
     targets: Optional[List[str]] = options.targets("Targets to certify as one run (or use --all)."),
-    target: Optional[str] = options.target("One target, or 'host' for the current Python; prints its certificate in full."),
+    target: Optional[List[str]] = options.target_list("A target, or 'host' for the current Python (repeatable); one alone prints its certificate in full."),
     all_: bool = options.all_targets("Certify every target of the matrix."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Targets certified in parallel."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (one test per target, model and exporter)."),
@@ -23,6 +23,8 @@ def certify(
     prefix: Optional[Path] = options.prefix("Certify the env at this prefix (with --target)."),
     timeout: Optional[int] = options.timeout("Seconds before a smoke run counts as hung."),
     out: Optional[Path] = options.out("Certificate path (with --target; default certs/<target>.json).", short=False),
+    locked: bool = options.LOCKED,
+    frozen: bool = options.FROZEN,
     import_: Optional[Path] = typer.Option(None, "--import", help="File a device certificate (a bundle's --certify) under certs/, if it is for the current lock."),
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
@@ -35,8 +37,11 @@ def certify(
     """
     from envctl.cli import printing
     from envctl.core.errors import EnvctlError
+    from envctl.pipeline.stages import LockMode
 
-    names = ([target] if target else []) + list(targets or [])
+    lock_mode = LockMode.of(locked, frozen)
+
+    names = options.names(targets, target)
     if import_ is not None:
         if names or all_:
             raise EnvctlError("--import takes the certificate file alone; the target is the one it names.")
@@ -51,13 +56,13 @@ def certify(
         raise EnvctlError("name targets or pass --all, not both.")
     if not all_ and not names:
         raise EnvctlError("name a target (or several), or pass --all.", hint="`envctl matrix show` lists them.")
-    single = target is not None and not targets and not (junit or markdown or fail_on_drift)
+    single = len(target or []) == 1 and not targets and not (junit or markdown or fail_on_drift)
     if (prefix or out) and not single:
         raise EnvctlError("--prefix and --out apply to one target given with --target.")
     if single:  # the one-target form prints the certificate in full
         from envctl.pipeline import stages
 
-        cert = stages.certify_one(matrix, target, prefix=prefix, timeout=timeout, out=out)
+        cert = stages.certify_one(matrix, target[0], prefix=prefix, timeout=timeout, out=out, lock_mode=lock_mode)
         if json_:
             printing.emit_json(cert.to_json())
         else:
@@ -70,7 +75,7 @@ def certify(
     with suite_report.SuiteProgress() as progress:
         result = suite.run_suite(matrix, names, all_targets=all_, jobs=jobs, timeout=timeout,
                                  junit=junit, markdown=markdown, fail_on_drift=fail_on_drift,
-                                 progress=progress)
+                                 lock_mode=lock_mode, progress=progress)
     if json_:
         printing.emit_json(result.to_json())
     else:

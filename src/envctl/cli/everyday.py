@@ -19,14 +19,20 @@ def run(
     command: List[str] = typer.Argument(..., help="The command and its arguments (after --)."),
     target: Optional[str] = options.target("Run in this target's env."),
     prefix: Optional[Path] = options.prefix("Run in the env at this prefix."),
+    locked: bool = options.LOCKED,
+    frozen: bool = options.FROZEN,
     matrix: Path = options.MATRIX,
 ) -> int:
     """Run COMMAND inside the env, as if it were activated; its exit status is passed through."""
     from envctl.cli.printing import note
-    from envctl.everyday.run import resolve_prefix, run_in_env, stale_warning
+    from envctl.everyday.locate import check_env_lock, locate_env
+    from envctl.everyday.run import run_in_env
+    from envctl.pipeline.stages import LockMode
 
-    where, _ = resolve_prefix(matrix, target, prefix)
-    warning = stale_warning(matrix, where)
+    mode = LockMode.of(locked, frozen)
+    found = locate_env(matrix, target, prefix, current_ok=False)
+    where = found.prefix
+    warning = check_env_lock(matrix, where, mode.value, found.project)
     if warning:
         note(warning)
     return run_in_env(where, list(command))
@@ -34,7 +40,8 @@ def run(
 
 @command()
 def doctor(
-    target: Optional[str] = options.target("Inspect this target's env (and its lock)."),
+    targets: Optional[List[str]] = options.targets("Targets whose envs to inspect (or --target)."),
+    target: Optional[List[str]] = options.target_list("Inspect this target's env (and its lock); repeatable."),
     prefix: Optional[Path] = options.prefix("Inspect the env at this prefix."),
     opset: Optional[int] = options.opset("Opset to check the rules at (default: the target's, else 18)."),
     matrix: Path = options.MATRIX,
@@ -44,12 +51,14 @@ def doctor(
     from envctl.cli.printing import emit_json
     from envctl.everyday import doctor as doctor_mod
 
-    found = doctor_mod.diagnose(matrix, target=target, prefix=prefix, opset=opset)
+    chosen = options.names(targets, target) or [None]
+    reports = [doctor_mod.diagnose(matrix, target=name, prefix=prefix, opset=opset) for name in chosen]
     if json_:
-        emit_json(found)
+        emit_json(reports[0] if len(reports) == 1 else reports)
     else:
-        doctor_mod.print_report(found)
-    return 1 if found["breaks_export"] else 0
+        for found in reports:
+            doctor_mod.print_report(found)
+    return 1 if any(found["breaks_export"] for found in reports) else 0
 
 
 @command("export")
@@ -65,16 +74,20 @@ def export_cmd(
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Sizes tried on every dynamic axis, e.g. 1,2,5."),
     path: Optional[Path] = typer.Option(None, "--path", help="Folder MODULE is imported from (default: the current one)."),
     timeout: Optional[int] = options.timeout("Seconds before the export counts as hung."),
+    locked: bool = options.LOCKED,
+    frozen: bool = options.FROZEN,
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
 ) -> int:
     """Export your model, check it, run it in ONNX Runtime at several sizes against PyTorch; write --out."""
     from envctl.cli.printing import emit_json
     from envctl.everyday import export as export_mod
+    from envctl.pipeline.stages import LockMode
 
     result = export_mod.export_model(
         matrix, model, out, target=target, prefix=prefix, opset=opset, dynamic=dynamic or [],
-        exporter=exporter, simplify=simplify, sizes=sizes, path=path, timeout=timeout)
+        exporter=exporter, simplify=simplify, sizes=sizes, path=path, timeout=timeout,
+        lock_mode=LockMode.of(locked, frozen).value)
     if json_:
         emit_json(result)
     else:
@@ -82,9 +95,30 @@ def export_cmd(
     return 0 if result["status"] == "passed" else 1
 
 
+@command("list")
+def list_cmd(
+    target: Optional[str] = options.target("List this target's env."),
+    prefix: Optional[Path] = options.prefix("List the env at this prefix."),
+    matrix: Path = options.MATRIX,
+    json_: bool = options.JSON,
+) -> None:
+    """The packages installed in an env: conda or pip, version, build."""
+    from envctl.cli import printing
+    from envctl.everyday.listing import installed_packages
+    from envctl.everyday.locate import locate_env
+
+    where = locate_env(matrix, target, prefix, current_ok=False)
+    packages = installed_packages(where.prefix)
+    if json_:
+        printing.emit_json({"prefix": str(where.prefix), "packages": [p.to_json() for p in packages]})
+    else:
+        printing.print_packages(where.prefix, packages)
+
+
 @command("export")
 def env_export(
-    target: str = options.target("The target whose lock to render.", required=True),
+    targets: Optional[List[str]] = options.targets("The target whose lock to render (or --target)."),
+    target: Optional[List[str]] = options.target_list("The target whose lock to render."),
     kind: str = typer.Option("env", "--kind", help="env (a pinned environment.yml) or explicit (@EXPLICIT URLs)."),
     platform: Optional[str] = typer.Option(None, "--platform", help="Which of the lock's platforms (default: this machine's)."),
     out: Optional[Path] = options.out("Write here instead of stdout."),
@@ -96,7 +130,12 @@ def env_export(
     from envctl.cli.printing import note
     from envctl.everyday.envexport import export_env
 
-    text, notes = export_env(matrix, target, kind=kind, platform=platform)
+    from envctl.core.errors import EnvctlError
+
+    chosen = options.names(targets, target)
+    if len(chosen) != 1:
+        raise EnvctlError("name exactly one target: envctl env export --target T (one file per target).")
+    text, notes = export_env(matrix, chosen[0], kind=kind, platform=platform)
     for line in notes:
         note(line)
     if out is None:
@@ -109,7 +148,7 @@ def env_export(
 
 
 def register(app: typer.Typer) -> None:
-    add_commands(app, run, doctor, export_cmd)
+    add_commands(app, run, doctor, export_cmd, list_cmd)
     env_app = typer.Typer(no_args_is_help=True, help="Hand an env to people who use conda directly.")
     add_commands(env_app, env_export)
     app.add_typer(env_app, name="env")

@@ -14,8 +14,10 @@ from envctl.cli.command import add_commands, command
 @command()
 def render(
     targets: Optional[List[str]] = options.targets("Targets to render."),
+    target: Optional[List[str]] = options.target_list(),
     all_: bool = options.all_targets("Render every target."),
     matrix: Path = options.MATRIX,
+    json_: bool = options.JSON,
 ) -> None:
     """Write envs/<target>/environment.yml for each target."""
     from envctl.cli import printing
@@ -23,12 +25,18 @@ def render(
     from envctl.pipeline import stages as pipeline
 
     project = Project.load(matrix)
-    printing.print_render(pipeline.render(project, project.select(targets, all_)))
+    results = pipeline.render(project, project.select(options.names(targets, target), all_))
+    if json_:
+        printing.emit_json([{"target": r.target, "path": str(r.path), "changed": r.changed, "spec_hash": r.spec_hash}
+                            for r in results])
+    else:
+        printing.print_render(results)
 
 
 @command()
 def lock(
     targets: Optional[List[str]] = options.targets("Targets to lock."),
+    target: Optional[List[str]] = options.target_list(),
     all_: bool = options.all_targets("Lock every target."),
     check: bool = typer.Option(False, "--check", help="Only check: exit 1 naming missing or stale locks."),
     channel: Optional[List[str]] = options.channel("Use this channel instead of the target's (repeatable)."),
@@ -42,6 +50,7 @@ def lock(
     from envctl.pipeline import stages as pipeline
 
     project = Project.load(matrix)
+    targets = options.names(targets, target)
     if check:
         stale = pipeline.check_locks(project, project.select(targets, all_ or not targets))
         if json_:

@@ -29,6 +29,7 @@ def check(
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
     targets: Optional[List[str]] = options.targets("Targets to check (default: all)."),
+    target: Optional[List[str]] = options.target_list(),
 ) -> int:
     """Check every target against the compatibility rules; exit 1 on any error."""
     from envctl.cli import printing
@@ -36,6 +37,7 @@ def check(
     from envctl.rules.api import check_target
 
     loaded = load_matrix(matrix)
+    targets = options.names(targets, target)
     chosen = loaded.select(targets) if targets else list(loaded.targets.values())
     findings = {t.name: check_target(t) for t in chosen}
     if json_:

@@ -29,6 +29,16 @@ def target(help: str, *, required: bool = False) -> Any:
     return typer.Option(... if required else None, "--target", "-t", help=help)
 
 
+def target_list(help: str = "A target (repeatable; the same as naming it as an argument).") -> Any:
+    """`--target/-t`, repeatable, beside positional target names: every command selects targets both ways."""
+    return typer.Option(None, "--target", "-t", help=help)
+
+
+def names(positional: list[str] | None, flagged: list[str] | None) -> list[str]:
+    """Targets named either way, in order, each once."""
+    return list(dict.fromkeys([*(flagged or []), *(positional or [])]))
+
+
 def prefix(help: str) -> Any:
     return typer.Option(None, "--prefix", help=help)
 
@@ -49,3 +59,7 @@ def channel(help: str) -> Any:
 
 def opset(help: str) -> Any:
     return typer.Option(None, "--opset", help=help)
+
+
+LOCKED = typer.Option(False, "--locked", help="Fail if the lock is missing or stale; never relock (for CI).")
+FROZEN = typer.Option(False, "--frozen", help="Use the lock as it is, without checking that it is fresh.")

@@ -182,5 +182,25 @@ def print_certificate(cert: dict, path: Path | None) -> None:
 
 
 def note(text: str) -> None:
-    """A one-line note on stderr, beside output that goes to stdout."""
-    sys.stderr.write(f"envctl: {text}\n")
+    """A one-line note on stderr, beside output that goes to stdout (silent under -q)."""
+    from envctl.core.output import verbosity
+
+    if verbosity() >= 0:
+        sys.stderr.write(f"envctl: {text}\n")
+
+
+def setup_json(result) -> dict:
+    """`envctl create --json`: the env and its certification."""
+    return {"target": result.target, "certification": result.certification,
+            "env": result.create.to_json() if result.create else None,
+            "certificate": str(result.certificate.path) if result.certificate and result.certificate.path else None,
+            "result": result.certificate.result.value if result.certificate else None}
+
+
+def print_packages(prefix: Path, packages) -> None:
+    table = Table(title=f"{prefix} ({len(packages)} packages)", show_lines=False)
+    for column in ("name", "version", "build", "manager"):
+        table.add_column(column)
+    for p in packages:
+        table.add_row(escape(p.name), escape(p.version), escape(p.build), p.manager)
+    console.print(table)

@@ -14,6 +14,7 @@ from envctl.cli.command import add_commands, command
 @command()
 def status(
     targets: Optional[List[str]] = options.targets("Targets to show (default: all)."),
+    target: Optional[List[str]] = options.target_list(),
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
 ) -> None:
@@ -21,7 +22,7 @@ def status(
     from envctl.cli.printing import emit_json
     from envctl.suite import status as status_mod
 
-    statuses = status_mod.project_status(matrix, targets)
+    statuses = status_mod.project_status(matrix, options.names(targets, target) or None)
     if json_:
         emit_json(status_mod.status_json(matrix, statuses))
     else:
@@ -32,6 +33,7 @@ def status(
 def report(
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML matrix report here."),
     matrix: Path = options.MATRIX,
+    json_: bool = options.JSON,
 ) -> None:
     """Render the matrix, its stages and its certificates as one page."""
     from envctl.core.errors import EnvctlError
@@ -41,7 +43,12 @@ def report(
     if html is None:
         raise EnvctlError("name an output: `envctl report --html PATH`.")
     path, count = htmlreport.write_report(matrix, html)
-    console.print(f"wrote {path} ({count} target(s))")
+    if json_:
+        from envctl.cli.printing import emit_json
+
+        emit_json({"html": str(path), "targets": count})
+    else:
+        console.print(f"wrote {path} ({count} target(s))")
 
 
 @command("github")

@@ -23,6 +23,19 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 RESULT_STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow", "warning": "yellow", "lock-only": "cyan"}
 
 
+# -1 quiet (errors and warnings only), 0 normal, 1+ verbose (every progress event as its own line).
+_verbosity = 0
+
+
+def set_verbosity(level: int) -> None:
+    global _verbosity
+    _verbosity = level
+
+
+def verbosity() -> int:
+    return _verbosity
+
+
 def print_error(exc: EnvctlError) -> None:
     err_console.print(f"[bold red]envctl:[/] {escape(str(exc))}", soft_wrap=True)
 
@@ -39,7 +52,7 @@ class Progress:
         self._started = time.monotonic()
 
     def __enter__(self) -> "Progress":
-        if err_console.is_terminal:
+        if err_console.is_terminal and _verbosity == 0:
             self._status = err_console.status("starting")
             self._status.__enter__()
         return self
@@ -49,9 +62,11 @@ class Progress:
             self._status.__exit__(*exc)
 
     def __call__(self, event: str, **info: Any) -> None:
+        if _verbosity < 0 and event != "warning":
+            return
         message = info.get("message") or " ".join(f"{k}={v}" for k, v in info.items() if k != "message")
         line = f"[dim]{time.monotonic() - self._started:6.1f}s[/] [bold]{escape(event)}[/] {escape(str(message))}"
-        if self._status is not None and info.get("transient"):
+        if self._status is not None and info.get("transient") and _verbosity < 1:
             self._status.update(line)
         else:
             err_console.print(line, soft_wrap=True)

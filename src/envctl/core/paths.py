@@ -81,3 +81,13 @@ def env_python(prefix: Path) -> Path:
     import os
 
     return Path(prefix) / ("python.exe" if os.name == "nt" else "bin/python")
+
+
+def cache_home() -> Path:
+    """envctl's own cache (parsed locks, hash ledgers): $ENVCTL_CACHE_DIR, else the XDG cache."""
+    import os
+
+    base = os.environ.get("ENVCTL_CACHE_DIR")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envctl"

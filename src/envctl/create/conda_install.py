@@ -7,16 +7,14 @@ later envs of the same lock skip importing conda-lock.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envctl.core.atomic import write_bytes_atomic
 from envctl.core.errors import EnvctlError
-from envctl.core.hashing import sha256_bytes, sha256_file
+from envctl.lock.lockfile import read_lock
+from envctl.core.hashing import sha256_file
 from envctl.create.prefixswap import Progress, emit
-from envctl.create.verify import cache_home
 
 if TYPE_CHECKING:
     from envctl.create.pip_install import PipPackage
@@ -38,78 +36,23 @@ class CondaEntry:
     hash: _Hashes
 
 
-PLAN_VERSION = 1
-
-
-def _plan_path(lock_sha: str) -> Path:
-    return cache_home() / "plans" / f"{lock_sha}.json"
-
-
-def _parse_plan(lock: Path, lock_sha: str, name: str) -> dict[str, Any]:
-    """What conda-lock's own parser reads in the lock, as plain data.
-
-    Importing conda_lock costs most of a second, more than linking a whole
-    env from warm caches; the result is therefore kept under envctl's cache,
-    keyed by the sha256 of the lock's bytes, so the next env of the same lock
-    (another prefix, a --force rebuild) skips it. A changed lock has another
-    sha256 and is parsed afresh.
-    """
-    path = _plan_path(lock_sha)
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-        if plan.get("plan_version") == PLAN_VERSION and plan.get("lock_sha256") == lock_sha:
-            return plan
-    except (OSError, ValueError, AttributeError):
-        pass
-    from conda_lock.lockfile import parse_conda_lock_file
-
-    data = lock.read_bytes()
-    if sha256_bytes(data) != lock_sha:
-        raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
-    try:
-        parsed = parse_conda_lock_file(lock)
-    except Exception as exc:  # pydantic/yaml errors: a broken file, not a bug of ours
-        raise EnvctlError(f"cannot read the lock: {exc}", file=lock, hint=f"Re-lock with `envctl lock --target {name}`.") from None
-    if sha256_file(lock) != lock_sha:
-        raise EnvctlError("the lock changed while it was being read; run the command again", file=lock)
-    meta = parsed.metadata
-    plan = {
-        "plan_version": PLAN_VERSION,
-        "lock_sha256": lock_sha,
-        "target": (meta.custom_metadata or {}).get("envctl_target"),
-        "platforms": list(meta.platforms),
-        "packages": [
-            {"platform": p.platform, "manager": p.manager, "name": p.name, "version": p.version, "url": p.url,
-             "md5": p.hash.md5, "sha256": p.hash.sha256}
-            for p in parsed.package
-        ],
-    }
-    try:
-        write_bytes_atomic(path, json.dumps(plan, separators=(",", ":")).encode())
-    except EnvctlError:
-        pass  # an unwritable cache only costs the next create the parse again
-    return plan
-
-
 def read_lock_entries(lock: Path, name: str, host: str, lock_sha: str) -> tuple[list[CondaEntry], list[PipPackage]]:
-    """The lock's conda and pip entries for `host`, through conda-lock's own parser."""
+    """The lock's conda and pip entries for `host` (read once per lock, then from envctl's cache)."""
     from envctl.create.pip_install import PipPackage
 
-    plan = _parse_plan(lock, lock_sha, name)
-    locked_for = plan["target"]
+    contents = read_lock(lock, expect_sha256=lock_sha)
+    locked_for = contents.info.target
     if locked_for and locked_for != name:
         raise EnvctlError(f"the lock was made for target '{locked_for}', not '{name}'", file=lock)
-    if host not in plan["platforms"]:
+    if host not in contents.info.platforms:
         raise EnvctlError(
-            f"the lock for '{name}' covers {', '.join(plan['platforms'])}, not this machine's platform {host}; "
+            f"the lock for '{name}' covers {', '.join(contents.info.platforms)}, not this machine's platform {host}; "
             "an env can only be created for the host platform",
             file=lock,
             hint="Add the host's platform to the target's platforms and re-lock, or create it on a matching machine.",
         )
-    entries = [p for p in plan["packages"] if p["platform"] == host]
-    conda = [CondaEntry(p["name"], p["version"], p["url"], _Hashes(p["md5"], p["sha256"]))
-             for p in entries if p["manager"] == "conda"]
-    pip = [PipPackage(p["name"], p["version"], p["url"], p["sha256"] or "") for p in entries if p["manager"] == "pip"]
+    conda = [CondaEntry(p.name, p.version, p.url, _Hashes(p.md5, p.sha256)) for p in contents.for_platform(host, "conda")]
+    pip = [PipPackage(p.name, p.version, p.url, p.sha256 or "") for p in contents.for_platform(host, "pip")]
     return conda, pip
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 from envctl.core.atomic import write_bytes_atomic
 from envctl.core.errors import EnvctlError
 from envctl.core.hashing import file_digest
+from envctl.core.paths import cache_home
 
 STATE_FILE = Path("conda-meta") / "envctl-state.json"
 
@@ -41,13 +42,6 @@ class CorruptFiles(Exception):
 
     def evict(self) -> None:
         self._evict()
-
-
-def cache_home() -> Path:
-    base = os.environ.get("ENVCTL_CACHE_DIR")
-    if base:
-        return Path(base)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envctl"
 
 
 class _Ledger:

@@ -13,14 +13,11 @@ installed versions.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-from envctl.core.errors import EnvctlError
 from envctl.core.paths import lock_path
 
 # Drift in these breaks the certified combination (conda spellings included).
@@ -137,10 +134,9 @@ def _conda_installed(prefix: Path) -> tuple[dict[str, dict], set[str]]:
 
 def drift(prefix: Path, lock: Path, platform: str, dists: list[dict]) -> dict:
     """Packages added, removed or changed in the env since it was created from `lock`."""
-    import yaml
+    from envctl.lock.lockfile import read_lock
 
-    doc = yaml.load(lock.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    entries = [p for p in doc.get("package", []) if p.get("platform") == platform]
+    entries = read_lock(lock).for_platform(platform)
     conda, owned = _conda_installed(prefix)
     pip = {_canon(d["name"]): d for d in dists if d["folder"] not in owned}
     out = []
@@ -150,9 +146,9 @@ def drift(prefix: Path, lock: Path, platform: str, dists: list[dict]) -> dict:
                     "managed": _canon(name) in MANAGED})
     for manager, have in (("conda", {n: f"{r['version']} {r.get('build', '')}".strip() for n, r in conda.items()}),
                           ("pip", {n: d["version"] for n, d in pip.items()})):
-        want = {(_canon(e["name"]) if manager == "pip" else e["name"]):
-                (f"{e['version']} {e.get('build') or ''}".strip() if manager == "conda" else str(e["version"]))
-                for e in entries if e.get("manager") == manager}
+        want = {(_canon(e.name) if manager == "pip" else e.name):
+                (f"{e.version} {e.build or ''}".strip() if manager == "conda" else e.version)
+                for e in entries if e.manager == manager}
         for name in sorted(set(want) | set(have)):
             if name not in have:
                 add("removed", name, manager, want[name], None)
@@ -202,32 +198,6 @@ def installed_target(found: dict, target=None, opset: int | None = None, facts: 
         host_provides=tuple((k, str(v)) for k, v in jetson.items() if k in ("l4t", "cuda")), **exact)
 
 
-def _locate(matrix_path: Path, target_name: str | None, prefix: Path | None):
-    """(target or None, prefix, python, kind) of the env to inspect."""
-    from envctl.core.paths import env_python
-    from envctl.core.paths import default_prefix
-    from envctl.create.build import env_state
-    from envctl.core.paths import project_root
-
-    target = None
-    if target_name:
-        from envctl.matrix.loader import load_matrix
-
-        (target,) = load_matrix(matrix_path).select([target_name])
-    if prefix is None and target is None:
-        return None, Path(sys.prefix), Path(sys.executable), "current interpreter"
-    prefix = Path(os.path.abspath(prefix)) if prefix else default_prefix(project_root(matrix_path), target)
-    if not env_python(prefix).exists():
-        hint = f"Create it with `envctl create --target {target.name}`." if target else "Check the path."
-        raise EnvctlError(f"there is no env at {prefix} (no {env_python(prefix)})", hint=hint)
-    made_for = (env_state(prefix) or {}).get("target")
-    if target is None and made_for and Path(matrix_path).exists():
-        from envctl.matrix.loader import load_matrix
-
-        target = load_matrix(matrix_path).targets.get(made_for)  # judge it as the target it was made for
-    return target, prefix, env_python(prefix), "target env" if target else "prefix"
-
-
 def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | None = None, opset: int | None = None) -> dict:
     """Everything `envctl doctor` reports, as JSON-ready data (see the module doc)."""
     from envctl.core.hashing import sha256_file
@@ -239,7 +209,10 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
     from envctl.host.platform import host_platform
     from envctl.rules.api import check_target
 
-    chosen, where, python, kind = _locate(matrix_path, target, prefix)
+    from envctl.everyday.locate import locate_env
+
+    found_env = locate_env(matrix_path, target, prefix)
+    chosen, where, python, kind = found_env.target, found_env.prefix, found_env.python, found_env.kind
     facts = host_facts()
     report: dict = {"host": facts, "env": {"kind": kind, "prefix": str(where), "python": str(python),
                                            "target": chosen.name if chosen else None},
@@ -267,9 +240,10 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
 
     # which matrix targets this machine can run
     if Path(matrix_path).exists():
-        from envctl.matrix.loader import load_matrix
+        from envctl.matrix.project import Project
 
-        for t in load_matrix(matrix_path).targets.values():
+        project = found_env.project or Project.load(matrix_path)  # read once: locate_env may have read it
+        for t in project.matrix.targets.values():
             why = host_blocker(t, facts)
             report["targets"].append({"target": t.name, "runnable": why is None, "reason": why})
 

@@ -46,7 +46,7 @@ def export_env(matrix_path: Path, target_name: str, *, kind: str = "env", platfo
     from conda_lock.conda_lock import render_lockfile_for_platform
 
     from envctl.lock.solve import check_locks
-    from envctl.lock.lockfile import parse_lockfile
+    from envctl.lock.conda_lock_format import parse_lockfile
     from envctl.matrix.loader import load_matrix
     from envctl.core.paths import project_root
     from envctl.host.platform import host_platform

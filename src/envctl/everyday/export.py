@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
@@ -53,31 +52,6 @@ def parse_sizes(text: str | None) -> list[int] | None:
     return sizes
 
 
-def _where(matrix_path: Path, target_name: str | None, prefix: Path | None):
-    """(target or None, python, description) of the env to export in."""
-    from envctl.core.paths import env_python
-    from envctl.core.paths import default_prefix
-
-    target = None
-    if target_name:
-        from envctl.matrix.loader import load_matrix
-        from envctl.pipeline.stages import host_blocker
-        from envctl.core.paths import project_root
-
-        (target,) = load_matrix(matrix_path).select([target_name])
-        blocker = host_blocker(target)
-        if blocker:
-            raise EnvctlError(f"cannot export in target '{target.name}' here: {blocker}", exit_code=1)
-        prefix = prefix or default_prefix(project_root(matrix_path), target)
-    if prefix is None:
-        return None, Path(sys.executable), f"the current interpreter ({sys.executable})"
-    python = env_python(Path(os.path.abspath(prefix)))
-    if not python.exists():
-        hint = f"Create it with `envctl create --target {target.name}`." if target else "Check the path."
-        raise EnvctlError(f"there is no env at {prefix}", hint=hint)
-    return target, python, f"{'target ' + target.name if target else 'the env'} ({python.parent.parent})"
-
-
 def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Path, *, opset, exporter, dynamic,
                       simplify, sizes, path: Path | None) -> dict:
     from envctl.certify.certify import build_spec, expected_versions, probe_python, provider_order
@@ -111,7 +85,7 @@ def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Pa
 def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None = None, prefix: Path | None = None,
                  opset: int | None = None, dynamic: list[str] = (), exporter: str | None = None,
                  simplify: str | None = None, sizes: str | None = None, path: Path | None = None,
-                 timeout: float | None = None) -> dict:
+                 timeout: float | None = None, lock_mode: str = "auto") -> dict:
     """Run the recipe; return the report (status, versions, per-size errors, files, failure)."""
     from envctl.certify.certify import DEFAULT_TIMEOUT, run_smoke
 
@@ -126,7 +100,16 @@ def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None =
         raise EnvctlError(f"--out {out}: the file name must end in .onnx", key="--out")
     if path is not None and not Path(path).is_dir():
         raise EnvctlError(f"--path {path} is not a folder", key="--path")
-    chosen, python, where = _where(matrix_path, target, prefix)
+    from envctl.everyday.locate import locate_env
+
+    found = locate_env(matrix_path, target, prefix, refuse_unrunnable="export in")
+    if lock_mode != "auto" and found.kind != "current interpreter":
+        from envctl.everyday.locate import check_env_lock
+
+        check_env_lock(matrix_path, found.prefix, lock_mode, found.project)
+    chosen, python = (found.target if target else None), found.python
+    where = (f"the current interpreter ({python})" if found.kind == "current interpreter"
+             else f"{'target ' + target if target else 'the env'} ({found.prefix})")
     # torch's own default since 2.9; a target names its exporters.
     exporter = exporter or (chosen.exporters[0] if chosen else "dynamo")
     spec = build_export_spec(matrix_path, chosen, python, ref, out, opset=opset, exporter=exporter,

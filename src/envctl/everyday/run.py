@@ -18,58 +18,9 @@ import sys
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
-from envctl.core.paths import lock_path
-from envctl.core.hashing import sha256_file
 
 # Sources every activation script in order, then replaces itself with the command.
 _ACTIVATE = 'for f in "$ENVCTL_ACTIVATE_D"/*.sh; do . "$f" || exit 1; done; unset ENVCTL_ACTIVATE_D; exec "$@"'
-
-
-def resolve_prefix(matrix_path: Path, target: str | None, prefix: Path | None) -> tuple[Path, str | None]:
-    """The env's prefix from --prefix or --target (default .envctl/envs/<target>); EnvctlError if missing."""
-    from envctl.core.paths import default_prefix
-    from envctl.create.build import env_state
-
-    chosen = None
-    if prefix is not None:
-        prefix = Path(os.path.abspath(prefix))
-        name = (env_state(prefix) or {}).get("target")
-    elif target:
-        from envctl.matrix.loader import load_matrix
-        from envctl.core.paths import project_root
-
-        (chosen,) = load_matrix(matrix_path).select([target])  # unknown names get suggestions
-        name, prefix = chosen.name, default_prefix(project_root(matrix_path), chosen)
-    else:
-        raise EnvctlError("name the env: --target T (or --prefix PATH)")
-    if not (prefix / "bin" / "python").exists() and not (prefix / "conda-meta").is_dir():
-        how = f"Create it with `envctl create --target {name}`." if name else "Create it with `envctl create --target T --prefix ...`."
-        if chosen is not None:
-            from envctl.pipeline.stages import host_blocker
-
-            blocker = host_blocker(chosen)
-            how = f"It cannot be created here: {blocker}" if blocker else how
-        raise EnvctlError(f"there is no env at {prefix}.", hint=how)
-    return prefix, name
-
-
-def stale_warning(matrix_path: Path, prefix: Path) -> str | None:
-    """A note when the env was built from another lock than the one in locks/ now."""
-    from envctl.create.build import env_state
-    from envctl.core.paths import project_root
-
-    state = env_state(prefix) or {}
-    if not state.get("target"):
-        return None
-    lock = lock_path(project_root(matrix_path), state['target'])
-    try:
-        current = sha256_file(lock)
-    except OSError:
-        return None
-    if current != state.get("lock_sha256"):
-        return (f"note: {prefix} was built from an older {lock.name}; "
-                f"`envctl create --target {state['target']}` brings it up to date")
-    return None
 
 
 def _without(path_value: str, folder: str | None) -> list[str]:

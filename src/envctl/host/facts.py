@@ -67,6 +67,18 @@ def _jetson() -> dict | None:
     return info
 
 
+def solver_virtual_packages() -> dict[str, str]:
+    """The virtual packages py-rattler detects here (__glibc, __cuda, __osx, ...): what a solve on this
+    machine would see, so host checks agree with the solver. Empty when rattler cannot tell."""
+    try:
+        import rattler
+
+        found = [v.into_generic() for v in rattler.VirtualPackage.detect()]
+    except Exception:  # detection reads libcuda and system files; a failure only costs the cross-check
+        return {}
+    return {str(getattr(g.name, "normalized", g.name)): str(g.version) for g in found}
+
+
 def host_facts() -> dict:
     libc, libc_version = platform.libc_ver()
     facts = {
@@ -84,6 +96,14 @@ def host_facts() -> dict:
     facts["nvidia"] = nvidia
     facts["jetson"] = jetson
     facts["has_nvidia_gpu"] = bool((nvidia and nvidia.get("gpus")) or jetson)
+    virtual = solver_virtual_packages()
+    facts["virtual_packages"] = virtual
+    # The driver's CUDA as the solver sees it (libcuda), when nvidia-smi's header did not say.
+    if virtual.get("__cuda") and nvidia is not None and not nvidia.get("driver_cuda"):
+        nvidia["driver_cuda"] = virtual["__cuda"]
+    if virtual.get("__cuda") and nvidia is None and not jetson:
+        facts["nvidia"] = {"gpus": [], "driver_cuda": virtual["__cuda"]}
+        facts["has_nvidia_gpu"] = True  # a CUDA driver that rattler finds is a GPU envctl can use
     return facts
 
 

@@ -24,15 +24,7 @@ from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_bytes_atomic
 from envctl.core.errors import EnvctlError
 from envctl.core.paths import env_file, lock_path
-from envctl.lock.lockfile import (
-    KEY_SPEC_HASH,
-    KEY_TARGET,
-    KEY_TARGET_HASH,
-    KEY_VERSION,
-    LockInfo,
-    PlatformLock,
-    read_lock_meta,
-)
+from envctl.lock.lockfile import LockInfo, LockRequest, PlatformLock, content_hash, lock_format, read_lock_meta, source_path
 from envctl.matrix.loader import Target
 from envctl.lock.render import recorded_target_hash, spec_hash
 
@@ -61,6 +53,7 @@ class LockResult:
     stats: dict[str, PlatformStats]
     changed: bool  # False when the new lock is byte-identical to the old one
     sha256: str  # of the written file, as read_lock_meta reports it
+    warnings: tuple[str, ...] = ()  # e.g. why the lock will not work on another machine
 
     @property
     def counts(self) -> dict[str, dict[str, int]]:
@@ -220,8 +213,6 @@ def _resolve_pip(target: Target, platform: str, spec: _EnvSpec, records, virtual
 
 def lock_target(root: Path, target: Target, *, channels: list[str] | None = None, progress: Progress | None = None) -> LockResult:
     """Solve every platform of `target` and write locks/<target>.conda-lock.yml atomically."""
-    from envctl.lock.lockfile import build_lockfile, content_hash, render_lockfile, source_path
-
     root = Path(root)
     emit = progress or (lambda event, **info: None)
     env_path = env_file(root, target)
@@ -265,20 +256,11 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
         planned.append(PlatformLock(platform, records, pip_pkgs, content_hash(s_hash, use_channels, platform, virtual)))
         stats[platform] = PlatformStats(platform, len(records), len(pip_pkgs), solve_s, pip_s)
 
-    lockfile = build_lockfile(
-        platforms=planned,
-        channels=use_channels,
-        source=source_path(path, env_path),
-        source_text=text,
-        custom={
-            KEY_TARGET: target.name,
-            KEY_TARGET_HASH: target.definition_hash(),
-            KEY_SPEC_HASH: s_hash,
-            KEY_VERSION: __version__,
-        },
-    )
+    request = LockRequest(target=target.name, target_hash=target.definition_hash(), spec_hash=s_hash,
+                          envctl_version=__version__, channels=use_channels, source=source_path(path, env_path),
+                          source_text=text, platforms=planned)
     try:
-        data = render_lockfile(lockfile, path.name)
+        data = lock_format().write(request, path.name)
     except OSError as exc:  # conda-lock's writer works in a private temp folder
         raise EnvctlError(f"cannot write the lock for '{target.name}': {exc.strerror or exc}", exit_code=1) from None
     ensure_inside(root, path, "lock file")
@@ -286,9 +268,24 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     if changed:
         write_bytes_atomic(path, data)
     info = read_lock_meta(path)
+    warnings = _portability(target.name, planned)
+    for warning in warnings:
+        emit("warning", target=target.name, message=warning)
     emit("written", target=target.name, path=str(path), changed=changed,
          message=f"{target.name}: {'wrote' if changed else 'unchanged'} {path}")
-    return LockResult(target.name, path, tuple(spec.platforms), stats, changed, info.sha256)
+    return LockResult(target.name, path, tuple(spec.platforms), stats, changed, info.sha256, warnings)
+
+
+def _portability(name: str, planned: list[PlatformLock]) -> tuple[str, ...]:
+    """Why this lock would not install on another machine: packages from file:// locations of this one."""
+    local = sorted({str(url) for plat in planned
+                    for url in [r.url for r in plat.conda] + [p.url for p in plat.pip] if str(url).startswith("file:")})
+    if not local:
+        return ()
+    folders = sorted({url.rsplit("/", 1)[0] for url in local})
+    return (f"the lock of '{name}' is not portable: {len(local)} package(s) come from local paths of this machine "
+            f"({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}); another machine needs the same files at "
+            "the same paths. Serve them from a channel or index URL to share the lock.",)
 
 
 def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:

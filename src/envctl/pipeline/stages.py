@@ -9,6 +9,7 @@ stages are put in order; `envctl create` and the whole-matrix run both use it.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,6 +87,41 @@ def lock(project: Project, targets: list[Target], *, channels=None, progress: Pr
     return results
 
 
+class LockMode(str, enum.Enum):
+    """How a command treats the lock (pixi's meaning of --locked / --frozen)."""
+
+    AUTO = "auto"  # render and relock when missing or stale
+    LOCKED = "locked"  # fail when missing or stale; never relock
+    FROZEN = "frozen"  # use the lock as it is, without checking freshness
+
+    @classmethod
+    def of(cls, locked: bool = False, frozen: bool = False) -> "LockMode":
+        if locked and frozen:
+            raise EnvctlError("--locked and --frozen exclude each other: --locked checks the lock, --frozen does not.")
+        return cls.LOCKED if locked else cls.FROZEN if frozen else cls.AUTO
+
+
+def ensure_lock(project: Project, target: Target, mode: LockMode = LockMode.AUTO, *, channels=None,
+                progress: Progress | None = None):
+    """The lock stage under `mode`: relock (AUTO), check (LOCKED) or take as is (FROZEN)."""
+    if mode is LockMode.AUTO:
+        return ensure_locked(project, target, channels=channels, progress=progress)
+    from envctl.core.paths import lock_path
+
+    path = lock_path(project.root, target)
+    if mode is LockMode.FROZEN:
+        if not path.exists():
+            raise EnvctlError(f"--frozen: target '{target.name}' has no lock at {path}", exit_code=1,
+                              hint=f"Make it with `envctl lock {target.name}` (and commit it).")
+        return None
+    stale = check_locks(project, [target])
+    if stale:
+        raise EnvctlError(f"--locked: the lock of target '{target.name}' is missing or stale: {stale[0].reason}",
+                          file=path, exit_code=1,
+                          hint=f"Run `envctl lock {target.name}` and commit the lock, or drop --locked to relock here.")
+    return None
+
+
 def host_blocker(target: Target, facts: dict | None = None) -> str | None:
     """Why this host cannot run `target` (with what would make it runnable), or None."""
     from envctl.host.runnable import runnability
@@ -137,7 +173,7 @@ class StageFailed(Exception):
 def run_chain(project: Project, target: Target, *, prefix: Path | None = None, force: bool = False, channels=None,
               certify: bool = True, reuse_certificate: bool = True, refuse_lock_only: bool = True,
               facts: dict | None = None, timeout: float | None = None, out: Path | None = None,
-              progress: Progress | None = None) -> ChainResult:
+              lock_mode: LockMode = LockMode.AUTO, progress: Progress | None = None) -> ChainResult:
     """render -> lock -> create -> certify for one target; errors come wrapped in StageFailed.
 
     A target this host cannot run is refused before any download
@@ -154,10 +190,11 @@ def run_chain(project: Project, target: Target, *, prefix: Path | None = None, f
         runnable = runnability(target, facts)
         if not runnable and refuse_lock_only:
             raise EnvctlError(f"not creating: {runnable.advice}", exit_code=1)
-        ensure_rendered(project, target, progress)
+        if lock_mode is LockMode.AUTO:
+            ensure_rendered(project, target, progress)
         # Lock-only targets are locked too: solving for their platform is the one check this host can make.
         stage = "lock"
-        ensure_locked(project, target, channels=channels, progress=progress)
+        ensure_lock(project, target, lock_mode, channels=channels, progress=progress)
         if not runnable:
             if not certify:
                 return ChainResult(target.name, certification="not run")
@@ -195,14 +232,16 @@ def unwrap(call: Callable[[], ChainResult]) -> ChainResult:
 
 
 def setup(project: Project, target: Target, *, prefix: Path | None = None, force: bool = False, channels=None,
-          certify: bool = True, timeout: float | None = None, progress: Progress | None = None) -> ChainResult:
+          certify: bool = True, timeout: float | None = None, lock_mode: LockMode = LockMode.AUTO,
+          progress: Progress | None = None) -> ChainResult:
     """The newcomer's one command: render, lock (if missing or stale), create, certify."""
     return unwrap(lambda: run_chain(project, target, prefix=prefix, force=force, channels=channels, certify=certify,
-                                    timeout=timeout, progress=progress))
+                                    timeout=timeout, lock_mode=lock_mode, progress=progress))
 
 
 def certify_one(matrix_path: Path, name: str, *, prefix: Path | None = None, timeout: float | None = None,
-                out: Path | None = None, progress: Progress | None = None) -> Certificate:
+                out: Path | None = None, lock_mode: LockMode = LockMode.AUTO,
+                progress: Progress | None = None) -> Certificate:
     """`envctl certify --target NAME`: 'host' in place; a runnable target built (if needed) then certified;
     any other target lock-only. An explicit --prefix is certified as it is, without building."""
     from envctl.certify.certify import certify_env, certify_host
@@ -218,9 +257,13 @@ def certify_one(matrix_path: Path, name: str, *, prefix: Path | None = None, tim
     target = project.target(name)
     runnable = runnability(target)
     if not runnable:  # nothing to build or run here: record the lock's state
+        if lock_mode is LockMode.LOCKED:
+            ensure_lock(project, target, lock_mode)
         return certify_lock_only(project.root, target, runnable.reason, out=out)
     if prefix is not None:
+        if lock_mode is not LockMode.AUTO:
+            ensure_lock(project, target, lock_mode)
         return certify_env(project.root, target, Path(prefix), timeout=timeout, out=out, progress=progress)
     chain = unwrap(lambda: run_chain(project, target, reuse_certificate=False, timeout=timeout, out=out,
-                                     progress=progress))
+                                     lock_mode=lock_mode, progress=progress))
     return chain.certificate

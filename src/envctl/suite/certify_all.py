@@ -141,10 +141,10 @@ def _stage_failure(stage: str, target: str, exc: BaseException) -> dict:
     return {"class": klass, "stage": stage, "message": message, "remedy": remedy}
 
 
-def certify_target(project, target, facts: dict, *, timeout: float | None, emit) -> TargetResult:
+def certify_target(project, target, facts: dict, *, timeout: float | None, emit, lock_mode=None) -> TargetResult:
     """The stage chain for one target (None: the host interpreter); never raises for the target's own errors."""
     from envctl.certify.certify import certify_host
-    from envctl.pipeline.stages import HOST, StageFailed, run_chain
+    from envctl.pipeline.stages import HOST, LockMode, StageFailed, run_chain
 
     started = time.monotonic()
     name = target.name if target is not None else HOST
@@ -159,7 +159,7 @@ def certify_target(project, target, facts: dict, *, timeout: float | None, emit)
                 raise StageFailed("certify", exc) from exc
         else:
             cert = run_chain(project, target, refuse_lock_only=False, reuse_certificate=False, facts=facts,
-                             timeout=timeout, progress=emit).certificate
+                             timeout=timeout, lock_mode=lock_mode or LockMode.AUTO, progress=emit).certificate
     except KeyboardInterrupt:
         raise
     except StageFailed as failed:  # one target's error is its failure, never the run's end
@@ -177,7 +177,7 @@ def certify_target(project, target, facts: dict, *, timeout: float | None, emit)
 
 def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets: bool = False, jobs: int = 1,
               timeout: float | None = None, junit: Path | None = None, markdown: Path | None = None,
-              fail_on_drift: bool = False, progress=None) -> SuiteResult:
+              fail_on_drift: bool = False, lock_mode=None, progress=None) -> SuiteResult:
     """Certify the chosen targets (`jobs` at a time), compare them, write the reports asked for.
 
     `progress`, if given, has `queued(names)`, `event(name, event, message, transient)` and
@@ -212,7 +212,7 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
             if progress:
                 progress.event(name, event, str(info.get("message") or event), bool(info.get("transient")))
 
-        result = certify_target(project, target, facts, timeout=timeout, emit=emit)
+        result = certify_target(project, target, facts, timeout=timeout, emit=emit, lock_mode=lock_mode)
         if progress:
             progress.done(result)
         return result

@@ -47,7 +47,7 @@ def _target_suite(t) -> ET.Element:
     ET.SubElement(props, "property", name="outcome", value=t.outcome)
     if t.xfail:
         ET.SubElement(props, "property", name="xfail", value=_text(t.xfail))
-    for key, value in ((t.certificate or {}).get("versions") or {}).items():
+    for key, value in ((t.certificate.versions if t.certificate else None) or {}).items():
         if value not in (None, ""):
             ET.SubElement(props, "property", name=f"version.{key}", value=_text(value))
     xfail_note = f"xfail: {t.xfail}"
@@ -82,7 +82,7 @@ def _target_suite(t) -> ET.Element:
         else:
             node = ET.SubElement(case, "failure", type=_text(f.get("class")), message=_text(f.get("message"), 1000))
             node.text = _failure_text(f)
-        tail = ((t.certificate or {}).get("runner") or {}).get("output_tail")
+        tail = ((t.certificate.runner if t.certificate else None) or {}).get("output_tail")
         if tail:
             ET.SubElement(case, "system-out").text = _text(tail)
     return el

@@ -109,11 +109,11 @@ def worst_text(result) -> str:
 
 def stack(result) -> str:
     """The measured versions that matter for export, as the env reported them."""
-    cert = result.certificate or {}
-    versions = cert.get("versions") or {}
+    cert = result.certificate
+    versions = (cert.versions if cert else None) or {}
     parts = [f"{short} {versions[key]}" for key, short in
              (("torch", "torch"), ("onnx", "onnx"), ("onnxruntime", "ort")) if versions.get(key)]
-    spec = cert.get("spec") or {}
+    spec = (cert.spec if cert else None) or {}
     if spec.get("opset"):
         parts.append(f"opset {spec['opset']}")
     return ", ".join(parts) or "-"
@@ -133,8 +133,8 @@ def gist(text: str, limit: int = 160) -> str:
 def short_detail(result) -> str:
     failure = result.failure or {}
     if result.outcome == "lock-only":
-        lock = (result.certificate or {}).get("lock") or {}
-        state = "lock fresh" if lock.get("fresh") else f"lock stale: {lock.get('problem')}"
+        lock = result.certificate.lock if result.certificate else None
+        state = "lock fresh" if lock and lock.fresh else f"lock stale: {lock.problem if lock else 'no lock'}"
         return f"{(result.reason or '').removeprefix('lock-only: ')} ({state})"
     if result.outcome == "xpassed":
         return f"marked xfail ({result.xfail}) but passed: remove the mark"
