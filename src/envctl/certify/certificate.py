@@ -34,6 +34,7 @@ class Certification(str, enum.Enum):
 
     RUN = "run"  # the smoke runner ran inside the env, on this host
     LOCK_ONLY = "lock-only"  # another platform, or a GPU this host lacks: only the lock was checked
+    DEVICE = "device"  # run on the device by a bundle's --certify (envctl pack), filed by `certify --import`
 
 
 class CertificateError(ValueError):
@@ -149,7 +150,7 @@ class Certificate:
         try:
             certified = Certification(data.get("certified") or ("lock-only" if result is Result.SKIPPED else "run"))
         except ValueError:
-            raise CertificateError(f"'certified' is {data.get('certified')!r}, not 'run' or 'lock-only'") from None
+            raise CertificateError(f"'certified' is {data.get('certified')!r}, not 'run', 'lock-only' or 'device'") from None
         lock = data.get("lock")
         if lock is not None and not isinstance(lock, dict):
             raise CertificateError(f"'lock' is {type(lock).__name__}, not an object")

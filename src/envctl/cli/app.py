@@ -15,7 +15,7 @@ import typer
 
 # One module per command group, imported and registered explicitly: a missing
 # module is an ImportError here, never a silently absent command.
-from envctl.cli import certify, create, everyday, lock, matrix, status
+from envctl.cli import certify, create, everyday, lock, matrix, pack, status
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -44,7 +44,7 @@ def _global_options(
     set_verbosity(-1 if quiet else verbose)
 
 # In this order `envctl --help` lists the commands (sub-groups follow them).
-for _group in (matrix, lock, certify, create, everyday, status):
+for _group in (matrix, lock, certify, create, everyday, status, pack):
     _group.register(app)
 
 

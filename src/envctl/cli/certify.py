@@ -26,6 +26,7 @@ def certify(
     inputs: Optional[List[Path]] = typer.Option(None, "--inputs", help="Real inputs for the user models (.npz/.pt, repeatable; with one --target)."),
     locked: bool = options.LOCKED,
     frozen: bool = options.FROZEN,
+    import_: Optional[Path] = typer.Option(None, "--import", help="File a device certificate (a bundle's --certify) under certs/, if it is for the current lock."),
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
 ) -> int:
@@ -42,6 +43,16 @@ def certify(
     lock_mode = LockMode.of(locked, frozen)
 
     names = options.names(targets, target)
+    if import_ is not None:
+        if names or all_:
+            raise EnvctlError("--import takes the certificate file alone; the target is the one it names.")
+        from envctl.core.output import console
+        from envctl.pack.importcert import import_certificate
+
+        path, data = import_certificate(matrix, import_)
+        console.print(f"filed {path}: {data['target']} {data['result']} on device {(data.get('host') or {}).get('hostname', '?')} "
+                      f"({data.get('created_at', '?')})", markup=False, soft_wrap=True)
+        return 0
     if all_ and names:
         raise EnvctlError("name targets or pass --all, not both.")
     if not all_ and not names:

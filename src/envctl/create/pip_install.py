@@ -83,7 +83,7 @@ def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, fina
         output = proc.stderr or proc.stdout
         if proc.returncode < 0:
             output = (output or "") + f"\nuv was killed by {signal_text(-proc.returncode)}"
-        raise _pip_error(output, packages)
+        raise pip_error(output, packages)
     verify_pip(staging, packages)
     rewrite_shebangs(staging, final)
 
@@ -132,7 +132,7 @@ def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
     raise CorruptFiles("pip", found, evict)
 
 
-def _pip_error(output: str, packages: list[PipPackage]) -> EnvctlError:
+def pip_error(output: str, packages: list[PipPackage]) -> EnvctlError:
     match = _HASH_MISMATCH.search(output)
     if match:
         req = match["req"]

@@ -104,7 +104,10 @@ def _stage_cell(stage: Stage, fresh: Stage | None = None) -> str:
 def _cert_cell(s: TargetStatus, anchor: str) -> str:
     cert = s.certificate
     if not cert:
-        return _cell("missing", "missing", title=s.certified.detail)
+        from envctl.suite.status import device_label
+
+        label = "; ".join(x for x in ("missing" if not s.device else "", device_label(s)) if x)
+        return _cell("missing" if not s.device else "ok", label, title=s.certified.detail)
     result = "lock-only" if cert.get("certified") == "lock-only" else (cert.get("result") or "?")
     klass = {"passed": "xpass" if s.xfail else "ok", "failed": "xfail" if s.xfail else "failed",
              "lock-only": "lockonly"}.get(result, "missing")
@@ -112,6 +115,10 @@ def _cert_cell(s: TargetStatus, anchor: str) -> str:
         klass += " stalecert"
     label = result + (" (xfail)" if s.xfail and result in ("passed", "failed") else "")
     label += "" if s.cert_fresh.state == "ok" else f" ({s.cert_fresh.state})"
+    if s.device:  # an imported device certificate (a bundle's --certify): solved here, run on the device
+        from envctl.suite.status import device_label
+
+        label = ("solved only" if result == "lock-only" else label) + "; " + device_label(s)
     return _cell(klass, label, cls=cert.get("failure_class") or "", num=(cert.get("created_at") or "")[:10],
                  href=anchor, title=f"{s.certified.detail}; {s.cert_fresh.detail}")
 
