@@ -28,6 +28,7 @@ from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
 from envctl.core.process import foreign_python_env
 from envctl.core.hashing import sha256_file_or_none
+from envctl.certify.runner_io import RunnerResult
 from envctl.certify.certificate import SCHEMA_VERSION, Certificate
 from envctl.certify.truth import host_models, input_files, limit_findings
 from envctl.host.runnable import needs_gpu
@@ -166,13 +167,11 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
             facts["failure"] = _classified("runner_crash", f"the smoke runner died from signal {name}" + _where(result_file))
             return None, facts
         try:
-            result = json.loads(result_file.read_text())
-            if not isinstance(result, dict) or "status" not in result:
-                raise ValueError("no status in result")
-        except (OSError, ValueError) as exc:
+            checked = RunnerResult.from_json(json.loads(result_file.read_text()))
+        except (OSError, ValueError) as exc:  # RunnerResultError is a ValueError: a wrong shape, named
             facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({exc})")
             return None, facts
-        return result, facts
+        return checked.raw, facts
 
 
 def _kill_group(pgid: int, grace: float = 10.0) -> None:
