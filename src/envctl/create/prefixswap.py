@@ -16,7 +16,10 @@ user's `myenv.old-backup/` or a prefix with `[ab]` or `*` in it is left alone.
 from __future__ import annotations
 
 import errno
-import fcntl
+try:  # POSIX: flock, with shared locks for certifications
+    import fcntl
+except ImportError:  # Windows: filelock's exclusive lock (readers then take turns too)
+    fcntl = None  # type: ignore[assignment]
 import json
 import os
 import shutil
@@ -113,6 +116,13 @@ def prefix_lock(prefix: Path, progress: Progress | None, *, shared: bool = False
     """
     path = flock_path(prefix)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # filelock makes and opens the file itself (a symlink there is still refused)
+        if path.is_symlink():
+            raise EnvctlError(f"refusing to use the lock file {path}: it is a symlink",
+                              hint="Remove the symlink; envctl makes this file itself.")
+        with _portable_lock(path, progress) as waited:
+            yield waited
+        return
     # The lock file is never deleted: unlinking a flock'ed file lets a third process lock a new inode.
     # O_NOFOLLOW: a symlink planted at the lock's name must not make envctl create the file it names.
     try:
@@ -135,6 +145,29 @@ def prefix_lock(prefix: Path, progress: Progress | None, *, shared: bool = False
         yield waited
     finally:
         os.close(fd)  # releases the flock
+
+
+@contextmanager
+def _portable_lock(path: Path, progress: Progress | None) -> Iterator[bool]:
+    """Where there is no fcntl (Windows), filelock's OS lock on the same file; always exclusive."""
+    import warnings
+
+    with warnings.catch_warnings():  # off Windows (tests only) filelock warns that it falls back to a soft lock
+        warnings.simplefilter("ignore")
+        from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+        waited = False
+    except Timeout:
+        emit(progress, "waiting", lock=str(path), message=f"another envctl holds {path}; waiting")
+        lock.acquire()
+        waited = True
+    try:
+        yield waited
+    finally:
+        lock.release()
 
 
 @contextmanager
