@@ -96,6 +96,36 @@ def export_cmd(
     return 0 if result["status"] == "passed" else 1
 
 
+@command()
+def shell(
+    target: Optional[str] = options.target("Open a shell in this target's env."),
+    prefix: Optional[Path] = options.prefix("Open a shell in the env at this prefix."),
+    shell_name: Optional[str] = typer.Option(None, "--shell", help="bash, zsh, fish, xonsh, powershell or cmd_exe (default: yours)."),
+    print_script: bool = typer.Option(False, "--print-script", help="Print the activation script instead, e.g. for eval \"$(envctl shell -t T --print-script)\"."),
+    locked: bool = options.LOCKED,
+    frozen: bool = options.FROZEN,
+    matrix: Path = options.MATRIX,
+) -> int:
+    """An interactive shell inside the env (or, with --print-script, its activation for your own shell)."""
+    import sys
+
+    from envctl.cli.printing import note
+    from envctl.everyday import shell as shell_mod
+    from envctl.everyday.locate import check_env_lock, locate_env
+    from envctl.pipeline.stages import LockMode
+
+    mode = LockMode.of(locked, frozen)
+    found = locate_env(matrix, target, prefix, current_ok=False)
+    warning = check_env_lock(matrix, found.prefix, mode.value, found.project)
+    if warning:
+        note(warning)
+    name = shell_name or shell_mod.default_shell()
+    if print_script:
+        sys.stdout.write(shell_mod.activation_script(found.prefix, name))
+        return 0
+    return shell_mod.open_shell(found.prefix, name)
+
+
 @command("list")
 def list_cmd(
     target: Optional[str] = options.target("List this target's env."),
@@ -149,7 +179,7 @@ def env_export(
 
 
 def register(app: typer.Typer) -> None:
-    add_commands(app, run, doctor, export_cmd, list_cmd)
+    add_commands(app, run, shell, doctor, export_cmd, list_cmd)
     env_app = typer.Typer(no_args_is_help=True, help="Hand an env to people who use conda directly.")
     add_commands(env_app, env_export)
     app.add_typer(env_app, name="env")
