@@ -36,11 +36,13 @@ def _load_models():
     models, without any of envctl's pipeline."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src", "envctl", "smoke",
-                        "envctl_smoke_models.py")
-    spec = importlib.util.spec_from_file_location("envctl_smoke_models", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src", "envctl", "smoke")
+    module = None
+    for name in ("envctl_smoke_builtins", "envctl_smoke_models"):  # the models module imports the names
+        spec = importlib.util.spec_from_file_location(name, os.path.join(folder, name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
     return module
 
 

@@ -15,6 +15,31 @@ if _TESTS_DIR not in sys.path:
 from support.local_channel import build_local_channel  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _env_builds_are_marked_slow(request, monkeypatch):
+    """`pytest -m "not slow"` builds no env: a test that builds one without the `slow` mark fails.
+
+    (In-process builds; a test that runs `envctl create` in a subprocess must carry the mark by hand.)
+    """
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import envctl.create.build as create  # where create_env decides between a no-op and a build
+
+    real = create._create_locked
+    built = []
+
+    def guarded(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if result.action != "unchanged":
+            built.append(str(result.prefix))
+        return result
+
+    monkeypatch.setattr(create, "_create_locked", guarded)
+    yield
+    assert not built, f"{request.node.nodeid} built envs ({built}) but is not marked slow"
+
+
 @pytest.fixture(scope="session")
 def local_channel() -> Path:
     """A ready, indexed local conda channel (see tests/support/local_channel.py).
@@ -23,6 +48,51 @@ def local_channel() -> Path:
     for the ``file://`` URL that rattler.solve and conda-lock accept.
     """
     return build_local_channel()
+
+
+@pytest.fixture(scope="session")
+def shared_project(tmp_path_factory, local_channel):
+    """(root, matrix) of the project holding the targets several modules share (tests/support/shared.py).
+
+    Modules add their own matrix files beside `envs/shared.yaml` with `write_project(root, ..., name=...)`.
+    """
+    from support import team_models
+    from support.project import write_project
+    from support.shared import shared_targets
+
+    root = tmp_path_factory.mktemp("shared-project")
+    matrix = write_project(root, shared_targets(local_channel), {"teammodels.py": team_models.SOURCE}, name="shared.yaml")
+    return root, matrix
+
+
+def _certify(matrix: Path, target: str) -> tuple[int, dict]:
+    import json
+
+    from typer.testing import CliRunner
+
+    from envctl.cli import app
+
+    result = CliRunner().invoke(app, ["certify", "--target", target, "--matrix", str(matrix)])
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, json.loads((matrix.parent.parent / "certs" / f"{target}.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def old_runtime_certified(shared_project):
+    """`envctl certify --target old-runtime`, run once: (exit code, certificate). Builds its env."""
+    return _certify(shared_project[1], "old-runtime")
+
+
+@pytest.fixture(scope="session")
+def aarch64_certified(shared_project):
+    """`envctl lock aarch64-only`, then `envctl certify --target aarch64-only`, once: (lock exit, certify exit, cert)."""
+    from typer.testing import CliRunner
+
+    from envctl.cli import app
+
+    lock = CliRunner().invoke(app, ["lock", "aarch64-only", "--matrix", str(shared_project[1])])
+    code, cert = _certify(shared_project[1], "aarch64-only")
+    return lock.exit_code, code, cert
 
 
 @pytest.fixture(scope="session", autouse=True)

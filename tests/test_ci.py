@@ -62,7 +62,9 @@ def matrix(tmp_path):
     return path
 
 
-INSTALL = ("--install", "./tools/envctl")  # a project outside envctl's repository says where envctl's source is
+# A user's project installs envctl from a pinned commit (see test_ci_install.py).
+PINNED = "envctl-onnx @ git+https://example.org/team/envctl.git@" + "0" * 40
+INSTALL = ("--install", PINNED)
 
 
 def generate(matrix: Path, *extra: str) -> tuple[str, dict]:
@@ -145,11 +147,11 @@ def test_project_in_a_subfolder_of_the_checkout(tmp_path):
     path = tmp_path / "ml" / "m.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump({"version": 1, "targets": {"a": cpu(["linux-64"])}}))
-    text, doc = generate(path, "--install", "../vendor/envctl", "--branch", "release")
+    text, doc = generate(path, "--install", "./tools/envctl", "--branch", "release")
     assert doc.get("on", doc.get(True))["push"]["branches"] == ["release"]
     assert doc["defaults"]["run"]["working-directory"] == "ml"  # commands run in the project
     runs = [s.get("run", "") for job in doc["jobs"].values() for s in job["steps"]]
-    assert 'python -m pip install "../vendor/envctl"' in runs
+    assert 'python -m pip install "./tools/envctl"' in runs
     assert "envctl matrix check --matrix m.yaml" in runs
     assert any("envctl certify" in r and "--matrix m.yaml" in r for r in runs)
     job = doc["jobs"]["certify"]  # actions see paths from the checkout's root
@@ -228,7 +230,7 @@ def test_the_template_ships_in_the_wheel(tmp_path):
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), str(project)], check=True, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("envctl-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("envctl_onnx-*.whl")  # the distribution's name, normalized
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("envctl/suite/templates/")}
     folder = REPO / "src" / "envctl" / "suite" / "templates"
     templates = {f"envctl/suite/templates/{p.name}" for p in folder.glob("*.j2")}

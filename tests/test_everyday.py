@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from envctl.cli import app
 from envctl.host.facts import host_facts
 from envctl.host.platform import host_platform
+from support.local_channel import PY_VERSION
 from support.project import pip_target, write_project
 
 pytestmark = [
@@ -118,17 +119,14 @@ def test_create_from_nothing_renders_locks_builds_certifies(project, created):
     print(f"one-command create from nothing: {seconds:.1f}s")
 
 
-def test_create_again_is_a_fast_noop_already_certified(project, created):
+def test_create_again_is_a_noop_already_certified(project, created):
     root, matrix = project
     cert = root / "certs" / "t.json"
     before = cert.stat().st_mtime_ns
-    started = time.monotonic()
     proc = envctl("create", "--target", "t", "--matrix", str(matrix))
-    seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert "already certified" in proc.stdout and "already matches its lock" in proc.stdout
-    assert cert.stat().st_mtime_ns == before  # not re-certified
-    assert seconds < 5, f"no-op create took {seconds:.1f}s"  # interpreter start included
+    assert cert.stat().st_mtime_ns == before  # not re-certified (how fast: scripts/bench)
 
 
 def test_run_uses_the_env_and_passes_exit_codes(project, created):
@@ -264,7 +262,7 @@ def test_env_export_both_kinds(project, created, tmp_path):
     env = yaml.safe_load(result.stdout)
     assert env["name"] == "t" and env["channels"][0].startswith("file://")
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
-    assert any(d.startswith("python=3.11.") and d.count("=") == 2 for d in conda)  # name=version=build
+    assert any(d.startswith(f"python={PY_VERSION}=") and d.count("=") == 2 for d in conda)  # name=version=build
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert any(line.startswith("--find-links ") for line in pip)
     assert any(line.replace(" ", "").startswith("torch==2.13.0") and "--hash=sha256:" in line for line in pip)

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,7 +28,9 @@ from typer.testing import CliRunner
 
 from envctl.cli import app
 from envctl.create.build import create_env
+from envctl.core.atomic import SAFE_NAME
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import control_char
 from envctl.matrix.fields import TARGET_FIELDS
 from envctl.lock.lockfile import read_lock_meta
 from envctl.matrix.loader import AXIS_KEYS, TOP_LEVEL_KEYS, load_matrix
@@ -34,8 +39,10 @@ from envctl.lock.render import render_text
 from envctl.rules.api import check_target
 from envctl.matrix.versions import Spec, SpecError
 from support import lockfactory as lf
+from support.local_channel import channel_version
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "envctl"
+needs_linux64 = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
 runner = CliRunner()
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -45,17 +52,23 @@ KEYS = sorted(set(TOP_LEVEL_KEYS) | set(TARGET_FIELDS) | set(AXIS_KEYS) | {"reas
 NASTY_TEXT = ["*", "3.11", "2.13.0", "2.4rc1", "58c", ">=1.16,<1.18", "==1.17.*", "~=1", "===1.0", ">=", "1.0|2.0",
               "linux-64", "osx-arm64", "torchscript", "dynamo", "cnn", "a:b", ":", "11.8", "none", "gpu", "cpu",
               "{torch}", "x-{opset}", "{0}", "{torch!r}", "{nope}", "../x", "/abs", "..", "x/y", "", " ", "\0",
-              "2001-13-40", "!!python/object/apply:os.system", "conda-forge", "file:///nonexistent"]
+              "2001-13-40", "!!python/object/apply:os.system", "conda-forge", "file:///nonexistent",
+              # issue 12: smuggled lines and control characters, huge format widths
+              "six\n--extra-index-url http://evil.invalid", "a\n", "a\r", "\x1b[31m", "a\u2028b", "a\x85", "\t",
+              "t{torch:>3000000000}", "{torch:{opset}}", "{opset:099999999d}", "-e .", "--index-url=http://x"]
+CONTROL = st.text(alphabet=st.characters(categories=("Cc",), include_characters="\u2028\u2029"), min_size=1, max_size=3)
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(10**6), 10**20), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=16), st.sampled_from(NASTY_TEXT),
+    st.builds(lambda a, c, b: a + c + b, st.sampled_from(["", "a", "2.4", "cnn", "t"]), CONTROL, st.sampled_from(["", "x", "\n"])),
 )
 keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=8), st.integers(0, 3))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)),
                       max_leaves=20)
 fields_map = st.dictionaries(st.sampled_from(sorted(TARGET_FIELDS)), values, max_size=8)
 axes_group = st.fixed_dictionaries({}, optional={
-    "name": st.one_of(st.sampled_from(["t-{torch}", "x{opset}", "{nope}", "{0}", "{torch!r}", "../{torch}"]), values),
+    "name": st.one_of(st.sampled_from(["t-{torch}", "x{opset}", "{nope}", "{0}", "{torch!r}", "../{torch}"]), values,
+                      st.from_regex(r"\At\{(torch|opset)(![rsa])?:[<>^=]?[+ -]?0?[0-9]{1,12}(\.[0-9]{1,10})?[sdf]?\}\Z")),
     "base": st.one_of(fields_map, values),
     "product": st.one_of(st.dictionaries(st.sampled_from(sorted(TARGET_FIELDS)), st.lists(values, max_size=3), max_size=3), values),
     "zip": st.one_of(st.lists(st.dictionaries(st.sampled_from(sorted(TARGET_FIELDS)), st.lists(values, max_size=3), max_size=2), max_size=2), values),
@@ -64,7 +77,7 @@ axes_group = st.fixed_dictionaries({}, optional={
 random_docs = st.fixed_dictionaries({}, optional={
     "version": st.one_of(st.just(1), values),
     "defaults": st.one_of(fields_map, values),
-    "targets": st.one_of(st.dictionaries(st.one_of(st.text(max_size=10), st.sampled_from(["a", "..", "x/y", "/abs"])),
+    "targets": st.one_of(st.dictionaries(st.one_of(st.text(max_size=10), st.sampled_from(["a", "..", "x/y", "/abs", "a\n", "a~old-1", "b\r"])),
                                          st.one_of(fields_map, values), max_size=3), values),
     "axes": st.one_of(st.lists(axes_group, max_size=2), values),
 }).flatmap(lambda doc: st.dictionaries(keys, values, max_size=2).map(lambda extra: {**extra, **doc}) | st.just(doc))
@@ -99,8 +112,35 @@ def _load_check_render(path: Path) -> None:
         assert exc.exit_code == 2 and str(exc).strip() and exc.file == str(path)
         return
     for target in matrix.targets.values():
+        assert SAFE_NAME.fullmatch(target.name), target.name
+        data = target.to_json()
+        for key in ("description", "xfail"):  # free text may span lines (its writers fold or quote it)
+            assert control_char(data.pop(key) or "", "\n\t") is None, repr(target)
+        _assert_no_control(data)
         check_target(target)
         render_text(target, path)
+
+
+def _assert_no_control(node) -> None:
+    """Whatever loads reaches files, command lines and YAML: no string in it may carry a control character."""
+    if isinstance(node, str):
+        assert control_char(node) is None, repr(node)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _assert_no_control(key)
+            _assert_no_control(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _assert_no_control(value)
+
+
+def _aliased_text(levels: int, width: int, where: str, tail: str) -> str:
+    """A matrix whose aliases nest `levels` deep and `width` wide (anchored in exclude entries), used at `where`."""
+    chain = ["      - reason: &b0 [lol]", "        source: s"]
+    for i in range(1, levels + 1):
+        chain += [f"      - reason: &b{i} [{', '.join(f'*b{i - 1}' for _ in range(width))}]", "        source: s"]
+    return "\n".join(["version: 1", "axes:", "  - name: t{torch}", "    base:", f"      {where}: *b{levels}",
+                      "    product:", f"      torch: {tail}", "    exclude:", *chain]) + "\n"
 
 
 # ---------------------------------------------------------------- properties
@@ -129,6 +169,24 @@ def test_near_valid_matrices_load_or_refuse_cleanly(doc):
 def test_raw_yamlish_text_loads_or_refuses_cleanly(text):
     with tempfile.TemporaryDirectory() as tmp:
         _load_check_render(_write(text, Path(tmp)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(1, 12), st.integers(1, 40), st.sampled_from(["opset", "description", "pip_extra"]),
+       st.sampled_from(['["2.4"]', '["2.4", "2.5"]']))
+def test_alias_documents_load_or_refuse_cleanly(levels, width, where, tail):
+    """Aliases at any depth and width: loaded, or refused by the expansion budget, never expanded in full."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _load_check_render(_write(_aliased_text(levels, width, where, tail), Path(tmp)))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.from_regex(r"\At[a-z]{0,3}\{(torch|opset)(![rsa])?:.?[<>^=]?[+ -]?#?0?[0-9]{1,12},?(\.[0-9]{1,12})?[a-zA-Z%]?\}\Z"))
+def test_format_widths_in_name_templates_are_refused_cleanly(template):
+    doc = {"version": 1, "defaults": VALID, "axes": [{"name": template, "product": {"torch": ["2.4"], "opset": [17]}}]}
+    with tempfile.TemporaryDirectory() as tmp:
+        with pytest.raises(EnvctlError, match="name template|control characters are not allowed"):
+            load_matrix(_write(doc, Path(tmp)))
 
 
 @settings(max_examples=500, deadline=None)
@@ -192,7 +250,7 @@ def test_hostile_yaml_is_refused_with_exit_2(tmp_path, text):
     assert not marker.exists()
 
 
-def test_anchor_bomb_axes_are_refused_quickly(tmp_path):
+def test_anchor_bomb_axes_are_refused_without_expanding(tmp_path):
     ten = json.dumps([f"1.{i}" for i in range(10)])
     path = _write(
         "defaults: {platforms: [linux-64], channels: [c], python: '3.11', onnx: '*', onnxruntime: '*', protobuf: '*', exporters: [torchscript]}\n"
@@ -201,12 +259,16 @@ def test_anchor_bomb_axes_are_refused_quickly(tmp_path):
         "      numpy: *ten\n      description: *ten\n      xfail: *ten\n      onnxscript: *ten\n      cudnn: *ten\n",
         tmp_path,
     )
-    import time
+    # Counted, never expanded: expanding would need gigabytes, so the child runs under a 1 GiB address-space limit
+    # (and a generous ceiling: an expansion would exceed it, a count takes well under it).
+    import resource
 
-    started = time.monotonic()
-    result = runner.invoke(app, ["matrix", "show", "--matrix", str(path)])
-    assert time.monotonic() - started < 10
-    assert result.exit_code == 2 and "10000000 combinations" in result.output, result.output
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    proc = subprocess.run([sys.executable, "-m", "envctl", "matrix", "show", "--matrix", str(path)],
+                          capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert proc.returncode == 2 and "10000000 combinations" in proc.stderr + proc.stdout, proc.stdout + proc.stderr
 
 
 # ---------------------------------------------------------------- YAML is only ever safe-loaded
@@ -216,41 +278,122 @@ UNSAFE_NAMES = {"unsafe_load", "unsafe_load_all", "full_load", "full_load_all", 
 SAFE_LOADERS = {"yaml.SafeLoader", "yaml.CSafeLoader", "getattr(yaml, 'CSafeLoader', yaml.SafeLoader)", "_LineLoader"}
 
 
-def _yaml_calls(tree: ast.AST):
+def _yaml_names(tree: ast.AST) -> tuple[set[str], dict[str, str]]:
+    """Names bound to the yaml module (`import yaml as y`) and to its members (`from yaml import load as l`)."""
+    modules, members = set(), {}
     for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "yaml" or alias.name.startswith("yaml."):
+                    modules.add(alias.asname or "yaml")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "yaml":
+            for alias in node.names:
+                members[alias.asname or alias.name] = alias.name
+    return modules, members
+
+
+def _unsafe_yaml_uses(file: Path) -> list[str]:
+    """Every unsafe loader a module can reach, however yaml was imported."""
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    modules, members = _yaml_names(tree)
+    # Names bound to a safe loader in this module (`loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)`).
+    safe_shapes = {shape.replace("yaml", m) for shape in SAFE_LOADERS for m in modules | {"yaml"}}
+    safe_shapes |= {name for name, real in members.items() if real in ("SafeLoader", "CSafeLoader")}
+    safe_names = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and ast.unparse(node.value) in safe_shapes
+                  for t in node.targets if isinstance(t, ast.Name)}
+    problems = []
+    where = lambda node: f"{file.name}:{node.lineno}"  # noqa: E731
+    for name, real in members.items():
+        if real in UNSAFE_NAMES | {"load", "load_all", "*"}:
+            problems.append(f"{file.name}: from yaml import {real}" + (f" as {name}" if name != real else ""))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules \
+                and node.attr in UNSAFE_NAMES:
+            problems.append(f"{where(node)}: {node.value.id}.{node.attr}")
+        if isinstance(node, ast.ClassDef):
+            bases = [ast.unparse(b) for b in node.bases]
+            loaders = [b for b in bases if "Loader" in b]
+            if loaders and not set(loaders) <= safe_shapes | {"SafeLoader", "CSafeLoader"} | {
+                    f"{m}.{n}" for m in modules for n in ("SafeLoader", "CSafeLoader")}:
+                problems.append(f"{where(node)}: loader class {node.name}({', '.join(bases)})")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
-                and node.func.value.id == "yaml":
-            yield node
+                and node.func.value.id in modules and node.func.attr in ("load", "load_all"):
+            loader = next((k.value for k in node.keywords if k.arg == "Loader"), node.args[1] if len(node.args) > 1 else None)
+            shown = ast.unparse(loader) if loader is not None else None
+            if shown not in safe_shapes and shown not in safe_names:
+                problems.append(f"{where(node)}: {node.func.value.id}.{node.func.attr}(..., Loader={shown})")
+    return problems
 
 
 def test_yaml_is_only_ever_safe_loaded_in_the_source():
     files = sorted(SRC.rglob("*.py"))
     assert len(files) > 10
-    problems = []
-    for file in files:
-        text = file.read_text(encoding="utf-8")
-        tree = ast.parse(text)
-        # Names bound to a safe loader in this module (`loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)`).
-        safe_names = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and ast.unparse(node.value) in SAFE_LOADERS
-                      for t in node.targets if isinstance(t, ast.Name)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "yaml" and node.attr in UNSAFE_NAMES:
-                problems.append(f"{file.name}:{node.lineno}: yaml.{node.attr}")
-            if isinstance(node, ast.ImportFrom) and node.module == "yaml":
-                problems += [f"{file.name}:{node.lineno}: from yaml import {a.name}" for a in node.names
-                             if a.name in UNSAFE_NAMES | {"load", "load_all", "*"}]
-            if isinstance(node, ast.ClassDef):
-                bases = [ast.unparse(b) for b in node.bases]
-                if any(b.startswith("yaml.") and "Loader" in b for b in bases) and not set(bases) & {"yaml.SafeLoader", "yaml.CSafeLoader"}:
-                    problems.append(f"{file.name}:{node.lineno}: loader class {node.name}({', '.join(bases)})")
-        for call in _yaml_calls(tree):
-            if call.func.attr not in ("load", "load_all"):
-                continue
-            loader = next((k.value for k in call.keywords if k.arg == "Loader"), call.args[1] if len(call.args) > 1 else None)
-            shown = ast.unparse(loader) if loader is not None else None
-            if shown not in SAFE_LOADERS and shown not in safe_names:
-                problems.append(f"{file.name}:{call.lineno}: yaml.{call.func.attr}(..., Loader={shown})")
+    problems = [p for file in files for p in _unsafe_yaml_uses(file)]
     assert problems == [], problems
+
+
+@pytest.mark.parametrize("snippet", [
+    "import yaml as y\ny.unsafe_load(text)",
+    "import yaml as y\ny.load(text, Loader=y.Loader)",
+    "from yaml import unsafe_load as ul\nul(text)",
+    "from yaml import load\nload(text)",
+    "import yaml\nyaml.load(text, Loader=yaml.FullLoader)",
+    "import yaml as y\nclass L(y.UnsafeLoader):\n    pass",
+])
+def test_the_source_scan_sees_through_aliases(tmp_path, snippet):
+    file = tmp_path / "mod.py"
+    file.write_text(snippet + "\n")
+    assert _unsafe_yaml_uses(file), snippet
+    file.write_text("import yaml as y\ny.load(text, Loader=getattr(y, 'CSafeLoader', y.SafeLoader))\ny.safe_load(text)\n")
+    assert _unsafe_yaml_uses(file) == []
+
+
+@pytest.fixture()
+def unsafe_yaml_loaders_raise(monkeypatch):
+    """Every YAML loader that can build Python objects (Full, Unsafe, the plain Loader, their C twins) raises.
+
+    They all construct through FullConstructor; SafeLoader does not. Uses are recorded too, in case envctl
+    turns the exception into an error message.
+    """
+    used: list[str] = []
+
+    def refuse(self, *args, **kwargs):
+        used.append(type(self).__name__)
+        raise AssertionError(f"unsafe YAML loader {type(self).__name__} used")
+
+    monkeypatch.setattr(yaml.constructor.FullConstructor, "__init__", refuse, raising=False)
+    with pytest.raises(AssertionError):
+        yaml.load("a: 1", Loader=yaml.Loader)  # the trap works
+    used.clear()
+    return used
+
+
+@pytest.mark.slow
+@needs_linux64
+def test_whole_commands_load_yaml_only_safely(unsafe_yaml_loaders_raise, shared_project, aarch64_certified,
+                                              tmp_path, local_channel, wheels):
+    """By behaviour: every command that reads YAML (matrix, environment.yml, locks, certificates) runs
+    with the unsafe loaders booby-trapped, however the source spells its imports."""
+    used = unsafe_yaml_loaders_raise
+    root, matrix = shared_project
+    m = ["--matrix", str(matrix)]
+    commands = [["matrix", "show", *m], ["matrix", "check", *m], ["lock", "--check", "--all", *m],
+                ["lock", "aarch64-only", *m], ["status", "--json", *m], ["certify", "--target", "aarch64-only", *m],
+                ["env", "export", "--target", "aarch64-only", "--platform", "linux-aarch64", *m],
+                ["report", "--html", str(tmp_path / "r.html"), *m], ["doctor", "--json", *m],
+                ["ci", "github", "--out", "-", "--install", "./tools/envctl", *m]]
+    (tmp_path / "render").mkdir()
+    _, fresh, _ = _project(tmp_path / "render")
+    commands.append(["render", "--all", "--matrix", str(fresh)])
+    for args in commands:
+        result = runner.invoke(app, args)
+        assert "Traceback" not in result.output and result.exit_code in (0, 1), (args, result.output)
+        assert used == [], (args, used)
+    # create reads the lock (and its cached plan) too
+    project = tmp_path / "victim"
+    _lock(project, local_channel, wheels)
+    assert create_env(project, "victim", prefix=tmp_path / "env").action == "created"
+    assert used == []
 
 
 def test_the_line_aware_loader_is_a_safe_loader():
@@ -401,7 +544,6 @@ def test_create_api_refuses_names_that_are_paths(tmp_path, name):
 
 # ---------------------------------------------------------------- altered lockfiles are refused at create
 
-needs_linux64 = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
 
 
 @pytest.fixture(scope="module")
@@ -431,13 +573,14 @@ def _entry(lock, name: str):
         ("pip url -> other version's wheel, original hash", r"six: the wheel's sha256 does not match the lock"),
         ("pip hash altered", r"six: the wheel's sha256 does not match the lock"),
         ("pip hash removed", r"six 1.17.0 has no sha256 in the lock"),
-        ("conda url -> another package's archive, original hashes", r"pip 23\.2\.1: the channel's sha256 does not match the lock"),
-        ("conda md5 altered, sha256 removed", r"pip 23\.2\.1: the channel's md5 does not match the lock"),
-        ("conda url -> a look-alike channel, original hashes", r"pip 23\.2\.1: the channel's sha256 does not match the lock"),
+        ("conda url -> another package's archive, original hashes", r"pip {pip}: the channel's sha256 does not match the lock"),
+        ("conda md5 altered, sha256 removed", r"pip {pip}: the channel's md5 does not match the lock"),
+        ("conda url -> a look-alike channel, original hashes", r"pip {pip}: the channel's sha256 does not match the lock"),
     ],
 )
 def test_altered_lockfiles_are_refused_at_create(tmp_path, local_channel, wheels, case, expected):
     channel = local_channel
+    expected = expected.replace("{pip}", re.escape(channel_version(channel, "pip")))  # the pip ensurepip bundles
 
     def edit(lock):
         pip_wheel, conda_pip = _entry(lock, "six"), _entry(lock, "pip")
@@ -473,8 +616,11 @@ def test_altered_lockfiles_are_refused_at_create(tmp_path, local_channel, wheels
     assert err.value.exit_code in (1, 2)
     assert not prefix.exists()
     assert sorted(p.name for p in prefix.parent.iterdir() if p.name.startswith("env.")) in ([], ["env.lock"])
+    # Broken on purpose: not one of the locks the session checks every parser reads (conftest.py).
+    (root / "locks" / "victim.conda-lock.yml").unlink()
 
 
+@pytest.mark.slow  # builds an env
 @needs_linux64
 def test_unaltered_lock_of_the_same_shape_is_accepted(tmp_path, local_channel, wheels):
     """The control for the cases above: the same lock, unaltered, creates."""

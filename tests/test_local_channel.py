@@ -18,7 +18,7 @@ from rattler import GenericVirtualPackage, PackageName, Version
 from rattler.exceptions import SolverError
 from rattler.package import BuildString
 
-from support.local_channel import BUILD, build_local_channel, channel_url, default_channel_dir
+from support.local_channel import BUILD, PY_MM, PY_VERSION, build_local_channel, channel_url, default_channel_dir
 
 
 def _cuda(version: str) -> GenericVirtualPackage:
@@ -49,9 +49,7 @@ def _clean_env() -> dict[str, str]:
 def test_channel_layout(local_channel: Path) -> None:
     for subdir in ("noarch", "linux-64", "linux-aarch64", "osx-arm64"):
         assert (local_channel / subdir / "repodata.json").is_file(), subdir
-    assert (local_channel / "linux-64" / f"python-3.11.7-{BUILD}.tar.bz2").exists() or any(
-        (local_channel / "linux-64").glob(f"python-*-{BUILD}.tar.bz2")
-    )
+    assert (local_channel / "linux-64" / f"python-{PY_VERSION}-{BUILD}.tar.bz2").exists()
     assert build_local_channel() == local_channel == default_channel_dir()
 
 
@@ -68,7 +66,7 @@ def test_python_and_pip_install_and_run(local_channel: Path, tmp_path: Path) -> 
     records = asyncio.run(
         rattler.solve(
             sources=[channel_url(local_channel)],
-            specs=["python 3.11.*", "pip"],
+            specs=[f"python {PY_MM}.*", "pip"],
             platforms=["linux-64", "noarch"],
             virtual_packages=[],
         )
@@ -86,13 +84,13 @@ def test_python_and_pip_install_and_run(local_channel: Path, tmp_path: Path) -> 
         [str(py), "-c", "import sys, ssl, sqlite3, ctypes, json; print(sys.version); print(sys.prefix)"],
         env=_clean_env(), capture_output=True, text=True, check=True, cwd=tmp_path,
     ).stdout.splitlines()
-    assert out[0].startswith("3.11.7")
+    assert out[0].startswith(PY_VERSION + " ")
     assert Path(out[1]) == prefix  # found its own prefix, not the host's
 
     pip = subprocess.run(
         [str(py), "-m", "pip", "--version"], env=_clean_env(), capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout
-    assert str(prefix / "lib" / "python3.11" / "site-packages" / "pip") in pip
+    assert str(prefix / "lib" / f"python{PY_MM}" / "site-packages" / "pip") in pip
     assert (prefix / "bin" / "pip").exists()  # entry point from link.json
 
 
@@ -121,7 +119,7 @@ def test_libprotobuf_versions(local_channel: Path) -> None:
 
 @pytest.mark.parametrize("platform", ["linux-aarch64", "osx-arm64"])
 def test_foreign_platform_locks_on_this_host(local_channel: Path, platform: str) -> None:
-    specs = ["python 3.11.*", "pip"] + (["envctl-arch-probe"] if platform == "linux-aarch64" else [])
+    specs = [f"python {PY_MM}.*", "pip"] + (["envctl-arch-probe"] if platform == "linux-aarch64" else [])
     records = asyncio.run(
         rattler.solve(sources=[channel_url(local_channel)], specs=specs, platforms=[platform, "noarch"])
     )

@@ -23,18 +23,19 @@ import yaml
 
 from envctl.core.errors import EnvctlError
 from envctl.core.paths import env_file, lock_path
-from envctl.lock.solve import check_locks, lock_target, read_lock_meta
-from envctl.matrix.loader import load_matrix
 from envctl.lock.pip_resolve import choose_wheel
 from envctl.lock.render import render_target, spec_hash
-from support.pipconfig import find_links
+from envctl.lock.solve import check_locks, lock_target, read_lock_meta
+from envctl.matrix.loader import load_matrix
+from support.local_channel import PY_MM, PY_TAG, PY_VERSION
+from support.pipconfig import torch_pip_options
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 MATRIX = """\
 defaults:
   channels: ["{channel}"]
-  python: "3.11"
+  python: "{py_mm}"
   torch: "2.13.0"
   onnx: "*"
   onnxruntime: "*"
@@ -42,8 +43,7 @@ defaults:
   opset: 17
   exporters: [torchscript]
   pip: [torch, onnx, onnxruntime, protobuf]
-  pip_options:
-    find_links: {find_links}
+  pip_options: {pip_options}
 targets:
   cpu-torch:
     platforms: [linux-64]
@@ -77,9 +77,8 @@ targets:
 def make_project(root: Path, channel: Path):
     path = root / "envs" / "matrix.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    links = find_links()
-    assert links, "pip's configuration names no find-links location (the local torch wheel)"
-    path.write_text(textwrap.dedent(MATRIX).format(channel=Path(channel).as_uri(), find_links=json.dumps(links)))
+    path.write_text(textwrap.dedent(MATRIX).format(channel=Path(channel).as_uri(), pip_options=json.dumps(torch_pip_options()),
+                                                        py_mm=PY_MM))
     return load_matrix(path)
 
 
@@ -124,13 +123,15 @@ def test_lock_linux64_torch_onnx(cpu_project):
     path = lock_path(root, target)
     assert result.path == path == root / "locks" / "cpu-torch.conda-lock.yml"
     assert result.platforms == ("linux-64",)
-    assert events == ["solve", "solved", "pip", "pip-resolved", "written"]
+    # The local test channel is a file:// folder of this machine: the lock says it is not portable.
+    assert events == ["solve", "solved", "pip", "pip-resolved", "warning", "written"]
+    assert len(result.warnings) == 1 and "not portable" in result.warnings[0]
 
     pkgs = packages(path)
     conda = {p["name"]: p for p in pkgs if p["manager"] == "conda"}
     pip = {p["name"]: p for p in pkgs if p["manager"] == "pip"}
     assert {"python", "pip"} <= set(conda)
-    assert conda["python"]["version"] == "3.11.7"
+    assert conda["python"]["version"] == PY_VERSION  # the channel's python is the running one
     for entry in conda.values():
         assert entry["url"].startswith("file://") and len(entry["hash"]["md5"]) == 32
         assert len(entry["hash"]["sha256"]) == 64 and entry["category"] == "main"
@@ -139,11 +140,16 @@ def test_lock_linux64_torch_onnx(cpu_project):
     for entry in pip.values():
         assert entry["url"].endswith(".whl") and len(entry["hash"]["sha256"]) == 64
         assert entry["platform"] == "linux-64"
-    # torch comes from pip's find-links wheelhouse: a file:// URL, hash of the actual file.
+    # torch is the CPU build: from pip's find-links wheelhouse (a file:// URL, hash of the actual file)
+    # where pip is configured with one, else from PyTorch's CPU index (tests/support/pipconfig.py).
     torch = pip["torch"]
-    assert torch["version"] == "2.13.0+cpu" and torch["url"].startswith("file://")
-    wheel = Path(unquote(urlsplit(torch["url"]).path))
-    assert hashlib.sha256(wheel.read_bytes()).hexdigest() == torch["hash"]["sha256"]
+    assert torch["version"] == "2.13.0+cpu"
+    if torch["url"].startswith("file://"):
+        wheel = Path(unquote(urlsplit(torch["url"]).path))
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() == torch["hash"]["sha256"]
+    else:
+        assert "pytorch.org/whl/" in torch["url"], torch["url"]
+    assert not any(name.startswith("nvidia-") for name in pip)
     assert {"sympy", "typing-extensions"} <= set(torch["dependencies"])
     assert pip["onnx"]["url"].startswith("https://")
     assert "manylinux" in pip["onnxruntime"]["url"] and "x86_64" in pip["onnxruntime"]["url"]
@@ -178,7 +184,7 @@ def test_lock_loads_with_conda_lock_and_records_envctl_fields(cpu_project):
 def test_read_lock_meta_imports_no_conda_lock_or_rattler(cpu_project):
     root, _, target, _, _ = cpu_project
     code = (
-        "import sys, json; from envctl.lock import read_lock_meta, check_locks; "
+        "import sys, json; from envctl.lock.solve import read_lock_meta, check_locks; "
         f"info = read_lock_meta({str(lock_path(root, target))!r}); "
         "print(json.dumps([info.target, 'conda_lock' in sys.modules, 'rattler' in sys.modules]))"
     )
@@ -198,7 +204,9 @@ def test_relock_is_byte_identical(cpu_project):
     assert again.sha256 == first.sha256
 
 
-def test_interrupted_lock_leaves_previous_lock(cpu_project, tmp_path):
+@pytest.mark.parametrize("at", ["fsync", "replace"])
+def test_lock_interrupted_at_the_write_leaves_previous_lock(cpu_project, tmp_path, monkeypatch, at):
+    """Interrupted while the new lock's bytes are being written (at fsync) or put in place (at the rename)."""
     src_root, _, target, _, _ = cpu_project
     root = tmp_path / "copy"
     shutil.copytree(src_root, root)
@@ -206,13 +214,22 @@ def test_interrupted_lock_leaves_previous_lock(cpu_project, tmp_path):
     before = path.read_bytes()
     env = env_file(root, target)
     env.write_text(env.read_text() + "# edited: the new lock would differ\n")
+    reached = []
+    real = getattr(os, at)
 
-    def progress(event, **info):
-        if event == "pip-resolved":  # after the solve and the pip resolution, before writing
+    def interrupt(*args, **kwargs):
+        # Only the lock's own write: the bytes are already in a file when fsync is called.
+        names = [os.readlink(f"/proc/self/fd/{a}") if isinstance(a, int) else str(a) for a in args]
+        if any(path.name in n for n in names):
+            reached.append(names)
             raise KeyboardInterrupt
+        return real(*args, **kwargs)
 
+    monkeypatch.setattr(os, at, interrupt)
     with pytest.raises(KeyboardInterrupt):
-        lock_target(root, target, progress=progress)
+        lock_target(root, target)
+    monkeypatch.undo()
+    assert reached, f"the lock was written without os.{at}"
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "no temp files left behind"
     [stale] = check_locks(root, [target])
@@ -249,10 +266,10 @@ def test_two_platforms_lock_both(tmp_path, local_channel):
     for platform, arch in (("linux-64", "x86_64"), ("linux-aarch64", "aarch64")):
         conda = {p["name"]: p for p in pkgs if p["platform"] == platform and p["manager"] == "conda"}
         pip = {p["name"]: p for p in pkgs if p["platform"] == platform and p["manager"] == "pip"}
-        assert f"/{platform}/python-3.11.7" in conda["python"]["url"]
+        assert f"/{platform}/python-{PY_VERSION}-" in conda["python"]["url"]
         assert {"onnx", "numpy", "protobuf"} <= set(pip)
         assert "pip" not in pip and "python" not in pip
-        assert arch in pip["numpy"]["url"] and "cp311" in pip["numpy"]["url"]
+        assert arch in pip["numpy"]["url"] and f"-{PY_TAG}-" in pip["numpy"]["url"]
         assert result.counts[platform] == {"conda": len(conda), "pip": len(pip)}
     assert set(result.seconds) == {"linux-64", "linux-aarch64"}
     assert read_lock_meta(result.path).platforms == ("linux-64", "linux-aarch64")
@@ -318,7 +335,7 @@ def test_pip_failure_names_target_platform_and_reason(tmp_path, local_channel):
         lock_target(tmp_path, target)
     message = caught.value.message
     assert caught.value.exit_code == 1
-    assert "two-arch" in message and "linux-64" in message and "python 3.11.7" in message
+    assert "two-arch" in message and "linux-64" in message and f"python {PY_VERSION}" in message
     assert "onnx==0.0.0.1" in message  # uv's own explanation
 
 
@@ -366,3 +383,89 @@ def test_conda_provided_packages_pin_and_drop_their_pypi_dependencies(tmp_path):
     assert "onnx" not in names and "protobuf" not in names  # protobuf came only through onnx
     onnx_ir = next(p for p in beside_conda if p.name == "onnx-ir")
     assert "onnx" in onnx_ir.dependencies  # the edge to the conda package is kept
+
+
+# ---------------------------------------------------------------- issue 12 item 8: a lock holds what it claims
+
+
+def _cut_before_entry(text: str, which: int) -> str:
+    starts = [i for i in range(len(text)) if text.startswith("\n- name:", i)]
+    return text[: starts[which] + 1]
+
+
+@pytest.mark.parametrize("damage", ["empty package list", "cut before the last entry", "cut before the first entry",
+                                    "cut mid-list", "duplicated entry", "content hash changed", "requested package removed"])
+def test_damaged_locks_are_not_fresh(cpu_project, tmp_path, damage):
+    src_root, _, target, _, _ = cpu_project
+    root = tmp_path / "copy"
+    shutil.copytree(src_root, root)
+    path = lock_path(root, target)
+    text = path.read_text()
+    doc = yaml.safe_load(text)
+    if damage == "empty package list":
+        new = text[: text.index("\npackage:") + 1] + "package: []\n"
+    elif damage.startswith("cut before"):
+        new = _cut_before_entry(text, -1 if "last" in damage else 0)
+    elif damage == "cut mid-list":
+        new = _cut_before_entry(text, len(doc["package"]) // 2)
+    elif damage == "duplicated entry":
+        new = text + text[text.index("\n- name:") + 1:].split("\n- name:", 1)[0] + "\n"
+    elif damage == "content hash changed":
+        platform = doc["metadata"]["platforms"][0]
+        new = text.replace(doc["metadata"]["content_hash"][platform], "0" * 64)
+    else:
+        python = next(p for p in doc["package"] if p["name"] == "python")
+        doc["package"] = [p for p in doc["package"] if p is not python]
+        new = text[: text.index("\npackage:") + 1] + yaml.safe_dump({"package": doc["package"]}, sort_keys=False)
+    assert new != text
+    path.write_text(new)
+    try:
+        read_lock_meta(path)  # the metadata still reads: only the body tells
+        [stale] = check_locks(root, [target])
+        assert stale.kind == "unreadable" and "does not hold what it claims" in stale.reason, stale
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda p: p.update(url="noslashes"), "is not a URL"),
+    (lambda p: p.update(url="file://x.conda"), "does not end in"),
+    (lambda p: p.update(name="six\n--extra-index-url http://evil.invalid"), "contains a newline"),
+    (lambda p: p.update(version=None), "no 'version'"),
+    (lambda p: p.update(hash={}), "no hash"),
+    (lambda p: p.update(platform="win-64"), "not one of the lock's platforms"),
+])
+def test_bad_lock_entries_are_clear_errors_at_create(cpu_project, tmp_path, edit, expected):
+    from envctl.create.build import create_env
+
+    src_root, _, target, _, _ = cpu_project
+    root = tmp_path / "copy"
+    shutil.copytree(src_root, root)
+    path = lock_path(root, target)
+    doc = yaml.safe_load(path.read_text())
+    edit(doc["package"][0])
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        with pytest.raises(EnvctlError) as err:
+            create_env(root, target.name, prefix=tmp_path / "env")
+        assert expected in err.value.message and err.value.exit_code == 2, err.value.message
+        assert not (tmp_path / "env").exists()
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read
+
+
+def test_a_duplicated_package_is_named_at_create(cpu_project, tmp_path):
+    from envctl.create.build import create_env
+
+    src_root, _, target, _, _ = cpu_project
+    root = tmp_path / "copy"
+    shutil.copytree(src_root, root)
+    path = lock_path(root, target)
+    doc = yaml.safe_load(path.read_text())
+    doc["package"].append(dict(doc["package"][0]))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        with pytest.raises(EnvctlError, match=f"{doc['package'][0]['name']} appears twice"):
+            create_env(root, target.name, prefix=tmp_path / "env")
+    finally:
+        path.unlink()  # deliberately broken: not one of the locks every reader must read

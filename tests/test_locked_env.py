@@ -106,3 +106,17 @@ def test_create_and_render_speak_json(project):
     assert entry["target"] == "small" and entry["env"]["action"] == "unchanged"
     rendered = json.loads(envctl("render", "--target", "small", "--json", cwd=project).stdout)
     assert rendered[0]["target"] == "small" and rendered[0]["path"].endswith("environment.yml")
+
+
+def test_shell_prints_rattlers_activation_and_runs_a_shell(project):
+    script = envctl("shell", "--target", "small", "--shell", "bash", "--print-script", cwd=project)
+    assert script.returncode == 0, script.stderr
+    prefix = project / ".envctl" / "envs" / "small"
+    assert f"CONDA_PREFIX={prefix}" in script.stdout and f"{prefix}/bin" in script.stdout
+    fish = envctl("shell", "-t", "small", "--shell", "fish", "--print-script", cwd=project)
+    assert fish.returncode == 0 and "set -gx" in fish.stdout, fish.stderr
+    # An interactive bash in the env, fed a command on stdin: the env's python is first on PATH.
+    done = subprocess.run([sys.executable, "-m", "envctl", "shell", "-t", "small", "--shell", "bash"], cwd=project,
+                          input="python -c 'import sys; print(sys.prefix)'\nexit 7\n", capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 7 and str(prefix) in done.stdout, (done.stdout, done.stderr)

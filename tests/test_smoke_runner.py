@@ -183,11 +183,69 @@ def test_required_cuda_provider_on_cpu_onnxruntime_is_ep_fallback(tmp_path):
     assert stage(run, "session")["details"]["providers"] == ["CPUExecutionProvider"]
     # the stages after the fallback still ran, on CPU, so the report keeps the numbers
     assert stage(run, "inference")["status"] == "passed"
-    simplify = stage(run, "simplify")
-    if importlib.util.find_spec("onnxslim") is None:
-        assert simplify["status"] == "skipped" and "not importable" in simplify["message"]
-    else:  # re-checked against PyTorch, not only against the unsimplified model
-        assert simplify["details"]["inference"]["cases"]
+    simplify = stage(run, "simplify")  # onnxslim is a test requirement: it ran, and its session fell back too
+    assert simplify["details"]["tool"] == "onnxslim" and simplify["status"] == "failed", simplify
+    assert simplify["details"]["session"]["providers"] == ["CPUExecutionProvider"]
+
+
+# A simplifier that changes what the model computes (and, like onnxsim, vouches for itself).
+BREAKING_SIMPLIFIER = """
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+__version__ = "0-breaking"
+
+def simplify(model):
+    init = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 2.0, init.name))
+    return model, True
+"""
+BLOCKED = "raise ImportError('blocked for this test')\n"
+
+
+def simplify_run(tmp_path, mode, modules=None):
+    folder = tmp_path / "mods"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (modules or {}).items():  # model_paths come first on the runner's sys.path
+        (folder / f"{name}.py").write_text(text)
+    result = run_runner(tmp_path, {"exporters": ["torchscript"], "models": ["cnn"], "simplify": mode,
+                                   "model_paths": [str(folder)]})
+    return result, result["runs"][0], stage(result["runs"][0], "simplify")
+
+
+def test_simplify_with_a_real_simplifier_is_verified_again_against_pytorch(tmp_path):
+    result, run, simplify = simplify_run(tmp_path, "onnxslim")
+    assert result["status"] == "passed" and simplify["status"] == "passed", simplify
+    details = simplify["details"]
+    assert details["tool"] == "onnxslim" and details["version"] == metadata.version("onnxslim")
+    assert Path(details["path"]).is_file() and details["nodes_after"] <= details["nodes_before"]
+    # the simplified model went through the checker, a session and inference at every size again
+    assert details["checker"] and details["session"]["providers"] == ["CPUExecutionProvider"]
+    cases = details["inference"]["cases"]
+    assert [c["sizes"] for c in cases] == [c["sizes"] for c in stage(run, "inference")["details"]["cases"]]
+    assert all(c["passed"] and c["outputs"][0]["max_abs"] < 1e-4 for c in cases)
+
+
+def test_a_simplifier_that_breaks_the_model_fails_against_pytorch(tmp_path):
+    # Its own check says fine; only comparing the simplified model with PyTorch again catches it.
+    result, run, simplify = simplify_run(tmp_path, "onnxsim", {"onnxsim": BREAKING_SIMPLIFIER})
+    assert stage(run, "inference")["status"] == "passed"  # the plain export was right
+    assert simplify["status"] == "failed" and run["failure"]["stage"] == "simplify"
+    assert run["failure"]["class"] == "numeric_mismatch" and "after onnxsim 0-breaking" in run["failure"]["message"]
+    assert "simplifier broke" in run["failure"]["remedy"] and result["status"] == "failed"
+
+
+def test_simplify_auto_without_a_simplifier_says_why_and_required_fails(tmp_path):
+    blocked = {"onnxslim": BLOCKED, "onnxsim": BLOCKED}
+    result, run, simplify = simplify_run(tmp_path / "auto", "auto", blocked)
+    assert result["status"] == "passed" and simplify["status"] == "skipped"
+    assert "no simplifier in this env" in simplify["message"] and "blocked for this test" in simplify["message"]
+    assert "required" in simplify["message"]  # how to make it a failure
+    for mode in ("required", "onnxslim"):
+        result, run, simplify = simplify_run(tmp_path / mode, mode, blocked)
+        assert result["status"] == "failed" and simplify["status"] == "failed", (mode, simplify)
+        assert run["failure"]["class"] == "simplifier_missing" and "pip_extra" in run["failure"]["remedy"]
 
 
 def test_wrong_torch_version_is_env_mismatch(tmp_path):
@@ -277,3 +335,23 @@ def test_classifier_knows_the_classic_messages():
 def test_runner_sources_parse_as_python_38():
     for path in RUNNER_PATH.parent.glob("*.py"):
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 8))
+
+
+def test_export_says_why_simplify_auto_skipped(tmp_path, monkeypatch):
+    """`envctl export --simplify auto` without a simplifier passes, and its report says why simplify was skipped."""
+    from typer.testing import CliRunner
+
+    from envctl.cli import app
+
+    blocked = tmp_path / "mods"
+    blocked.mkdir()
+    for name in ("onnxslim", "onnxsim"):  # --path comes first on the runner's sys.path
+        (blocked / f"{name}.py").write_text(BLOCKED)
+    monkeypatch.chdir(tmp_path)
+    args = ["export", "cnn", "--out", str(tmp_path / "cnn.onnx"), "--exporter", "torchscript", "--path", str(blocked)]
+    result = CliRunner().invoke(app, [*args, "--simplify", "auto"])
+    text = " ".join(result.stdout.split())  # rich wraps long lines
+    assert result.exit_code == 0, result.output
+    assert "simplify skipped: no simplifier in this env (auto)" in text and "blocked for this test" in text
+    result = CliRunner().invoke(app, [*args, "--simplify", "required"])
+    assert result.exit_code == 1 and "simplifier_missing" in " ".join(result.stdout.split()), result.output

@@ -136,16 +136,16 @@ def test_corrupt_certificate_and_lock_are_reported_not_raised(tmp_path):
     assert s["next"] == "envctl lock only"
 
 
-def test_status_is_fast_and_imports_no_solver(tmp_path):
+def test_status_imports_no_solver(tmp_path):
+    # How long it takes is measured by scripts/bench, not asserted here.
     target = pip_target(tmp_path, models=["cnn"])  # (reading pip's configuration once is the slow part here)
     matrix = write_project(tmp_path, {f"t{i}": target for i in range(20)})
     code = (
-        "import sys, time; t = time.perf_counter()\n"
+        "import sys\n"
         "from envctl.suite import status\n"
         f"rows = status.project_status({str(matrix)!r})\n"
-        "print(time.perf_counter() - t, len(rows), sorted(m for m in sys.modules if m.split('.')[0] in ('conda_lock', 'rattler')))\n"
+        "print(len(rows), sorted(m for m in sys.modules if m.split('.')[0] in ('conda_lock', 'rattler')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 2)
-    seconds, count, heavy = float(out[0]), int(out[1]), out[2].strip()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    count, heavy = int(out[0]), out[1].strip()
     assert count == 20 and heavy == "[]"
-    assert seconds < 2.0, seconds

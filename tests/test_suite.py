@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from itertools import combinations
 from pathlib import Path
@@ -23,6 +24,7 @@ from envctl.cli import app
 from envctl.host.platform import host_platform
 from envctl.suite.certify_all import SuiteResult, TargetResult, compare_fingerprints, drift
 from support.project import pip_target, write_project
+from support.shared import XFAIL, shared_targets
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,30 +32,26 @@ pytestmark = [
 ]
 
 runner = CliRunner()
-XFAIL = "opset 20 is beyond what onnxruntime 1.16 loads"
 RUNNABLE = ("ort-latest-o18", "ort119-o17", "dynamo-o18")
 
 
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory, local_channel) -> Path:
-    root = tmp_path_factory.mktemp("suite-project")
+def matrix(shared_project, local_channel) -> Path:
+    # In the session's shared project: old-runtime's env and aarch64-only's lock are made once there.
+    root, _ = shared_project
     targets = {
         "ort-latest-o18": pip_target(local_channel, models=["cnn"]),
         "ort119-o17": pip_target(local_channel, onnxruntime="1.19.2", onnx="1.17.*", opset=17, models=["cnn"]),
         "dynamo-o18": pip_target(local_channel, exporters=["dynamo"], models=["cnn"]),
-        # TorchScript writes opset 20 (IR 9); onnxruntime 1.16 loads up to 19.
-        "old-runtime": pip_target(local_channel, onnxruntime="1.16.3", numpy="<2", onnx=">=1.16,<1.18",
-                                  protobuf="<5", opset=20, models=["cnn"], xfail=XFAIL),
-        # PyPI's torch 2.9.1 for aarch64 is a CPU build; locking reads only its metadata.
-        "aarch64-only": pip_target(local_channel, platforms=["linux-aarch64"], torch="2.9.1"),
+        **shared_targets(local_channel),  # the xfail target and the lock-only one
     }
-    return write_project(root, targets)
+    return write_project(root, targets, name="suite.yaml")
 
 
 @pytest.fixture(scope="module")
 def suite_run(matrix):
     root = matrix.parent.parent
-    out = root / "reports"
+    out = root / "suite-reports"
     step_summary = out / "step-summary.md"
     out.mkdir()
     step_summary.write_text("earlier step\n")
@@ -96,6 +94,34 @@ def test_certify_all_in_parallel(suite_run):
         assert Path(by[name]["certificate"]).exists()
     # progress went to stderr, one line per step, each naming its target
     assert "aarch64-only" in result.stderr and "LOCK-ONLY" in result.stderr
+
+
+def progress_lines(stderr: str) -> list[tuple[str, str]]:
+    """(target, text) of each plain progress line (`  12.3s  target  text`), in the order written."""
+    found = []
+    for line in stderr.splitlines():
+        m = re.match(r"\s*\d+\.\ds  (\S+)\s+(.*)$", line)
+        if m:
+            found.append((m.group(1), m.group(2)))
+    return found
+
+
+def test_certify_all_runs_targets_at_the_same_time(suite_run):
+    """-j 2 really overlaps targets: a smoke run starts while another target's smoke run is still going.
+
+    Each target's smoke run starts at its `certify: smoke export-and-infer` line and ends at its outcome
+    line (PASSED, XFAILED, ...). With one worker those intervals come one after another.
+    """
+    result, _, _ = suite_run
+    lines = progress_lines(result.stderr)
+    runs = {}
+    for name in (*RUNNABLE, "old-runtime"):
+        mine = [i for i, (target, _) in enumerate(lines) if target == name]
+        start = [i for i in mine if lines[i][1].startswith("certify: smoke")]
+        assert start and mine, (name, result.stderr)
+        runs[name] = (start[0], mine[-1])
+    overlapping = [(a, b) for a, b in combinations(runs, 2) if runs[a][0] < runs[b][1] and runs[b][0] < runs[a][1]]
+    assert overlapping, result.stderr
 
 
 def test_junit_counts(suite_run):

@@ -50,7 +50,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["build_local_channel", "channel_url", "default_channel_dir", "BUILD"]
+__all__ = ["build_local_channel", "channel_url", "default_channel_dir", "channel_version", "BUILD", "PY_VERSION", "PY_MM",
+           "PY_TAG"]
 
 CACHE_ENV = "ENVCTL_TEST_CHANNEL_CACHE"
 READY_MARKER = ".envctl-channel-ready"  # written last, holds the cache key
@@ -330,13 +331,22 @@ def _add_pyc(payload: Payload, rel: str, source: bytes) -> None:
 
 
 def _pip_wheel() -> Path:
-    """The pip wheel ensurepip ships (or the distro's WHEEL_PKG_DIR copy)."""
+    """The pip wheel ensurepip ships: the distro's WHEEL_PKG_DIR copy, else the bundled one.
+
+    ensurepip's helpers for this are private and changed across versions
+    (``_get_packages`` in 3.10-3.12, gone in 3.13), so look for the wheel the
+    way they all do: ``pip-<version>-*.whl`` matching ``ensurepip.version()``.
+    """
     import ensurepip
 
-    pkg = ensurepip._get_packages()["pip"]  # private, but stable since 3.11
-    if getattr(pkg, "wheel_path", None):
-        return Path(pkg.wheel_path)
-    return Path(ensurepip.__file__).parent / "_bundled" / pkg.wheel_name
+    version = ensurepip.version()
+    folders = [Path(d) for d in (sysconfig.get_config_var("WHEEL_PKG_DIR"),) if d]
+    folders.append(Path(ensurepip.__file__).parent / "_bundled")
+    for folder in folders:
+        found = sorted(folder.glob(f"pip-{version}-*.whl"))
+        if found:
+            return found[0]
+    raise FileNotFoundError(f"no pip {version} wheel in {', '.join(map(str, folders))}")
 
 
 def _pip_payload() -> tuple[str, Payload]:
@@ -410,6 +420,16 @@ def _build_channel(channel: Path) -> None:
     # index_fs leaves an empty scratch dir behind; a channel copy need not carry it.
     with contextlib.suppress(OSError):
         (channel / ".tmp").rmdir()
+
+
+def channel_version(channel: Path, name: str, subdir: str = "noarch") -> str:
+    """The version of `name` in the built channel's `subdir` (e.g. the pip ensurepip bundled)."""
+    repodata = json.loads((Path(channel) / subdir / "repodata.json").read_text())
+    found = {r["version"] for group in ("packages", "packages.conda") for r in repodata.get(group, {}).values()
+             if r["name"] == name}
+    if len(found) != 1:
+        raise LookupError(f"{name} in {channel}/{subdir}: {sorted(found) or 'absent'}")
+    return found.pop()
 
 
 if __name__ == "__main__":

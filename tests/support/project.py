@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from support.local_channel import channel_url
-from support.pipconfig import find_links
+from support.local_channel import PY_MM, channel_url
+from support.pipconfig import torch_pip_options
 
 TORCH = "2.13.0"
 
@@ -23,7 +23,7 @@ def pip_target(channel: Path, **overrides) -> dict:
     target = {
         "platforms": ["linux-64"],
         "channels": [channel_url(channel)],
-        "python": "3.11",
+        "python": PY_MM,  # the local channel's python is the interpreter running the tests
         "torch": TORCH,
         "onnx": ">=1.17",
         "onnxruntime": ">=1.19",
@@ -32,16 +32,17 @@ def pip_target(channel: Path, **overrides) -> dict:
         "opset": 18,
         "exporters": ["torchscript"],
         "pip": ["torch", "onnx", "onnxruntime", "protobuf", "numpy"],
-        "pip_options": {"find_links": find_links()},
+        "pip_options": torch_pip_options(),
         "timeout": 600,
     }
     target.update(overrides)
     return target
 
 
-def write_project(root: Path, targets: dict[str, dict], files: dict[str, str] | None = None) -> Path:
-    """Write root/envs/matrix.yaml (and extra files such as user model modules); return the matrix path."""
-    path = root / "envs" / "matrix.yaml"
+def write_project(root: Path, targets: dict[str, dict], files: dict[str, str] | None = None,
+                  name: str = "matrix.yaml") -> Path:
+    """Write root/envs/<name> (and extra files such as user model modules); return the matrix path."""
+    path = root / "envs" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"version": 1, "targets": targets}, sort_keys=False))
     for name, text in (files or {}).items():

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from envctl.core.limits import short
+
 SCHEMA_VERSION = 1
 
 
@@ -32,6 +34,7 @@ class Certification(str, enum.Enum):
 
     RUN = "run"  # the smoke runner ran inside the env, on this host
     LOCK_ONLY = "lock-only"  # another platform, or a GPU this host lacks: only the lock was checked
+    DEVICE = "device"  # run on the device by a bundle's --certify (envctl pack), filed by `certify --import`
 
 
 class CertificateError(ValueError):
@@ -137,6 +140,9 @@ class Certificate:
     def from_json(cls, data: Any) -> "Certificate":
         if not isinstance(data, dict):
             raise CertificateError("not a JSON object")
+        problem = shape_problem(data)  # the nested records readers walk: runs[].stages[], lock.sha256, ...
+        if problem:
+            raise CertificateError(problem)
         try:
             result = Result(data.get("result"))
         except ValueError:
@@ -144,7 +150,7 @@ class Certificate:
         try:
             certified = Certification(data.get("certified") or ("lock-only" if result is Result.SKIPPED else "run"))
         except ValueError:
-            raise CertificateError(f"'certified' is {data.get('certified')!r}, not 'run' or 'lock-only'") from None
+            raise CertificateError(f"'certified' is {data.get('certified')!r}, not 'run', 'lock-only' or 'device'") from None
         lock = data.get("lock")
         if lock is not None and not isinstance(lock, dict):
             raise CertificateError(f"'lock' is {type(lock).__name__}, not an object")
@@ -172,14 +178,78 @@ class Certificate:
             extra={k: v for k, v in data.items() if k not in known})
 
 
+# field -> allowed types (None allowed everywhere it is listed with type(None)).
+_TOP = {"result": (str,), "certified": (str, type(None)), "created_at": (str, type(None)), "reason": (str, type(None)),
+        "host": (dict, type(None)), "lock": (dict, type(None)), "spec": (dict, type(None)), "failure": (dict, type(None)),
+        "runs": (list, type(None)), "versions": (dict, type(None)), "versions_expected": (dict, type(None)),
+        "runner": (dict, type(None)), "seconds": (int, float, type(None)), "xfail": (str, type(None)),
+        "target": (str, type(None))}
+_TEXT = (str, type(None))
+_NUM = (int, float, type(None))
+_LOCK = {"path": _TEXT, "sha256": _TEXT}
+_FAILURE = {"class": _TEXT, "stage": _TEXT, "message": _TEXT, "remedy": _TEXT}
+_RUN = {"model": _TEXT, "exporter": _TEXT, "status": _TEXT, "failure": (dict, type(None)), "stages": (list, type(None)),
+        "worst": (dict, type(None))}
+_STAGE = {"name": _TEXT, "status": _TEXT, "message": _TEXT, "seconds": _NUM}
+
+
+def _check(where: str, data: Any, schema: dict[str, tuple]) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"'{where}' is {type(data).__name__}, not a mapping")
+    for key, types in schema.items():
+        if key in data and not isinstance(data[key], types):
+            raise ValueError(f"'{where + '.' if where else ''}{key}' is {short(data[key], 60)}, "
+                             f"not {' or '.join(t.__name__ for t in types if t is not type(None))}")
+
+
+def shape_problem(data: Any) -> str | None:
+    """Why `data` is not in the shape status and report --html walk (deeply), or None."""
+    try:
+        _check("", data, _TOP)
+        if "result" not in data:
+            raise ValueError("no 'result'")
+        if data.get("lock") is not None:
+            _check("lock", data["lock"], _LOCK)
+        if data.get("failure") is not None:
+            _check("failure", data["failure"], _FAILURE)
+        for i, run in enumerate(data.get("runs") or []):
+            _check(f"runs[{i}]", run, _RUN)
+            if run.get("failure") is not None:
+                _check(f"runs[{i}].failure", run["failure"], _FAILURE)
+            for j, stage in enumerate(run.get("stages") or []):
+                _check(f"runs[{i}].stages[{j}]", stage, _STAGE)
+        spec = data.get("spec") or {}
+        for key in ("exporters", "providers", "models"):
+            if not isinstance(spec.get(key) or [], list) or not all(isinstance(v, str) for v in spec.get(key) or []):
+                raise ValueError(f"'spec.{key}' is not a list of names")
+        runner = data.get("runner") or {}
+        stages = runner.get("stages") or []
+        if not isinstance(stages, list):
+            raise ValueError("'runner.stages' is not a list")
+        for j, stage in enumerate(stages):
+            _check(f"runner.stages[{j}]", stage, _STAGE)
+        nvidia = (data.get("host") or {}).get("nvidia") or {}
+        if not isinstance(nvidia, dict) or not isinstance(nvidia.get("gpus") or [], list) \
+                or not all(isinstance(g, dict) and isinstance(g.get("name", ""), str) for g in nvidia.get("gpus") or []):
+            raise ValueError("'host.nvidia' is not a mapping with a list of GPUs")
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def read_certificate(path: Path) -> Certificate:
     """Load a certificate; CertificateError (with the path) when it is missing, unreadable or malformed."""
+    from envctl.core.errors import EnvctlError
+    from envctl.core.limits import MAX_JSON_BYTES, read_text
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CertificateError(f"no certificate at {path}") from None
-    except (OSError, ValueError) as exc:
-        raise CertificateError(f"unreadable certificate {path}: {exc}") from None
+        data = json.loads(read_text(Path(path), MAX_JSON_BYTES, "certificate"))
+    except EnvctlError as exc:
+        if exc.message == "file not found":
+            raise CertificateError(f"no certificate at {path}") from None
+        raise CertificateError(f"unreadable certificate {path}: {exc.message}") from None
+    except ValueError as exc:
+        raise CertificateError(f"unreadable certificate {path}: {short(str(exc), 200)}") from None
     try:
         cert = Certificate.from_json(data)
     except CertificateError as exc:

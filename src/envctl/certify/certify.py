@@ -28,7 +28,9 @@ from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
 from envctl.core.process import foreign_python_env
 from envctl.core.hashing import sha256_file_or_none
+from envctl.certify.runner_io import RunnerResult
 from envctl.certify.certificate import SCHEMA_VERSION, Certificate
+from envctl.certify.truth import host_models, input_files, limit_findings
 from envctl.host.runnable import needs_gpu
 from envctl.host.facts import host_facts
 from envctl.matrix.loader import Target
@@ -100,7 +102,25 @@ def _worst(run: dict) -> dict | None:
 
 
 def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
-    """Run the smoke runner; return (result or None, process facts incl. a failure if it died)."""
+    """Run the smoke runner; return (result or None, process facts incl. a failure if it died).
+    A full disk, no memory or no file handles (here or in the runner) is resource_exhausted."""
+    from envctl.certify.truth import oserror_failure, resource_failure, strip_ansi
+
+    remedy = _failure_table().get("resource_exhausted", {}).get("remedy", "")
+    try:
+        result, facts = _run_smoke(python, spec, timeout)
+    except OSError as exc:
+        failure = oserror_failure(exc, remedy)
+        if failure is None:
+            raise
+        return None, {"exit_code": None, "output_tail": "", "failure": failure}
+    facts["output_tail"] = strip_ansi(facts.get("output_tail", ""))
+    if result is None and facts.get("failure", {}).get("class") == "runner_crash":
+        facts["failure"] = resource_failure(facts["output_tail"], remedy) or facts["failure"]
+    return result, facts
+
+
+def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
     from envctl.smoke import RUNNER_PATH
 
     with tempfile.TemporaryDirectory(prefix="envctl-smoke-") as tmp:
@@ -121,17 +141,21 @@ def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, di
                 )
             except OSError as exc:
                 return None, {"exit_code": None, "output_tail": "", "failure": _classified("runner_crash", f"cannot start {python}: {exc}")}
+            # Killed on every way out (finished, hung, Ctrl-C, SIGTERM/SIGHUP via interrupts.py)
+            # before the caller's env lock is released and before the temp folder is removed.
+            from envctl.core.interrupts import on_interrupt
+
+            on_interrupt(proc.pid, lambda: _kill_group(proc.pid))
             try:
                 proc.wait(timeout=timeout)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
-            # Finished or hung, nothing the runner started outlives it.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait()
+            finally:
+                # Finished, hung or interrupted: nothing the runner started outlives it.
+                _kill_group(proc.pid)
+                proc.wait()
+                on_interrupt(proc.pid, None)
         tail = _tail(log_path)
         if timed_out:
             return None, {"exit_code": None, "seconds": time.monotonic() - started, "output_tail": tail,
@@ -143,13 +167,58 @@ def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, di
             facts["failure"] = _classified("runner_crash", f"the smoke runner died from signal {name}" + _where(result_file))
             return None, facts
         try:
-            result = json.loads(result_file.read_text())
-            if not isinstance(result, dict) or "status" not in result:
-                raise ValueError("no status in result")
-        except (OSError, ValueError) as exc:
+            checked = RunnerResult.from_json(json.loads(result_file.read_text()))
+        except (OSError, ValueError) as exc:  # RunnerResultError is a ValueError: a wrong shape, named
             facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({exc})")
             return None, facts
-        return result, facts
+        return checked.raw, facts
+
+
+def _kill_group(pgid: int, grace: float = 10.0) -> None:
+    """SIGKILL the runner's process group and session, and wait until they are gone.
+
+    A model's double-forked child stays in the group; one that also called
+    setpgid stays in the runner's session, so that is swept too. (Only a
+    child that calls setsid itself leaves both.) SIGKILL is asynchronous, so
+    this waits (up to `grace` s) until no member is left running: the caller
+    releases the env lock next.
+    """
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + grace
+    while True:
+        members = _session_members(pgid)
+        if not members or time.monotonic() > deadline:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes whose process group or session is `sid`."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields: state ppid pgrp session ...
+        if len(fields) > 3 and fields[0] not in (b"Z", b"X") and sid in (int(fields[2]), int(fields[3])):
+            found.append(int(entry))
+    return found
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
@@ -179,7 +248,8 @@ def probe_python(python: Path) -> dict:
     code = ("import json, torch, onnxruntime as o; print(json.dumps({'cuda': torch.cuda.is_available(), "
             "'providers': o.get_available_providers()}))")
     try:
-        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=300, env=foreign_python_env())
+        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, errors="replace", timeout=300,
+                             env=foreign_python_env())
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return {"cuda": False, "providers": []}
@@ -235,8 +305,10 @@ def certify_lock_only(root: Path, target: Target, reason: str, *, facts: dict | 
 
 
 def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None = None, timeout: float | None = None,
-                out: Path | None = None, progress=None) -> Certificate:
-    """Run the smoke runner inside the built env at `prefix`; write and return the certificate."""
+                out: Path | None = None, progress=None, inputs: tuple = ()) -> Certificate:
+    """Run the smoke runner inside the built env at `prefix`; write and return the certificate.
+    `inputs`: .npz/.pt files of real inputs for the target's user models (--inputs)."""
+    files = input_files(inputs)
     started = time.monotonic()
     python = env_python(prefix)
     if not python.exists():
@@ -247,6 +319,7 @@ def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None 
     spec = build_spec(target, root, device="cuda" if needs_gpu(target) else "cpu",
                       providers=provider_order(target.execution_provider), required=target.execution_provider,
                       expected=expected)
+    spec["input_files"] = files
     data = _base(target.name, facts if facts is not None else host_facts())
     data.update(target_hash=target.definition_hash(), xfail=target.xfail,
                 lock={"path": str(lock_file), "sha256": sha256_file_or_none(lock_file)},
@@ -262,13 +335,17 @@ def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None 
     return _finish(root, target.name, data, spec, runner_result, process, started, out)
 
 
-def certify_host(root: Path, *, timeout: float | None = None, out: Path | None = None, progress=None) -> Certificate:
-    """Certify the interpreter envctl runs in ('host'): no lock, no env of envctl's."""
+def certify_host(root: Path, *, timeout: float | None = None, out: Path | None = None, progress=None,
+                 matrix=None, inputs: tuple = ()) -> Certificate:
+    """Certify the interpreter envctl runs in ('host'): no lock, no env of envctl's. It runs
+    every model the `matrix`'s targets name (user models included), or the built-ins."""
+    files = input_files(inputs)
     started = time.monotonic()
     python = Path(sys.executable)
     cuda = bool(probe_python(python).get("cuda"))
     device, required = ("cuda", "CUDAExecutionProvider") if cuda else ("cpu", "CPUExecutionProvider")
     spec = build_spec(None, root, device=device, providers=provider_order(required), required=required, expected={})
+    spec.update(models=host_models(matrix), input_files=files)  # user models are certified, never dropped
     data = _base(HOST, host_facts())
     data.update(lock=None, target_hash=None, environment={"prefix": sys.prefix, "python": str(python)},
                 ran_on_target_hardware=True, certified="run")
@@ -285,6 +362,8 @@ def _finish(root: Path, name: str, data: dict, spec: dict, runner_result: dict |
         result=status, reason=None, failure=failure, runs=runs,
         versions=(runner_result or {}).get("versions"), versions_expected=spec["expected_versions"],
         providers_available=(runner_result or {}).get("providers_available"),
+        measured_limits=(runner_result or {}).get("measured_limits"),
+        findings=limit_findings((runner_result or {}).get("versions"), (runner_result or {}).get("measured_limits")),
         spec={k: spec[k] for k in ("opset", "exporters", "providers", "required_provider", "device", "models", "tolerances", "sizes", "seed", "simplify")},
         runner={k: v for k, v in process.items() if k != "failure"} | {"stages": (runner_result or {}).get("stages", [])},
         seconds=round(time.monotonic() - started, 3),

@@ -15,7 +15,7 @@ import typer
 
 # One module per command group, imported and registered explicitly: a missing
 # module is an ImportError here, never a silently absent command.
-from envctl.cli import certify, create, everyday, lock, matrix, status
+from envctl.cli import certify, create, everyday, lock, matrix, pack, status
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -44,7 +44,7 @@ def _global_options(
     set_verbosity(-1 if quiet else verbose)
 
 # In this order `envctl --help` lists the commands (sub-groups follow them).
-for _group in (matrix, lock, certify, create, everyday, status):
+for _group in (matrix, lock, certify, create, everyday, status, pack):
     _group.register(app)
 
 
@@ -52,6 +52,9 @@ def main() -> None:
     # Subprocess children (smoke runner) must not inherit a broken pipe state;
     # and rich must not wrap JSON.
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    from envctl.core.interrupts import install
+
+    install()  # SIGTERM/SIGHUP unwind like Ctrl-C, so children are killed and temp files removed
     app()
 
 

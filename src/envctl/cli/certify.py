@@ -24,8 +24,10 @@ def certify(
     prefix: Optional[Path] = options.prefix("Certify the env at this prefix (with --target)."),
     timeout: Optional[int] = options.timeout("Seconds before a smoke run counts as hung."),
     out: Optional[Path] = options.out("Certificate path (with --target; default certs/<target>.json).", short=False),
+    inputs: Optional[List[Path]] = typer.Option(None, "--inputs", help="Real inputs for the user models (.npz/.pt, repeatable; with one --target)."),
     locked: bool = options.LOCKED,
     frozen: bool = options.FROZEN,
+    import_: Optional[Path] = typer.Option(None, "--import", help="File a device certificate (a bundle's --certify) under certs/, if it is for the current lock."),
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
 ) -> int:
@@ -42,17 +44,28 @@ def certify(
     lock_mode = LockMode.of(locked, frozen)
 
     names = options.names(targets, target)
+    if import_ is not None:
+        if names or all_:
+            raise EnvctlError("--import takes the certificate file alone; the target is the one it names.")
+        from envctl.core.output import console
+        from envctl.pack.importcert import import_certificate
+
+        path, data = import_certificate(matrix, import_)
+        console.print(f"filed {path}: {data['target']} {data['result']} on device {(data.get('host') or {}).get('hostname', '?')} "
+                      f"({data.get('created_at', '?')})", markup=False, soft_wrap=True)
+        return 0
     if all_ and names:
         raise EnvctlError("name targets or pass --all, not both.")
     if not all_ and not names:
         raise EnvctlError("name a target (or several), or pass --all.", hint="`envctl matrix show` lists them.")
     single = len(target or []) == 1 and not targets and not (junit or markdown or fail_on_drift or fail_on_lock_only)
-    if (prefix or out) and not single:
-        raise EnvctlError("--prefix and --out apply to one target given with --target.")
+    if (prefix or out or inputs) and not single:
+        raise EnvctlError("--prefix, --out and --inputs apply to one target given with --target.")
     if single:  # the one-target form prints the certificate in full
         from envctl.pipeline import stages
 
-        cert = stages.certify_one(matrix, target[0], prefix=prefix, timeout=timeout, out=out, lock_mode=lock_mode)
+        cert = stages.certify_one(matrix, target[0], prefix=prefix, timeout=timeout, out=out, lock_mode=lock_mode,
+                                  inputs=tuple(inputs or ()))
         if json_:
             printing.emit_json(cert.to_json())
         else:

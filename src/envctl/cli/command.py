@@ -33,9 +33,12 @@ def call(func: Callable[..., int | None], *args: Any, **kwargs: Any) -> int:
 
         print_error(exc)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from envctl.core.interrupts import exit_status, run_cleanups
+
+        run_cleanups()  # children waited on by worker threads (certify -j)
         sys.stderr.write(INTERRUPTED)
-        return 130
+        return exit_status(exc)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
 
 
 def command(name: str | None = None, **settings: Any) -> Callable[[Callable[..., int | None]], Callable[..., None]]:

@@ -70,10 +70,11 @@ def export_cmd(
     opset: Optional[int] = options.opset("ai.onnx opset (default: the target's, else 18)."),
     dynamic: Optional[List[str]] = typer.Option(None, "--dynamic", help="NAME:AXIS[:DIM] dynamic axis (repeatable); replaces the callable's."),
     exporter: Optional[str] = typer.Option(None, "--exporter", help="torchscript or dynamo (default: the target's first, else dynamo)."),
-    simplify: Optional[str] = typer.Option(None, "--simplify", help="auto, onnxslim or onnxsim: simplify and re-verify."),
+    simplify: Optional[str] = typer.Option(None, "--simplify", help="auto (skipped, saying why, without a simplifier), required (fails without one), onnxslim or onnxsim: simplify and re-verify."),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Sizes tried on every dynamic axis, e.g. 1,2,5."),
     path: Optional[Path] = typer.Option(None, "--path", help="Folder MODULE is imported from (default: the current one)."),
     timeout: Optional[int] = options.timeout("Seconds before the export counts as hung."),
+    inputs: Optional[List[Path]] = typer.Option(None, "--inputs", help="Real inputs (.npz keyed by input name, or .pt), compared first (repeatable)."),
     locked: bool = options.LOCKED,
     frozen: bool = options.FROZEN,
     matrix: Path = options.MATRIX,
@@ -87,12 +88,42 @@ def export_cmd(
     result = export_mod.export_model(
         matrix, model, out, target=target, prefix=prefix, opset=opset, dynamic=dynamic or [],
         exporter=exporter, simplify=simplify, sizes=sizes, path=path, timeout=timeout,
-        lock_mode=LockMode.of(locked, frozen).value)
+        lock_mode=LockMode.of(locked, frozen).value, inputs=inputs or [])
     if json_:
         emit_json(result)
     else:
         export_mod.print_report(result)
     return 0 if result["status"] == "passed" else 1
+
+
+@command()
+def shell(
+    target: Optional[str] = options.target("Open a shell in this target's env."),
+    prefix: Optional[Path] = options.prefix("Open a shell in the env at this prefix."),
+    shell_name: Optional[str] = typer.Option(None, "--shell", help="bash, zsh, fish, xonsh, powershell or cmd_exe (default: yours)."),
+    print_script: bool = typer.Option(False, "--print-script", help="Print the activation script instead, e.g. for eval \"$(envctl shell -t T --print-script)\"."),
+    locked: bool = options.LOCKED,
+    frozen: bool = options.FROZEN,
+    matrix: Path = options.MATRIX,
+) -> int:
+    """An interactive shell inside the env (or, with --print-script, its activation for your own shell)."""
+    import sys
+
+    from envctl.cli.printing import note
+    from envctl.everyday import shell as shell_mod
+    from envctl.everyday.locate import check_env_lock, locate_env
+    from envctl.pipeline.stages import LockMode
+
+    mode = LockMode.of(locked, frozen)
+    found = locate_env(matrix, target, prefix, current_ok=False)
+    warning = check_env_lock(matrix, found.prefix, mode.value, found.project)
+    if warning:
+        note(warning)
+    name = shell_name or shell_mod.default_shell()
+    if print_script:
+        sys.stdout.write(shell_mod.activation_script(found.prefix, name))
+        return 0
+    return shell_mod.open_shell(found.prefix, name)
 
 
 @command("list")
@@ -148,7 +179,7 @@ def env_export(
 
 
 def register(app: typer.Typer) -> None:
-    add_commands(app, run, doctor, export_cmd, list_cmd)
+    add_commands(app, run, shell, doctor, export_cmd, list_cmd)
     env_app = typer.Typer(no_args_is_help=True, help="Hand an env to people who use conda directly.")
     add_commands(env_app, env_export)
     app.add_typer(env_app, name="env")

@@ -176,6 +176,8 @@ def print_certificate(cert: dict, path: Path | None) -> None:
         )
     if cert.get("runs"):
         console.print(table)
+    for finding in cert.get("findings") or []:  # measured limits vs the rules' facts
+        console.print(f"  [yellow]finding[/] {escape(finding['message'])}", soft_wrap=True)
     failure = cert.get("failure")
     if failure and not cert.get("runs"):
         console.print(f"  [red]{failure.get('class')}[/]: {escape(str(failure.get('message', '')))}\n  remedy: {escape(failure.get('remedy', ''))}")

@@ -89,8 +89,8 @@ def _write(text: str, out: Optional[Path], default: Path, what: str, jobs: int) 
 
 GPU_LABEL_HELP = ("Run CUDA targets without `runner_labels:` on self-hosted runners with this label "
                   "(default: lock-only, on Linux).")
-INSTALL_HELP = ("Where CI installs envctl from: a path, or a URL pinned to a commit; never a bare name "
-                "(default: envctl's own checkout, when the project is in it).")
+INSTALL_HELP = ("Where CI installs envctl from: a path in the checkout, or 'envctl-onnx @ git+URL@COMMIT' (default: "
+                "the checkout in envctl's own repo, else the git commit this envctl was installed from).")
 FAIL_ON_DRIFT_HELP = "The fan-in job fails when two targets' outputs differ beyond tolerance."
 
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
 
 # A target name becomes a folder under envs/ and a file under locks/, certs/ and .envctl/envs/:
 # a plain file name, never a path.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+SAFE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")  # use fullmatch; \Z, not $, which matches before a final newline
 
 
 def ensure_inside(root: Path, path: Path, what: str = "path") -> Path:
@@ -44,6 +46,8 @@ def ensure_inside(root: Path, path: Path, what: str = "path") -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return _windows_pid_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -51,6 +55,20 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _windows_pid_alive(pid: int) -> bool:
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def remove_stale_temps(path: Path) -> None:
@@ -83,16 +101,51 @@ def _write_error(path: Path, exc: OSError) -> EnvctlError:
     return EnvctlError(f"cannot write {path}: {reason}{where}", hint=hint, exit_code=1)
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (os.umask alone must set one)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:  # elsewhere: set and restore, serialized against envctl's own threads
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """What an editor gives the file: the existing file's mode, else 0666 less the umask.
+
+    mkstemp makes its temp file 0600 (private while it is being written); left so, every
+    lock, environment.yml, certificate and report would be unreadable to the rest of a team.
+    """
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)
+        mode = _mode_for(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
+            else:  # Windows: only the read-only bit exists
+                os.chmod(tmp, mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -4,11 +4,12 @@ No solving and no conda/mamba: the conda part is linked by py-rattler from
 records rebuilt out of the lock's own URLs and hashes, the pip part by
 `uv pip install --no-deps --require-hashes` (install_pip.py).
 
-Safety: the env is built in `<prefix>.staging-<pid>` beside the final prefix,
+Safety: the env is built in `<prefix>~staging-<pid>` beside the final prefix,
 with the final path patched in, and swapped in only when complete (one atomic
 renameat2(RENAME_EXCHANGE) on Linux). A create killed at any point leaves the
-previous env (or none); the next create removes leftovers. Creates of one
-prefix are serialized by flock on `<prefix>.lock`.
+previous env (or none); the next create removes the leftovers it can prove it
+made (prefixswap's marker files). Creates of one prefix are serialized by
+flock on `<prefix>~lock`.
 
 Integrity: both installers hardlink from their package caches, so a cache
 file changed after it was fetched (an in-place edit through another env that
@@ -45,9 +46,12 @@ from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import read_project_text
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import default_prefix, lock_path
-from envctl.create.prefixswap import Progress, emit, prefix_lock, recover_leftovers, swap_in, env_in_use
+from envctl.core.statedir import ensure_state_dir
+from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
+                                      scratch_path, swap_in)
 from envctl.create.verify import STATE_FILE, CorruptFiles, verify_conda, verify_files
 
 if TYPE_CHECKING:
@@ -80,8 +84,8 @@ class CreateResult:
 def env_state(prefix: Path) -> dict[str, Any] | None:
     """What create recorded in the env (lock sha256, target, ...), or None if not an envctl env."""
     try:
-        data = json.loads((Path(prefix) / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_project_text(Path(prefix) / STATE_FILE, what="env state file"))
+    except (OSError, ValueError, EnvctlError):  # a FIFO or device there is not an envctl env either
         return None
     return data if isinstance(data, dict) else None
 
@@ -104,8 +108,14 @@ def create_env(
     if prefix is None:
         # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
         prefix = ensure_inside(root, default_prefix(root, name), "env prefix")
+        try:
+            ensure_state_dir(root)  # .envctl/.gitignore: envs are never committed, in any project
+        except OSError as exc:
+            raise _os_error(prefix, exc) from None
     else:
-        prefix = Path(os.path.abspath(prefix))  # the user's explicit choice, wherever it is
+        prefix = check_prefix_path(prefix)  # the user's explicit choice, wherever it is
+    # Refuse a folder envctl did not make before anything (even the flock file) is written beside it.
+    _refuse_foreign(prefix)
     lock_sha = sha256_file(lock)
     try:
         return _create_locked(root, name, lock, lock_sha, prefix, force, progress, started)
@@ -117,7 +127,7 @@ def _check_name(name: str) -> None:
     """The matrix admits only plain names; an API caller's `../x` must not become a path either."""
     from envctl.core.atomic import SAFE_NAME
 
-    if not isinstance(name, str) or not SAFE_NAME.match(name):
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
         raise EnvctlError(f"target name {name!r} is not allowed: a target name is a plain file name (no '/', '..')")
 
 
@@ -146,15 +156,22 @@ def _create_locked(root: Path, name: str, lock: Path, lock_sha: str, prefix: Pat
         state = env_state(prefix)
         if not force and _matches(prefix, state, lock_sha):
             return _result(name, prefix, "unchanged", state, started, waited)
-        if os.path.lexists(prefix) and state is None and (not prefix.is_dir() or any(prefix.iterdir())):
-            raise EnvctlError(
-                f"{prefix} exists but was not made by envctl (no {STATE_FILE}); refusing to replace it",
-                hint="Remove it yourself or choose another --prefix.",
-            )
+        _refuse_foreign(prefix, state)
         action = "rebuilt" if state is not None else "created"
         emit(progress, "start", target=name, message=f"{'rebuilding' if state else 'creating'} {name} at {prefix} from {lock.name}")
         state = _build(lock, lock_sha, name, prefix, progress)
         return _result(name, prefix, action, state, started, waited)
+
+
+def _refuse_foreign(prefix: Path, state: dict | None = None) -> None:
+    """EnvctlError when `prefix` holds something that is not an envctl env (a home folder, a project)."""
+    if state is None:
+        state = env_state(prefix) if prefix.is_dir() else None
+    if prefix.is_symlink() or (os.path.lexists(prefix) and state is None and (not prefix.is_dir() or any(prefix.iterdir()))):
+        raise EnvctlError(
+            f"{prefix} exists but was not made by envctl (no {STATE_FILE}); refusing to replace it",
+            hint="Remove it yourself or choose another --prefix.",
+        )
 
 
 def _matches(prefix: Path, state: dict | None, lock_sha: str) -> bool:
@@ -180,7 +197,10 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
 
     host = host_platform()
     conda, pip = read_lock_entries(lock, name, host, lock_sha)
-    staging = prefix.with_name(f"{prefix.name}.staging-{os.getpid()}")
+    staging = scratch_path(prefix, "staging")
+    if os.path.lexists(staging):  # not provably envctl's (recovery removes those): never build into it, never delete it
+        raise EnvctlError(f"{staging} exists but is not a leftover this create can prove it made; refusing to touch it",
+                          hint="Move it away and run the command again.")
     try:
         _link_verified(conda, pip, lock, host, staging, prefix, progress)
         python = staging / "bin" / "python"
@@ -251,6 +271,7 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
           progress: Progress | None) -> None:
     """Install both parts into a fresh `staging` and verify every linked file; CorruptFiles on a mismatch."""
     staging.mkdir(parents=True)
+    mark_scratch(staging, prefix)  # before anything else: a kill from here on leaves a provable leftover
     emit(progress, "conda", total=len(conda), message=f"linking {len(conda)} conda packages")
     install_conda(conda, staging, prefix, progress, lock)
     emit(progress, "verify", manager="conda", transient=True, message="checking the linked conda files against their packages")
@@ -271,7 +292,7 @@ def _check_python(python: Path) -> str:
     try:
         proc = subprocess.run(
             [str(python), "-I", "-c", "import sys; print(sys.version)"],
-            env=without_host_python(), capture_output=True, text=True, timeout=120,
+            env=without_host_python(), capture_output=True, text=True, errors="replace", timeout=120,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvctlError(f"the new env's python does not run: {exc}", exit_code=1) from None

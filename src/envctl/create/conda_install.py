@@ -56,7 +56,7 @@ def read_lock_entries(lock: Path, name: str, host: str, lock_sha: str) -> tuple[
     return conda, pip
 
 
-def _conda_records(entries: list[Any], lock: Path) -> list[Any]:
+def conda_records(entries: list[Any], lock: Path) -> list[Any]:
     """RepoDataRecords for the locked conda entries: the exact locked files, from their channels' repodata.
 
     Every hash that both the lock and the channel give must agree, and a
@@ -125,7 +125,7 @@ def install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Pro
 
     import rattler
 
-    records = _conda_records(entries, lock)
+    records = conda_records(entries, lock)
 
     class Reporter(rattler.InstallerReporter):
         total = done = 0

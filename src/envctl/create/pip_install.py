@@ -76,14 +76,14 @@ def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, fina
         "-r", str(reqs),
     ]
     try:
-        proc = subprocess.run(cmd, env=without_host_python(), capture_output=True, text=True, preexec_fn=die_with_parent())
+        proc = subprocess.run(cmd, env=without_host_python(), capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
     finally:
         reqs.unlink(missing_ok=True)
     if proc.returncode != 0:
         output = proc.stderr or proc.stdout
         if proc.returncode < 0:
             output = (output or "") + f"\nuv was killed by {signal_text(-proc.returncode)}"
-        raise _pip_error(output, packages)
+        raise pip_error(output, packages)
     verify_pip(staging, packages)
     rewrite_shebangs(staging, final)
 
@@ -127,12 +127,12 @@ def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
 
     def evict() -> None:
         subprocess.run([uv_binary(), "cache", "clean", *sorted(found)], env=without_host_python(),
-                       capture_output=True, text=True, preexec_fn=die_with_parent())
+                       capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
 
     raise CorruptFiles("pip", found, evict)
 
 
-def _pip_error(output: str, packages: list[PipPackage]) -> EnvctlError:
+def pip_error(output: str, packages: list[PipPackage]) -> EnvctlError:
     match = _HASH_MISMATCH.search(output)
     if match:
         req = match["req"]

@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+from envctl.core.errors import EnvctlError
+from envctl.core.limits import MAX_JSON_BYTES, read_project_text
 from envctl.core.paths import lock_path
 
 # Drift in these breaks the certified combination (conda spellings included).
@@ -89,7 +91,8 @@ def probe(python: Path) -> dict:
     from envctl.core.process import foreign_python_env
 
     try:
-        proc = subprocess.run([str(python), "-I", "-c", PROBE], capture_output=True, text=True, timeout=600,
+        # errors="replace": an env whose python prints non-UTF-8 (a locale, a broken package) is diagnosed, not a crash
+        proc = subprocess.run([str(python), "-I", "-c", PROBE], capture_output=True, text=True, errors="replace", timeout=600,
                               env=foreign_python_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"cannot run {python}: {exc}"}
@@ -121,8 +124,8 @@ def _conda_installed(prefix: Path) -> tuple[dict[str, dict], set[str]]:
     packages, owned = {}, set()
     for path in sorted((prefix / "conda-meta").glob("*.json")):
         try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            rec = json.loads(read_project_text(path, MAX_JSON_BYTES, "package record"))  # a FIFO here must not hang
+        except (OSError, ValueError, EnvctlError):
             continue
         if not isinstance(rec, dict) or "name" not in rec:
             continue  # envctl-state.json and other non-package files

@@ -30,8 +30,10 @@ def _pip_options(env_file: Path, root: Path) -> list[str] | None:
     from envctl.lock.pip_resolve import resolve_location
 
     try:
-        doc = yaml.safe_load(env_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        from envctl.core.limits import read_project_text
+
+        doc = yaml.safe_load(read_project_text(env_file, what="environment.yml")) or {}
+    except (OSError, yaml.YAMLError, EnvctlError):
         return None
     opts = ((doc.get("envctl") or {}).get("pip_options") or {}) if isinstance(doc, dict) else {}
     lines = [f"--index-url {opts['index_url']}"] if opts.get("index_url") else []

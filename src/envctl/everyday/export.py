@@ -20,7 +20,7 @@ from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import lock_path
 
 EXPORTERS = ("torchscript", "dynamo")
-SIMPLIFIERS = ("auto", "onnxslim", "onnxsim")
+SIMPLIFIERS = ("auto", "required", "onnxslim", "onnxsim")
 
 
 def parse_dynamic(values: list[str]) -> dict[str, dict[int, str]] | None:
@@ -85,7 +85,7 @@ def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Pa
 def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None = None, prefix: Path | None = None,
                  opset: int | None = None, dynamic: list[str] = (), exporter: str | None = None,
                  simplify: str | None = None, sizes: str | None = None, path: Path | None = None,
-                 timeout: float | None = None, lock_mode: str = "auto") -> dict:
+                 timeout: float | None = None, lock_mode: str = "auto", inputs: list[Path] = ()) -> dict:
     """Run the recipe; return the report (status, versions, per-size errors, files, failure)."""
     from envctl.certify.certify import DEFAULT_TIMEOUT, run_smoke
 
@@ -93,6 +93,8 @@ def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None =
         raise EnvctlError(f"{ref!r} is not MODULE:CALLABLE (e.g. mymodel:make_model)")
     if exporter is not None and exporter not in EXPORTERS:
         raise EnvctlError(f"--exporter {exporter!r}: choose torchscript or dynamo", key="--exporter")
+    if opset is not None:
+        _check_opset(opset)
     if simplify is not None and simplify not in SIMPLIFIERS:
         raise EnvctlError(f"--simplify {simplify!r}: choose {', '.join(SIMPLIFIERS)}", key="--simplify")
     out = Path(os.path.abspath(out))
@@ -114,8 +116,30 @@ def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None =
     exporter = exporter or (chosen.exporters[0] if chosen else "dynamo")
     spec = build_export_spec(matrix_path, chosen, python, ref, out, opset=opset, exporter=exporter,
                              dynamic=parse_dynamic(list(dynamic)), simplify=simplify, sizes=parse_sizes(sizes), path=path)
+    from envctl.certify.truth import input_files
+
+    spec["input_files"] = input_files(inputs)
+    replaced_before = os.path.exists(out)
     result, process = run_smoke(python, spec, timeout or (chosen.timeout if chosen else DEFAULT_TIMEOUT))
-    return summarise(ref, exporter, spec, where, result, process)
+    report = summarise(ref, exporter, spec, where, result, process)
+    report["out"] = str(out)
+    report["stale_out"] = report["status"] != "passed" and replaced_before  # an older file, not this export
+    return report
+
+
+def _check_opset(opset: int) -> None:
+    """Refuse an opset no torch.onnx exporter writes, before any env is started (it used to be written at 18)."""
+    from envctl.rules.facts import TORCH_EXPORTER
+
+    top = max(fact.value.max_opset for fact in TORCH_EXPORTER.values())  # ONNX_MAX_OPSET of the newest torch known
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= top:
+        raise EnvctlError(f"--opset {opset}: torch.onnx exports ai.onnx opsets 7 to {top}", key="--opset",
+                          hint="Leave --opset out to use the target's (else 18).")
+
+
+def _sci(value) -> str:
+    """max_abs/max_rel for the table: a number in 1.2e-05 form, anything else (nan, inf as text, None) as it is."""
+    return f"{value:.2e}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ("-" if value is None else str(value))
 
 
 def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | None, process: dict) -> dict:
@@ -143,11 +167,15 @@ def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | No
                 shapes = [f"{o['name']}: ONNX shape {o['ort_shape']}, PyTorch {o['shape']}" for o in outs
                           if o.get("ort_shape") is not None and o.get("ort_shape") != o.get("shape")]
                 report["sizes"].append({
-                    "sizes": case.get("sizes"), "passed": case.get("passed"),
+                    "group": case.get("group", "random"), "sample": case.get("sample"),
+                    "sizes": case.get("sizes"), "passed": case.get("passed"), "skipped": case.get("skipped"),
                     "error": case.get("error") or "; ".join(shapes) or None,
                     "max_abs": max((o["max_abs"] for o in outs if o.get("max_abs") is not None), default=None),
                     "max_rel": max((o["max_rel"] for o in outs if o.get("max_rel") is not None), default=None),
+                    "p99_abs": max((o["p99_abs"] for o in outs if o.get("p99_abs") is not None), default=None),
                 })
+            if details.get("on_your_data"):
+                report["on_your_data"] = details["on_your_data"]
     if result["status"] == "passed":
         report["files"] = [{"path": f, "bytes": os.path.getsize(f)} for f in result.get("out_files", []) if os.path.exists(f)]
     return report
@@ -160,6 +188,10 @@ def print_report(report: dict) -> None:
     from envctl.core.output import RESULT_STYLE, human_size, console
 
     v = report["versions"]
+    if report["status"] != "passed" and report.get("stale_out"):
+        # first, before anything else: the file a user may pick up is not this export
+        console.print(f"[bold red]the file at {escape(report['out'])} is NOT this export[/] (an older one, "
+                      "left as it was: this export failed)", soft_wrap=True)
     stack = ", ".join(f"{k} {v[k]}" for k in ("torch", "onnx", "onnxruntime") if v.get(k))
     console.print(f"[bold]export[/] {escape(report['model'])} with {report['exporter']} at opset "
                   f"{report['opset_requested']} in {escape(report['env'])}" + (f" ({stack})" if stack else ""),
@@ -170,14 +202,25 @@ def print_report(report: dict) -> None:
             for s in report["stages"]), soft_wrap=True)
     if report["sizes"]:
         table = Table(title="ONNX Runtime vs PyTorch", title_justify="left")
-        for col in ("sizes", "result", "max abs", "max rel", "error"):
+        for col in ("inputs", "sizes", "result", "max abs", "max rel", "error"):
             table.add_column(col, overflow="fold")
         for case in report["sizes"]:
             size = ", ".join(f"{k}={n}" for k, n in (case["sizes"] or {}).items()) or "static"
-            table.add_row(size, "[green]ok[/]" if case["passed"] else "[red]failed[/]",
-                          "-" if case["max_abs"] is None else f"{case['max_abs']:.2e}",
-                          "-" if case["max_rel"] is None else f"{case['max_rel']:.2e}", escape(case["error"] or ""))
+            group = case.get("group") or "random"
+            group = f"your data #{case['sample']}" if group == "samples" else group
+            result = ("[green]ok[/]" if case["passed"] else "[dim]not compared[/]" if case.get("skipped")
+                      else "[red]failed[/]")
+            table.add_row(group, size, result,
+                          _sci(case["max_abs"]), _sci(case["max_rel"]), escape(str(case["error"] or "")))
         console.print(table)
+    mine = report.get("on_your_data")
+    if mine:
+        console.print(f"on your data: {mine['samples']} sample(s) "
+                      + ("[green]match[/]" if mine["passed"] else "[red]differ[/]")
+                      + (f" (max abs {mine['max_abs']:.2e})" if isinstance(mine.get("max_abs"), (int, float)) else ""))
+    for s in report["stages"]:  # a skipped stage says why (e.g. no simplifier installed for --simplify auto)
+        if s["status"] == "skipped" and s.get("message") and not s["message"].startswith("not requested"):
+            console.print(f"[yellow]{s['name']} skipped[/]: {escape(s['message'])}", soft_wrap=True)
     for w in report["warnings"]:
         console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
     seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
@@ -198,4 +241,5 @@ def print_report(report: dict) -> None:
         console.print(f"[dim]{escape(chr(10).join(detail.splitlines()[-12:]))}[/]", soft_wrap=True)
     if report.get("output_tail"):
         console.print(f"[dim]{escape(report['output_tail'][-1500:])}[/]", soft_wrap=True)
-    console.print("nothing was written to --out.")
+    console.print("nothing was written to --out" + (f"; the file at {escape(report['out'])} is an older one, "
+                                                     "not this export." if report.get("stale_out") else "."))

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import MAX_JSON_BYTES, read_project_text
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ def installed_packages(prefix: Path) -> list[InstalledPackage]:
     owned: set[str] = set()
     for record in sorted(meta.glob("*.json")) if meta.is_dir() else []:
         try:
-            data = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_project_text(record, MAX_JSON_BYTES, "package record"))  # a FIFO here must not hang
+        except (OSError, ValueError, EnvctlError):
             continue  # envctl's own state file and anything unreadable are not packages
         if not isinstance(data, dict) or "name" not in data or "version" not in data:
             continue

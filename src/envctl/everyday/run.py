@@ -74,21 +74,55 @@ def command_line(prefix: Path, command: list[str], env: dict[str, str]) -> list[
     return [bash, "-c", _ACTIVATE, "envctl-run", *command]
 
 
+# Signals envctl passes on to the command. A terminal's Ctrl-C (or hangup) already
+# reaches the command, which shares envctl's process group: only signals sent to
+# envctl by kill() (si_code <= 0: SI_USER, SI_QUEUE, SI_TKILL) are forwarded.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+_RESET = (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def _child_defaults() -> None:
+    """In the child, before exec: default dispositions and no blocked signals, whatever envctl had."""
+    for signum in _RESET:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def run_in_env(prefix: Path, command: list[str]) -> int:
-    """Run `command` inside the env at `prefix`; return its exit status."""
+    """Run `command` inside the env at `prefix`; return its exit status (128+N when a signal killed it)."""
     env = activated_environ(prefix)
     argv = command_line(prefix, command, env)
-    # Ctrl-C reaches the child through the terminal; envctl just waits for its status.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if not _main_thread():  # an API caller's thread cannot own signals; the child still gets defaults
+        proc = _start(argv, env, command)
+        return _status(proc.wait())
+    watched = {*FORWARDED, signal.SIGCHLD}
+    # Blocked, then taken synchronously with sigtimedwait: no handler can run between
+    # the child's start and the wait, and nothing is lost while the child starts.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     try:
-        sys.stdout.flush()
-        proc = subprocess.run(argv, env=env)
+        proc = _start(argv, env, command)
+        while proc.poll() is None:
+            info = signal.sigtimedwait(watched, 0.5)
+            if info is not None and info.si_signo != signal.SIGCHLD and info.si_code <= 0 and proc.poll() is None:
+                proc.send_signal(info.si_signo)
+        while signal.sigtimedwait(watched, 0) is not None:  # drain: nothing pending may fire after the child is gone
+            pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return _status(proc.returncode)
+
+
+def _start(argv: list[str], env: dict[str, str], command: list[str]) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(argv, env=env, preexec_fn=_child_defaults)  # noqa: PLW1509 - envctl run is single-threaded
     except OSError as exc:
         raise EnvctlError(f"cannot run {command[0]}: {exc.strerror}", exit_code=126) from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+
+
+def _status(code: int) -> int:
+    return code if code >= 0 else 128 - code
 
 
 def _main_thread() -> bool:

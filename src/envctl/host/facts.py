@@ -39,9 +39,9 @@ def _nvidia_smi() -> dict | None:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True, text=True, errors="replace", timeout=20, check=True,
         ).stdout
-        header = subprocess.run([exe], capture_output=True, text=True, timeout=20).stdout
+        header = subprocess.run([exe], capture_output=True, text=True, errors="replace", timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return {"error": "nvidia-smi is present but failed"}
     gpus = [dict(zip(("name", "driver"), (p.strip() for p in line.split(",")))) for line in out.splitlines() if line.strip()]

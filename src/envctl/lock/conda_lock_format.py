@@ -150,7 +150,9 @@ def parse_lockfile(path: Path):
     except FileNotFoundError:
         raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
     except Exception as exc:  # conda-lock raises pydantic, yaml and its own errors
-        raise EnvctlError(f"not a valid conda-lock file: {exc}", file=path) from None
+        from envctl.core.limits import short
+
+        raise EnvctlError(f"not a valid conda-lock file: {short(str(exc), 500) or type(exc).__name__}", file=path) from None
 
 
 def _metadata_block(text: str) -> str:

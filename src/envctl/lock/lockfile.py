@@ -117,12 +117,14 @@ def read_lock_meta(path: Path) -> LockInfo:
 
 def read_lock_bytes(path: Path) -> bytes:
     """A lock file's bytes; EnvctlError naming it when it is missing or unreadable."""
+    from envctl.core.limits import MAX_LOCK_BYTES, read_regular
+
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
-    except OSError as exc:
-        raise EnvctlError(f"cannot read the lock: {exc.strerror or exc}", file=path) from None
+        return read_regular(Path(path), MAX_LOCK_BYTES, "lock")  # a regular file under the cap, or a clear error
+    except EnvctlError as exc:
+        if exc.message == "file not found":
+            raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
+        raise
 
 
 def _plan_path(sha: str) -> Path:
@@ -136,12 +138,14 @@ def read_lock(path: Path, *, expect_sha256: str | None = None) -> LockContents:
     that already hashed it.
     """
     path = Path(path)
-    sha = sha256_bytes(read_lock_bytes(path))
+    data = read_lock_bytes(path)
+    sha = sha256_bytes(data)
     if expect_sha256 and sha != expect_sha256:
         raise EnvctlError("the lock changed while it was being read; run the command again", file=path)
     cached = _cached(sha, path)
     if cached is not None:
         return cached
+    _check_structure(path, data)
     info, packages = lock_format().read_packages(path)
     if info.hex != sha:
         raise EnvctlError("the lock changed while it was being read; run the command again", file=path)
@@ -153,6 +157,19 @@ def read_lock(path: Path, *, expect_sha256: str | None = None) -> LockContents:
     except EnvctlError:
         pass  # an unwritable cache only costs the next reader the parse again
     return contents
+
+
+def _check_structure(path: Path, data: bytes) -> None:
+    """Entries, duplicates, empty platforms (lockcheck.py), before the format's parser, whose errors say little."""
+    from envctl.core.limits import short
+    from envctl.lock.lockcheck import parse, structure_problem
+
+    try:
+        problem = structure_problem(parse(data))
+    except Exception as exc:  # noqa: BLE001 - YAML errors: a broken file
+        problem = f"unreadable YAML ({short(str(exc), 300) or type(exc).__name__})"
+    if problem:
+        raise EnvctlError(f"cannot use the lock: {problem}", file=path, hint="Re-lock it with `envctl lock`.")
 
 
 def _info_json(info: LockInfo) -> dict[str, Any]:

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -39,6 +38,11 @@ from packaging.utils import canonicalize_name
 
 from envctl.core.hashing import sha256_file
 from envctl.core.process import die_with_parent, signal_text, uv_binary
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (requires-python >= 3.10): the same parser, from PyPI
+    import tomli as tomllib
 
 # conda package name -> PyPI name, where they differ. Anything else is taken
 # to have the same (normalised) name on both sides.
@@ -63,7 +67,7 @@ _ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "osx-64": "x86_64", "
 # timeouts, concurrency) only change how, and are kept.
 _UV_RESOLUTION_VARS = re.compile(
     r"^UV_(INDEX.*|DEFAULT_INDEX|EXTRA_INDEX_URL|FIND_LINKS|NO_INDEX|CONSTRAINT|OVERRIDE|BUILD_CONSTRAINT"
-    r"|PRERELEASE|RESOLUTION|EXCLUDE_NEWER.*|TORCH_BACKEND|PYTHON|CONFIG_FILE|NO_CONFIG|EXTRA_.*|REQUIRE_HASHES|NO_BINARY.*|ONLY_BINARY.*)$"
+    r"|PRERELEASE|RESOLUTION|EXCLUDE_NEWER.*|TORCH_BACKEND|PYTHON|CONFIG_FILE|NO_CONFIG|EXTRA_.*|REQUIRE_HASHES|NO_BINARY.*|ONLY_BINARY.*)\Z"
 )
 
 
@@ -174,7 +178,7 @@ def resolve_location(value: str, base: Path) -> str:
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
     # uv dies with envctl: a killed `envctl lock` leaves no resolver running on.
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, preexec_fn=die_with_parent())
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
     if proc.returncode != 0:
         text = (proc.stderr or proc.stdout).strip()
         if proc.returncode < 0:

@@ -18,6 +18,7 @@ import yaml
 
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import read_project_text
 from envctl.core.paths import env_dir, env_file, virtual_packages_file
 from envctl.matrix.loader import Target
 from envctl.host.platform import virtual_packages
@@ -181,11 +182,11 @@ def render_target(root: Path, target: Target, matrix_path: Path) -> RenderResult
     # envs/<target> may be a symlink committed into the project: never write through it.
     ensure_inside(root, env_dir(root, target), "rendered spec folder")
     path = env_file(root, target)
-    changed = not path.exists() or path.read_text(encoding="utf-8") != text
+    changed = not path.exists() or read_project_text(path, what="environment.yml") != text
     if changed:
         write_text_atomic(path, text)
     vp_path = virtual_packages_file(root, target)
     vp_text = virtual_packages_text(target)
-    if not vp_path.exists() or vp_path.read_text(encoding="utf-8") != vp_text:
+    if not vp_path.exists() or read_project_text(vp_path, what="virtual-packages.yml") != vp_text:
         write_text_atomic(vp_path, vp_text)
     return RenderResult(target.name, path, changed, spec_hash(text))

@@ -23,6 +23,7 @@ import yaml
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_bytes_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import read_project_text
 from envctl.core.paths import env_file, lock_path
 from envctl.lock.lockfile import LockInfo, LockRequest, PlatformLock, content_hash, lock_format, read_lock_meta, source_path
 from envctl.matrix.loader import Target
@@ -217,7 +218,7 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     emit = progress or (lambda event, **info: None)
     env_path = env_file(root, target)
     try:
-        text = env_path.read_text(encoding="utf-8")
+        text = read_project_text(env_path, what="environment.yml")
     except FileNotFoundError:
         raise EnvctlError(f"target '{target.name}' is not rendered yet; run `envctl render {target.name}`", file=env_path) from None
     if recorded_target_hash(env_path) != target.definition_hash():
@@ -304,7 +305,7 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
             stale.append(StaleLock(target.name, exc.message, "unreadable", str(path)))
             continue
         try:
-            current = spec_hash(env_path.read_text(encoding="utf-8"))
+            current = spec_hash(read_project_text(env_path, what="environment.yml"))
         except FileNotFoundError:
             stale.append(StaleLock(target.name, f"{env_path} is missing (run `envctl render`)", "unrendered", str(path)))
             continue
@@ -316,7 +317,29 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
             ))
         elif info.target_hash != target.definition_hash() or info.target != target.name:
             stale.append(StaleLock(target.name, "the lock was made from another definition of this target", "stale", str(path)))
+        else:
+            problem = _body_problem(path, env_path, target, info)
+            if problem:
+                stale.append(StaleLock(target.name, f"the lock does not hold what it claims: {problem}", "unreadable", str(path)))
     return stale
+
+
+def _body_problem(path: Path, env_path: Path, target: Target, info: LockInfo) -> str | None:
+    """Recorded hashes match; check the body too (a lock cut short keeps its metadata intact)."""
+    from envctl.core.limits import MAX_LOCK_BYTES, read_regular
+    from envctl.lock.lockcheck import content_hash_problem, missing_dependencies, missing_specs, parse, structure_problem
+
+    try:
+        doc = parse(read_regular(path, MAX_LOCK_BYTES, "lock"))
+        spec = _read_spec(env_path, read_project_text(env_path, what="environment.yml"))
+    except EnvctlError as exc:
+        return exc.message
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    return (structure_problem(doc)
+            or content_hash_problem(doc, info.spec_hash, lambda platform: _virtual(target, platform))
+            or missing_specs(doc, spec.conda, spec.pip)
+            or missing_dependencies(doc))
 
 
 def _short(value: str | None) -> str:

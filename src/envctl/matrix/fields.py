@@ -6,17 +6,19 @@ suggestions all agree on the schema.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from envctl.core.limits import FREE_TEXT_ALLOWED, control_char, short
 from envctl.matrix.versions import Spec, SpecError
 from envctl.smoke import BUILTIN_MODELS
 
 PLATFORMS = ("linux-64", "linux-aarch64", "osx-arm64", "osx-64", "win-64")
 EXPORTERS = ("torchscript", "dynamo")
 ORT_BUILDS = ("cpu", "gpu")
-SIMPLIFIERS = ("auto", "onnxslim", "onnxsim")
+SIMPLIFIERS = ("auto", "required", "onnxslim", "onnxsim")
 EXECUTION_PROVIDERS = (
     "CPUExecutionProvider",
     "CUDAExecutionProvider",
@@ -58,18 +60,19 @@ def _str_list(value: Any, *, choices: tuple[str, ...] | None = None, nonempty: b
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or (nonempty and not value):
-        raise FieldError(f"expected a {'non-empty ' if nonempty else ''}list of strings, got {value!r}")
+        raise FieldError(f"expected a {'non-empty ' if nonempty else ''}list of strings, got {short(value)}")
     items = []
     for item in value:
         if not isinstance(item, str) or not item.strip():
-            raise FieldError(f"expected strings in the list, got {item!r}")
+            raise FieldError(f"expected strings in the list, got {short(item)}")
+        _no_control(item)
         if choices and item not in choices:
             from envctl.core.errors import did_you_mean
 
             raise FieldError(f"'{item}' is not one of {', '.join(choices)}.{did_you_mean(item, choices)}")
         items.append(item.strip())
     if len(set(items)) != len(items):
-        raise FieldError(f"list has duplicates: {items}")
+        raise FieldError(f"list has duplicates: {short(items)}")
     return tuple(items)
 
 
@@ -78,7 +81,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
         if value not in choices:
             from envctl.core.errors import did_you_mean
 
-            raise FieldError(f"{value!r} is not one of {', '.join(choices)}.{did_you_mean(str(value), choices)}")
+            raise FieldError(f"{short(value)} is not one of {', '.join(choices)}.{did_you_mean(str(value), choices)}")
         return value
 
     return parse
@@ -88,11 +91,11 @@ def _cuda(value: Any) -> str | None:
     if value is None or value in ("none", "None", False):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise FieldError(f"cuda {value!r} is a YAML number; quote it (\"{value}\")")
+        raise FieldError(f"cuda {short(value)} is a YAML number; quote it (\"{value}\")")
     text = str(value).strip()
     parts = text.split(".")
     if not (1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
-        raise FieldError(f"cuda must be a CUDA version like \"11.8\" or \"12.6\", or none; got {value!r}")
+        raise FieldError(f"cuda must be a CUDA version like \"11.8\" or \"12.6\", or none; got {short(value)}")
     return text
 
 
@@ -101,35 +104,67 @@ def _major(value: Any) -> str | None:
         return None
     text = str(value).strip()
     if not text.split(".")[0].isdigit():
-        raise FieldError(f"expected a version such as \"8\" or \"9.3\", got {value!r}")
+        raise FieldError(f"expected a version such as \"8\" or \"9.3\", got {short(value)}")
     return text
 
 
 def _opset(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 7 <= value <= 99:
-        raise FieldError(f"opset must be an integer ONNX opset (7 or higher), got {value!r}")
+        raise FieldError(f"opset must be an integer ONNX opset (7 or higher), got {short(value)}")
     return value
 
 
 def _positive(kind: type) -> Callable[[Any], Any]:
     def parse(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise FieldError(f"expected a positive number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise FieldError(f"expected a positive number, got {short(value)}")
         return kind(value)
 
     return parse
 
 
+# A smoke run longer than a week is a mistake, and .inf cannot become a timer (OverflowError).
+MAX_TIMEOUT = 7 * 24 * 3600
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 < value <= MAX_TIMEOUT:
+        raise FieldError(f"expected a number of seconds above 0 and at most {MAX_TIMEOUT}, got {short(value)}")
+    return int(value) if float(value).is_integer() else float(value)  # 900 stays 900: target hashes unchanged
+
+
 def _tolerance(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise FieldError(f"expected a non-negative number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise FieldError(f"expected a non-negative number, got {short(value)}")
     return float(value)
+
+
+def _no_control(text: str, allow: str = "") -> str:
+    """Every string field reaches a file, a command line or generated YAML: one line, no control characters.
+
+    Free text (description, xfail) may span lines (`allow`): its writers fold or quote it.
+    """
+    found = control_char(text, allow)
+    if found:
+        raise FieldError(f"{short(text)} contains {found}; control characters are not allowed")
+    return text
+
+
+def _requirements(value: Any, *, nonempty: bool = False) -> tuple[str, ...]:
+    """Package specs (pip, pip_extra, conda_extra): requirements only, never an installer option."""
+    items = _str_list(value, nonempty=nonempty)
+    for item in items:
+        if item.startswith("-"):
+            raise FieldError(f"{short(item)} is an installer option, not a package spec; "
+                             "set indexes and find-links under pip_options, where check and render show them")
+    return items
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
-        raise FieldError(f"expected a string, got {value!r}")
-    return value
+        raise FieldError(f"expected a string, got {short(value)}")
+    return _no_control(value, FREE_TEXT_ALLOWED)
 
 
 def _optional_text(value: Any) -> str | None:
@@ -140,14 +175,14 @@ def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
     if not isinstance(value, dict):
-        raise FieldError(f"expected a mapping of name to version, got {value!r}")
+        raise FieldError(f"expected a mapping of name to version, got {short(value)}")
     out = []
     for key, item in value.items():
         if isinstance(item, (int, float)) and not isinstance(item, bool):
-            raise FieldError(f"'{key}': {item!r} is a YAML number; quote it")
+            raise FieldError(f"'{key}': {short(item)} is a YAML number; quote it")
         if not isinstance(item, str):
-            raise FieldError(f"'{key}': expected a string, got {item!r}")
-        out.append((str(key), item))
+            raise FieldError(f"'{key}': expected a string, got {short(item)}")
+        out.append((_no_control(str(key)), _no_control(item)))
     return tuple(sorted(out))
 
 
@@ -178,13 +213,15 @@ def _pip_options(value: Any):
     if value is None:
         return PipOptions()
     if not isinstance(value, dict):
-        raise FieldError(f"expected a mapping with {', '.join(PIP_OPTION_KEYS)}, got {value!r}")
+        raise FieldError(f"expected a mapping with {', '.join(PIP_OPTION_KEYS)}, got {short(value)}")
     for key in value:
         if key not in PIP_OPTION_KEYS:
             raise FieldError(f"unknown pip option '{key}'.{did_you_mean(str(key), PIP_OPTION_KEYS)}")
     index_url = value.get("index_url")
     if index_url is not None and not isinstance(index_url, str):
-        raise FieldError(f"index_url must be a URL string, got {index_url!r}")
+        raise FieldError(f"index_url must be a URL string, got {short(index_url)}")
+    if index_url is not None:
+        _no_control(index_url)
     return PipOptions(
         index_url=index_url,
         extra_index_urls=_str_list(value.get("extra_index_urls") or [], nonempty=False),
@@ -255,23 +292,43 @@ TARGET_FIELDS: dict[str, FieldSpec] = {
     "onnxscript": FieldSpec(_spec, "onnxscript version spec (default: the minimum the dynamo exporter needs)"),
     "opset": FieldSpec(_opset, "ai.onnx opset to export at", True),
     "exporters": FieldSpec(lambda v: _str_list(v, choices=EXPORTERS), "torchscript and/or dynamo", True),
-    "pip": FieldSpec(_str_list, "packages taken from pip instead of the conda channel"),
+    "pip": FieldSpec(lambda v: _requirements(v, nonempty=True), "packages taken from pip instead of the conda channel"),
     "pip_options": FieldSpec(_pip_options, "index_url, extra_index_urls, find_links for the pip part"),
-    "conda_extra": FieldSpec(lambda v: _str_list(v, nonempty=False), "more conda match specs"),
-    "pip_extra": FieldSpec(lambda v: _str_list(v, nonempty=False), "more pip requirements"),
+    "conda_extra": FieldSpec(_requirements, "more conda match specs"),
+    "pip_extra": FieldSpec(_requirements, "more pip requirements"),
     "host_provides": FieldSpec(_host_provides, "what the machine supplies, not the env (jetpack, cuda_driver, tensorrt, cudnn)"),
     "virtual_packages": FieldSpec(_virtual_packages, "virtual package overrides for solving, e.g. __glibc: '2.31'"),
     "execution_provider": FieldSpec(_choice(EXECUTION_PROVIDERS), "the ONNX Runtime EP certification must get"),
     "models": FieldSpec(_models, "smoke models: cnn, transformer, rnn, or module:callable"),
     "atol": FieldSpec(_tolerance, "absolute tolerance against PyTorch"),
     "rtol": FieldSpec(_tolerance, "relative tolerance against PyTorch"),
-    "simplify": FieldSpec(lambda v: None if v is None else _choice(SIMPLIFIERS)(v), "auto, onnxslim or onnxsim after export"),
-    "timeout": FieldSpec(_positive(int), "seconds before a smoke run counts as hung"),
+    "simplify": FieldSpec(lambda v: None if v is None else _choice(SIMPLIFIERS)(v), "auto (skip, saying why, when none is installed), required, onnxslim or onnxsim after export"),
+    "timeout": FieldSpec(_seconds, "seconds before a smoke run counts as hung"),
     "xfail": FieldSpec(_optional_text, "reason the target is expected to fail certification"),
     "runner_labels": FieldSpec(_runner_labels, "CI runner labels that run this target (GitHub runs-on, GitLab "
                                                "tags): a list, or a mapping of platform to list; not hashed"),
 }
 
 
+# Fields of free text: they may span lines (their writers fold or quote them). Every other
+# field's strings, nested at any depth, are one line without control characters.
+FREE_TEXT_FIELDS = ("description", "xfail")
+
+
+def _one_line_everywhere(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _no_control(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
 def parse_field(name: str, value: Any) -> Any:
+    if name not in FREE_TEXT_FIELDS:
+        _one_line_everywhere(value)  # before any parser can strip() a smuggled newline away
     return TARGET_FIELDS[name].parse(value)

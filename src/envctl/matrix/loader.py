@@ -19,6 +19,7 @@ from typing import Any
 
 from envctl.core.atomic import SAFE_NAME
 from envctl.core.errors import EnvctlError, did_you_mean
+from envctl.core.limits import short
 from envctl.smoke import BUILTIN_MODELS
 from envctl.matrix.fields import TARGET_FIELDS, FieldError, PipOptions, parse_field
 from envctl.matrix.versions import Spec
@@ -65,7 +66,7 @@ class Target:
     atol: float = 1e-4
     rtol: float = 1e-3
     simplify: str | None = None
-    timeout: int = 900
+    timeout: float = 900
     xfail: str | None = None
     description: str = ""
     # Where CI runs the target (suite/ci_jobs.py); the env does not depend on it, so not hashed.
@@ -165,10 +166,10 @@ def _mapping(path: Path, value: Any, keypath: str, parent: LineDict | None, key:
 
 
 def _check_name(path: Path, name: Any, mapping: LineDict | None, key: str, keypath: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise _error(
             path, mapping, key,
-            f"target name {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            f"target name {short(name)} is not allowed: use letters, digits, '.', '_' and '-' "
             "(it becomes a folder under envs/ and a file under locks/, so no '/', '..' or absolute paths)",
             keypath,
         )
@@ -222,12 +223,40 @@ def _merge(path: Path, layers: list[tuple[LineDict, str]], name: str) -> Target:
     return _resolve(path, name, raw, lines)
 
 
+def _as_text(value: Any) -> str:
+    """An axis value as it appears in a name or is compared with an exclude entry (bounded for nested values)."""
+    return value if isinstance(value, str) else short(value, 200) if isinstance(value, (list, dict)) else str(value)
+
+
+def _check_template(path: Path, group: LineDict, template: str, axes: list[str], keypath: str) -> None:
+    """Only plain `{axis}` fields: a format spec ({torch:>3000000000}), conversion or attribute is refused unrun."""
+    import string
+
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise _error(path, group, "name", f"name template {short(template)} is malformed: {exc}", keypath) from None
+    for _, field_name, spec, conversion in parts:
+        if field_name is None:
+            continue
+        if spec or conversion:
+            raise _error(path, group, "name",
+                         f"name template {short(template)}: '{{{short(field_name)[1:-1]}...}}' has a format spec or conversion; "
+                         "write plain fields such as {torch}", keypath)
+        if field_name not in axes:
+            raise _error(path, group, "name",
+                         f"name template {short(template)} uses {short(field_name)}, which is not an axis of this group."
+                         f"{did_you_mean(field_name, axes)} Axes: {', '.join(axes)}", keypath)
+
+
 def _expand_axes(path: Path, group: LineDict, index: int, defaults: LineDict):
     where = f"axes[{index}]"
     _check_keys(path, group, AXIS_KEYS, where)
     template = group.get("name")
     if not isinstance(template, str) or not template:
         raise _error(path, group, "name", "an axes group needs a 'name' template such as 'cpu-torch{torch}-opset{opset}'", f"{where}.name")
+    if len(template) > 200:
+        raise _error(path, group, "name", f"the name template is {len(template)} characters; a target name has at most 80", f"{where}.name")
     base = _mapping(path, group.get("base"), f"{where}.base", group, "base")
     product = _mapping(path, group.get("product"), f"{where}.product", group, "product")
     columns: list[tuple[list[str], list[tuple]]] = []  # (keys, rows)
@@ -268,6 +297,8 @@ def _expand_axes(path: Path, group: LineDict, index: int, defaults: LineDict):
         dup = next(k for k in seen_axes if seen_axes.count(k) > 1)
         raise _error(path, group, "zip", f"axis '{dup}' appears twice in this group", where)
 
+    _check_template(path, group, template, seen_axes, f"{where}.name")
+
     combinations = 1
     for _, rows in columns:
         combinations *= len(rows)
@@ -296,11 +327,11 @@ def _expand_axes(path: Path, group: LineDict, index: int, defaults: LineDict):
     for combo in itertools.product(*(rows for _, rows in columns)):
         values = {k: v for (keys, _), row in zip(columns, combo) for k, v in zip(keys, row)}
         try:
-            name = template.format(**{k: str(v) for k, v in values.items()})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise _error(path, group, "name", f"name template '{template}' uses {exc} which is not an axis of this group", f"{where}.name") from None
+            name = template.format(**{k: _as_text(v) for k, v in values.items()})
+        except (KeyError, IndexError, ValueError) as exc:  # _check_template leaves none of these; kept as a net
+            raise _error(path, group, "name", f"name template {short(template)} cannot be filled: {short(str(exc))}", f"{where}.name") from None
         _check_name(path, name, group, "name", f"{where}.name")
-        matched = next((ex for ex in excludes if all(str(values[k]) == str(v) for k, v in ex.items() if k not in EXCLUDE_META)), None)
+        matched = next((ex for ex in excludes if all(_as_text(values[k]) == _as_text(v) for k, v in ex.items() if k not in EXCLUDE_META)), None)
         if matched is not None:
             yield Excluded(name, values, matched["reason"], matched["source"])
             continue
@@ -320,14 +351,14 @@ def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
     except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
         # PyYAML's safe constructors raise plain errors for a well-formed but impossible
         # value: a date such as 2001-13-40, `!!int "x"`, an empty `!!float`, `!!timestamp x`.
-        raise EnvctlError(f"malformed YAML: a value cannot be read ({exc})", file=path,
+        raise EnvctlError(f"malformed YAML: a value cannot be read ({short(str(exc), 200)})", file=path,
                           hint="Quote values that are meant as text.") from None
     if not isinstance(doc, dict):
         raise EnvctlError("the matrix must be a mapping with 'targets' and/or 'axes'", file=path, line=1)
     _check_keys(path, doc, TOP_LEVEL_KEYS, "")
     version = doc.get("version", 1)
     if version != 1:
-        raise _error(path, doc, "version", f"matrix version {version!r} is not supported (this envctl reads version 1)", "version")
+        raise _error(path, doc, "version", f"matrix version {short(version)} is not supported (this envctl reads version 1)", "version")
     defaults = _mapping(path, doc.get("defaults"), "defaults", doc, "defaults")
     targets_doc = _mapping(path, doc.get("targets"), "targets", doc, "targets")
     targets: dict[str, Target] = {}

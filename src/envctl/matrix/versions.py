@@ -8,8 +8,10 @@ it:
   releases (conda's ``=3.11``, pip's ``==3.11.*``);
 * a PEP 440 specifier set: ``">=1.16,<1.18"``, ``"==1.17.*"``, ``"~=1.17.0"``.
 
-A local label (``+cpu``, ``+cu118``) never decides a match: a torch wheel
-``2.13.0+cpu`` satisfies ``"2.13.0"``.
+Local labels (``+cpu``, ``+cu118``) follow PEP 440: a spec without one
+admits every build of the version (a torch wheel ``2.13.0+cpu`` satisfies
+``"2.13.0"``); a spec with one names that build only (``"2.13.0+cu118"`` is
+not satisfied by ``2.13.0+cpu``: it is not the build the matrix asked for).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from functools import cached_property
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-_BARE = re.compile(r"^\d+(\.\d+)*([a-z]+\d*)?(\+[\w.]+)?$", re.IGNORECASE)
-_WILDCARD = re.compile(r"^\d+(\.\d+)*\.\*$")
+_BARE = re.compile(r"^\d+(\.\d+)*([a-z]+\d*)?(\+[\w.]+)?\Z", re.IGNORECASE)
+_WILDCARD = re.compile(r"^\d+(\.\d+)*\.\*\Z")
 
 
 class SpecError(ValueError):
@@ -37,14 +39,18 @@ class Spec:
 
     @classmethod
     def parse(cls, raw: object) -> "Spec":
-        if isinstance(raw, bool) or raw is None:
-            raise SpecError(f"expected a version spec string, got {raw!r}")
+        from envctl.core.limits import control_char, short
+
+        if isinstance(raw, bool) or raw is None or not isinstance(raw, (str, int, float)):
+            raise SpecError(f"expected a version spec string, got {short(raw)}")
         if isinstance(raw, (int, float)):
             # YAML reads 3.11 as a float and 3.10 as 3.1: refuse rather than guess.
             raise SpecError(
                 f"version {raw!r} is a YAML number; quote it (\"{raw}\") so 3.10 stays 3.10"
             )
         text = str(raw).strip()
+        if control_char(text) or len(text) > 200:
+            raise SpecError(f"{short(text)} is not a version spec (control characters or too long)")
         spec = cls(text)
         spec._specifier  # validate now, not at first use
         return spec

@@ -173,7 +173,7 @@ class StageFailed(Exception):
 def run_chain(project: Project, target: Target, *, prefix: Path | None = None, force: bool = False, channels=None,
               certify: bool = True, reuse_certificate: bool = True, refuse_lock_only: bool = True,
               facts: dict | None = None, timeout: float | None = None, out: Path | None = None,
-              lock_mode: LockMode = LockMode.AUTO, progress: Progress | None = None) -> ChainResult:
+              lock_mode: LockMode = LockMode.AUTO, progress: Progress | None = None, inputs: tuple = ()) -> ChainResult:
     """render -> lock -> create -> certify for one target; errors come wrapped in StageFailed.
 
     A target this host cannot run is refused before any download
@@ -215,7 +215,7 @@ def run_chain(project: Project, target: Target, *, prefix: Path | None = None, f
                     progress("certify", target=target.name, message=f"already certified: {fresh.path} passed for this lock")
                 return ChainResult(target.name, created, fresh, "already certified")
         cert = certify_env(project.root, target, created.prefix, facts=facts, timeout=timeout, out=out,
-                           progress=progress)
+                           progress=progress, inputs=inputs)
         return ChainResult(target.name, created, cert, "passed" if cert.passed else "failed")
     except (KeyboardInterrupt, StageFailed):
         raise
@@ -241,16 +241,17 @@ def setup(project: Project, target: Target, *, prefix: Path | None = None, force
 
 def certify_one(matrix_path: Path, name: str, *, prefix: Path | None = None, timeout: float | None = None,
                 out: Path | None = None, lock_mode: LockMode = LockMode.AUTO,
-                progress: Progress | None = None) -> Certificate:
+                progress: Progress | None = None, inputs: tuple = ()) -> Certificate:
     """`envctl certify --target NAME`: 'host' in place; a runnable target built (if needed) then certified;
     any other target lock-only. An explicit --prefix is certified as it is, without building."""
     from envctl.certify.certify import certify_env, certify_host
 
     if name == HOST and not Path(matrix_path).exists():  # the host needs no project
-        return certify_host(Path.cwd(), timeout=timeout, out=out, progress=progress)
+        return certify_host(Path.cwd(), timeout=timeout, out=out, progress=progress, inputs=inputs)
     project = Project.load(matrix_path)
-    if name == HOST and HOST not in project.matrix.targets:
-        return certify_host(project.root, timeout=timeout, out=out, progress=progress)
+    if name == HOST and HOST not in project.matrix.targets:  # the matrix's user models too
+        return certify_host(project.root, timeout=timeout, out=out, progress=progress, matrix=project.matrix,
+                            inputs=inputs)
     from envctl.certify.certify import certify_lock_only
     from envctl.host.runnable import runnability
 
@@ -263,7 +264,12 @@ def certify_one(matrix_path: Path, name: str, *, prefix: Path | None = None, tim
     if prefix is not None:
         if lock_mode is not LockMode.AUTO:
             ensure_lock(project, target, lock_mode)
-        return certify_env(project.root, target, Path(prefix), timeout=timeout, out=out, progress=progress)
+        return certify_env(project.root, target, Path(prefix), timeout=timeout, out=out, progress=progress,
+                           inputs=inputs)
+    if inputs:
+        from envctl.certify.truth import input_files
+
+        input_files(inputs)  # refused before anything is built
     chain = unwrap(lambda: run_chain(project, target, reuse_certificate=False, timeout=timeout, out=out,
-                                     lock_mode=lock_mode, progress=progress))
+                                     lock_mode=lock_mode, progress=progress, inputs=inputs))
     return chain.certificate

@@ -38,7 +38,7 @@ def load_spec(path, result_path):
             "providers": ["CPUExecutionProvider"], "required_provider": None, "device": "cpu",
             "expected_versions": {}, "models": [], "model_paths": [], "tolerances": {},
             "model_tolerances": {}, "sizes": [1, 2, 5], "seed": 0, "simplify": None,
-            "dynamic": None, "out": None,
+            "dynamic": None, "out": None, "input_files": [],
             "workdir": os.path.join(os.path.dirname(os.path.abspath(result_path)), "envctl-smoke-onnx")}
     spec.update({k: v for k, v in raw.items() if v is not None or k == "simplify"})
     checks = [
@@ -51,13 +51,15 @@ def load_spec(path, result_path):
         (isinstance(spec["providers"], list) and spec["providers"], "providers must be a non-empty list"),
         (isinstance(spec["sizes"], list) and spec["sizes"]
          and all(isinstance(s, int) and s >= 1 for s in spec["sizes"]), "sizes must be integers >= 1"),
-        (spec["simplify"] in (None, "auto", "onnxslim", "onnxsim"), "bad simplify"),
+        (spec["simplify"] in (None, "auto", "required", "onnxslim", "onnxsim"), "bad simplify"),
         (isinstance(spec["expected_versions"], dict) and isinstance(spec["model_paths"], list)
          and isinstance(spec["tolerances"], dict) and isinstance(spec["model_tolerances"], dict),
          "expected_versions/tolerances/model_tolerances must be objects, model_paths a list"),
         (spec["dynamic"] is None or (isinstance(spec["dynamic"], dict) and all(
             isinstance(v, (list, dict)) for v in spec["dynamic"].values())),
          "dynamic must be an object {input_name: [axis, ...] | {axis: dim_name}}"),
+        (isinstance(spec["input_files"], list) and all(isinstance(f, str) for f in spec["input_files"]),
+         "input_files must be a list of .npz/.pt paths"),
         (spec["out"] is None or (isinstance(spec["out"], str) and spec["out"].endswith(".onnx")),
          "out must be a path ending in .onnx"),
     ]

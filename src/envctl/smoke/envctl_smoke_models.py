@@ -4,11 +4,9 @@ Runs inside the target env: standard library, torch and numpy only. The runner l
 this file by path, so its name is prefixed to never shadow a user's module.
 """
 import importlib
-import json
 import math
 import re
 import sys
-import zlib
 
 import numpy as np
 import torch
@@ -193,6 +191,17 @@ def load_case(ref, seed):
         case["dynamic_axes"] = {str(k): _axes_map(v, str(k)) for k, v in case["dynamic_axes"].items()}
     case.setdefault("atol", None)
     case.setdefault("rtol", None)
+    ranges = case.get("ranges") or {}
+    if not isinstance(ranges, dict) or not all(
+            isinstance(v, (list, tuple)) and len(v) == 2 and v[0] <= v[1] for v in ranges.values()):
+        raise ModelError("'ranges' must be {input_name: [low, high]} with low <= high")
+    unknown = sorted(set(ranges) - set(case["input_names"]))
+    if unknown:
+        raise ModelError("'ranges' names %s, which are not inputs %s" % (unknown, case["input_names"]))
+    if not isinstance(case.get("max") or {}, dict):
+        raise ModelError("'max' must be {dim_name: largest size}")
+    if not isinstance(case.get("samples") or [], (list, tuple)):
+        raise ModelError("'samples' must be a list of input tuples or {input_name: tensor} dicts")
     return case
 
 
@@ -230,31 +239,92 @@ def export_sizes(case):
     return sizes
 
 
-def sweep(case, sizes):
-    """One {dim_name: size} per entry of sizes. Dims are rotated against each other
-    (batch=sizes[i], next dim=sizes[i+1], ...) so every dim sees every size while
-    batch and sequence differ, which catches axes swapped in a reshape."""
-    dims = dim_names(case)
-    n = len(sizes)
-    return [{d: int(sizes[(i + k) % n]) for k, d in enumerate(dims)} for i in range(n)]
+MAX_ELEMENTS = 4000000  # a swept case bigger than this (all inputs) is left out: cost, not truth
 
 
-def make_inputs(case, dim_sizes, seed):
-    """Seeded numpy inputs (same seed and shapes => same bytes in every env), as tensors."""
-    out = []
-    for i, (t, shape) in enumerate(zip(case["inputs"], input_shapes(case, dim_sizes))):
-        key = json.dumps([seed, i, list(shape), str(t.dtype)]).encode()
-        rng = np.random.RandomState(zlib.crc32(key))
-        if t.dtype == torch.bool:
-            arr = rng.uniform(size=shape) < 0.5
-        elif t.is_floating_point():
-            arr = rng.standard_normal(shape).astype(np.float32)
-        else:  # integer ids: stay within the example's value range (e.g. a vocabulary)
-            low = int(t.min()) if t.numel() else 0
-            high = int(t.max()) + 1 if t.numel() else 2
-            arr = rng.randint(low, max(high, low + 1), size=shape).astype(np.int64)
-        out.append(torch.from_numpy(np.ascontiguousarray(arr)).to(t.dtype))
+def dim_sizes(case, sizes, limits):
+    """Sizes tried per dynamic dim: the spec's sizes, and above the export size: a sequence
+    goes to 2x and 4x its export length, within a declared `max` or a found limit."""
+    exp = export_sizes(case)
+    out = {}
+    for d in dim_names(case):
+        cap = limits.get(d)
+        vals = [int(v) for v in sizes if not cap or v <= cap]
+        grow = (2, 4) if d != "batch" else ((2,) if max(vals or [0]) <= exp.get(d, 2) else ())
+        for k in grow:
+            v = exp.get(d, 2) * k
+            v = min(v, cap) if cap else v
+            if v not in vals:
+                vals.append(v)
+        out[d] = vals or [exp.get(d, 2)]
     return out
+
+
+def sweep(case, sizes, limits=None):
+    """{dim_name: size} cases. Dims are rotated against each other (batch=list[i], next
+    dim=list[i+1], ...) so every dim sees every size while batch and sequence differ,
+    which catches axes swapped in a reshape."""
+    per = dim_sizes(case, sizes, limits or {})
+    dims = dim_names(case)
+    n = max([len(v) for v in per.values()] or [len(sizes)])
+    cases = []
+    for i in range(n):
+        c = {d: per[d][(i + k) % len(per[d])] for k, d in enumerate(dims)}
+        if c not in cases and sum(int(np.prod(s)) for s in input_shapes(case, c)) <= MAX_ELEMENTS:
+            cases.append(c)
+    return cases
+
+
+def make_inputs(case, dim_sizes, seed, group="random"):
+    """Seeded inputs from each input's domain (envctl_smoke_inputs), as tensors."""
+    import envctl_smoke_inputs as inputs  # here, so scripts/bare_export.py can load this file alone
+    return inputs.make(case, input_shapes(case, dim_sizes), seed, group)
+
+
+def _sample(value, case, where):
+    """One sample (tuple of tensors or {input_name: tensor}) as a tuple in input order, cast
+    to the example's dtypes."""
+    names = case["input_names"]
+    if isinstance(value, dict):
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise ModelError("%s: no %s (it has %s)" % (where, missing, sorted(value)))
+        value = [value[n] for n in names]
+    elif isinstance(value, (torch.Tensor, np.ndarray)):
+        value = [value]
+    value = list(value)
+    if len(value) != len(names):
+        raise ModelError("%s: %d tensors for %d inputs %s" % (where, len(value), len(names), names))
+    out = []
+    for v, ex, n in zip(value, case["inputs"], names):
+        t = torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v
+        if t.dim() != ex.dim():
+            raise ModelError("%s: input %r has %d dims, the example %d" % (where, n, t.dim(), ex.dim()))
+        out.append(t.detach().cpu().to(ex.dtype))
+    return tuple(out)
+
+
+def load_samples(case, files):
+    """The callable's `samples` and the --inputs files (.npz: one sample keyed by input name
+    or arr_0..; .pt: a tuple/dict, or a list of them) as tuples of tensors."""
+    samples = [_sample(v, case, "samples[%d]" % i) for i, v in enumerate(case.get("samples") or [])]
+    for path in files or []:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                positional = ["arr_%d" % i for i in range(len(case["input_names"]))]
+                if not (set(case["input_names"]) <= set(keys) or set(positional) <= set(keys)):
+                    raise ModelError("%s holds %s; name its arrays after the inputs %s (or arr_0, arr_1, ...)"
+                                     % (path, keys, case["input_names"]))
+                value = ({k: z[k] for k in keys} if set(case["input_names"]) <= set(keys)
+                         else [z[k] for k in positional])
+            samples.append(_sample(value, case, path))
+        else:
+            value = torch.load(path, map_location="cpu", weights_only=True)
+            many = isinstance(value, list) and value and isinstance(value[0], (tuple, list, dict))
+            for i, v in enumerate(value if many else [value]):
+                samples.append(_sample(v, case, "%s[%d]" % (path, i) if many else path))
+    return samples
 
 
 def add_model_paths(paths):

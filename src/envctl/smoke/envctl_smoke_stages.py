@@ -6,20 +6,21 @@ what was learned), returns what later stages need, and signals outcomes by excep
 StageSkip, StageFailure (already classified), or anything else (the runner classifies).
 Imports: standard library, torch, onnx, onnxruntime, numpy (+ an optional simplifier).
 """
-import hashlib
 import inspect
-import json
 import os
 import re
 import shutil
+import sys
 import warnings
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 
+import envctl_smoke_compare as compare
+import envctl_smoke_inputs as inputs_mod
 import envctl_smoke_models as models
+from envctl_smoke_infer import cases_for, fingerprint, inference, torch_outputs  # noqa: F401 (the runner's API)
 
 
 class StageSkip(Exception):
@@ -49,35 +50,27 @@ def dynamo_unavailable():
     return None
 
 
-def _flatten(out):
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (tuple, list)):
-        return [t for item in out for t in _flatten(item)]
-    raise models.ModelError("the model returned a %s; only tensors (possibly in tuples/lists/dicts) "
-                            "can become ONNX outputs" % type(out).__name__)
-
-
-def torch_outputs(model, inputs):
-    with torch.no_grad():
-        return [t.detach() for t in _flatten(model(*inputs))]
-
-
-def pre_export(details, case, device, seed):
-    """Put the model in eval mode on `device`, run it once at the export sizes, check what
-    comes out. Returns the export inputs (tensors on device)."""
+def pre_export(details, case, device, seed, input_files=()):
+    """Put the model in eval mode on `device`, learn what its inputs look like (domains,
+    samples, limits), run it once on the export inputs, check what comes out. Returns the
+    export inputs (tensors on device): the example itself where its sizes allow."""
     model = case["model"]
     if model.training:
         warn(details, "the callable returned a model in training mode; model.eval() applied "
                       "(dropout/BatchNorm would otherwise export in training behaviour)")
     model.eval()
+    case["samples"] = models.load_samples(case, input_files)
+    case["domains"], case["limits"] = inputs_mod.analyse(case, case["samples"])
+    details.update(domains=inputs_mod.describe_domains(case), limits=case["limits"], samples=len(case["samples"]))
     model.to(device)
     sizes = models.export_sizes(case)
-    inputs = [t.to(device) for t in models.make_inputs(case, sizes, seed)]
+    as_example = [tuple(s) for s in models.input_shapes(case, sizes)] == [tuple(t.shape) for t in case["inputs"]]
+    # The example, as a bare torch.onnx.export would trace it; generated only where a dynamic
+    # dim is below 2 (torch.export specializes 0/1, and tracing at 1 hides broadcasting bugs).
+    inputs = [t.to(device) for t in (case["inputs"] if as_example else models.make_inputs(case, sizes, seed))]
     details.update(export_sizes=sizes, input_dtypes=[str(t.dtype) for t in case["inputs"]],
-                   input_shapes=[list(t.shape) for t in inputs])
+                   input_shapes=[list(t.shape) for t in inputs],
+                   export_inputs="the example" if as_example else "generated at the export sizes")
     if any(t.dtype == torch.float64 for t in case["inputs"]):
         warn(details, "float64 inputs: deployments run float32; convert the model with .float()")
     outs = torch_outputs(model, inputs)
@@ -132,7 +125,32 @@ def _note_warnings(details, caught):
             warn(details, text)
 
 
-def export(details, case, exporter, path, opset, inputs):
+def _graphs_differ(details, case, kw, path, seed):
+    """Export again from inputs chosen to flip a value-dependent branch ("large", then
+    "zeros"); True when a graph differs from the one exported from the example."""
+    sizes = models.export_sizes(case)
+    device = next((t.device for t in case["model"].parameters()), torch.device("cpu"))
+    for group in ("large", "zeros"):
+        alt = path[:-5] + ".alt-%s.onnx" % group
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(case["model"], tuple(t.to(device) for t in models.make_inputs(
+                    case, sizes, seed, group)), alt, **kw)
+            if compare.graphs_differ(path, alt):
+                details["graph_differs_on"] = group
+                return True
+        except Exception as e:  # the branch the other inputs take does not even export
+            details["graph_differs_on"] = "%s (export raised %s)" % (group, type(e).__name__)
+            return True
+        finally:
+            for f in (alt, alt + ".data"):
+                if os.path.exists(f):
+                    os.remove(f)
+    return False
+
+
+def export(details, case, exporter, path, opset, inputs, seed=0):
     """torch.onnx.export with dynamic batch (+ declared axes). Returns the files to ship."""
     params = inspect.signature(torch.onnx.export).parameters
     axes = case["dynamic_axes"]
@@ -165,6 +183,10 @@ def export(details, case, exporter, path, opset, inputs):
             torch.onnx.export(case["model"], tuple(inputs), path, **kw)
         finally:
             _note_warnings(details, caught)
+    sites = compare.value_sites(caught, os.path.dirname(os.path.abspath(torch.__file__)))
+    details["value_sites"] = sites
+    if sites and exporter == "torchscript":  # the trace may have kept one branch: look twice
+        details["graphs_differ"] = _graphs_differ(details, case, kw, path, seed)
     folder = os.path.dirname(path)
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
     details["sidecar_written"] = os.path.exists(path + ".data")
@@ -206,125 +228,29 @@ def open_session(details, path, providers, required):
     return sess
 
 
-def _feed(case, sess, tensors):
-    by_name = dict(zip(case["input_names"], tensors))
-    feed = {}
-    for i in sess.get_inputs():
-        if i.name not in by_name:
-            raise StageFailure("runtime_error", "ONNX input %r is not one of %s" % (i.name, list(by_name)))
-        feed[i.name] = by_name[i.name].detach().cpu().numpy()
-    return feed
-
-
-def _as_float(a):
-    return np.asarray(a).astype(np.float64)
-
-
-def _compare(ref, got, atol, rtol):
-    r, g = _as_float(ref), _as_float(got)
-    diff = np.abs(g - r)
-    nz = np.abs(r) > 0
-    bad = ~np.isclose(g, r, atol=atol, rtol=rtol)  # |g - r| <= atol + rtol * |r|, as np.allclose
-    return {"max_abs": float(diff.max()) if diff.size else 0.0,
-            "max_rel": float((diff[nz] / np.abs(r[nz])).max()) if nz.any() else 0.0,
-            "violations": int(bad.sum()), "passed": not bool(bad.any())}
-
-
-def fingerprint(case, sizes, outs, tensors):
-    """Compact description of ORT outputs, for comparing numbers across envs."""
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().cpu().numpy().tobytes())
-    fp = {"sizes": sizes, "input_sha256": h.hexdigest(), "outputs": []}
-    for name, o in zip(case["output_names"], outs):
-        flat = _as_float(o).ravel()
-        idx = np.linspace(0, flat.size - 1, 16).round().astype(int) if flat.size else []
-        fp["outputs"].append({"name": name, "shape": list(np.shape(o)), "dtype": str(np.asarray(o).dtype),
-                              "samples": [float(flat[i]) for i in idx],
-                              "mean": float(flat.mean()) if flat.size else 0.0,
-                              "l2": float(np.sqrt((flat ** 2).sum()))})
-    return fp
-
-
-_SHAPE_ERROR = re.compile(r"shape|dimension|broadcast|reshape", re.I)
-
-
-def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device):
-    """Run PyTorch and ORT on every case of the sweep; compare; return the fingerprint of
-    the all-2 case. `refs` caches PyTorch outputs across calls (simplify reuses them)."""
-    atol, rtol = tol
-    exp_sizes = models.export_sizes(case)
-    details.update(atol=atol, rtol=rtol, export_sizes=exp_sizes, cases=[])
-    problem, fp = None, None
-    for sizes in cases:
-        rec = {"sizes": sizes, "outputs": [], "passed": False}
-        details["cases"].append(rec)
-        tensors = models.make_inputs(case, sizes, seed)
-        key = json.dumps(sizes, sort_keys=True)
-        try:
-            if key not in refs:
-                outs = torch_outputs(case["model"], [t.to(device) for t in tensors])
-                refs[key] = [t.cpu().numpy() for t in outs]
-        except Exception as e:
-            rec["error"] = "PyTorch: %s: %s" % (type(e).__name__, e)
-            problem = problem or StageFailure("model_error", "PyTorch forward failed at %s: %s" % (sizes, e))
-            continue
-        try:
-            got = sess.run(None, _feed(case, sess, tensors))
-        except Exception as e:
-            rec["error"] = "onnxruntime: %s: %s" % (type(e).__name__, str(e)[:500])
-            if sizes != exp_sizes and _SHAPE_ERROR.search(str(e)):
-                e = StageFailure("dynamic_axis_ignored", "ORT fails at %s (exported at %s): a shape is "
-                                 "frozen in the graph. %s" % (sizes, exp_sizes, str(e)[:300]))
-            problem = problem or e
-            continue
-        if all(v == 2 for v in sizes.values()):
-            fp = fingerprint(case, sizes, got, tensors)
-        ref = refs[key]
-        if len(got) != len(ref):
-            problem = problem or StageFailure("numeric_mismatch", "ONNX has %d outputs, PyTorch %d"
-                                              % (len(got), len(ref)))
-        for name, r, g in zip(case["output_names"], ref, got):
-            out = {"name": name, "shape": list(r.shape), "ort_shape": list(g.shape)}
-            if r.shape != g.shape:
-                out["passed"] = False
-                cls = "dynamic_axis_ignored" if sizes != exp_sizes else "numeric_mismatch"
-                problem = problem or StageFailure(cls, "output %r at %s: ONNX shape %s, PyTorch %s"
-                                                  % (name, sizes, list(g.shape), list(r.shape)))
-            else:
-                out.update(_compare(r, g, atol, rtol))
-                if not out["passed"]:
-                    problem = problem or StageFailure(
-                        "numeric_mismatch", "output %r at %s: max_abs %.3g, max_rel %.3g, %d elements "
-                        "outside atol=%g rtol=%g" % (name, sizes, out["max_abs"], out["max_rel"],
-                                                     out["violations"], atol, rtol))
-            declared = (graph_outputs or {}).get(name) or []
-            if len(declared) == g.ndim and any(isinstance(d, int) and d != n for d, n in zip(declared, g.shape)):
-                note = "output %r is declared %s in the graph but its shape varies at run time" % (name, declared)
-                if note not in details.get("warnings", []):  # consumers that trust it (TensorRT) break
-                    warn(details, note)
-            rec["outputs"].append(out)
-        rec["passed"] = len(got) == len(ref) and all(o["passed"] for o in rec["outputs"])
-    if problem is not None:
-        if isinstance(problem, StageFailure):
-            problem.value = fp
-        raise problem
-    return fp
-
-
 def simplify(details, path, mode, out_path):
-    """Simplify with onnxslim/onnxsim; returns the path of the simplified model."""
+    """Simplify with onnxslim/onnxsim; returns the path of the simplified model.
+
+    `auto` uses whichever is installed and skips, saying so, when neither is; `required`
+    does the same but fails when neither is; `onnxslim` / `onnxsim` fail when that one is absent.
+    """
     if not mode:
         raise StageSkip("not requested (spec simplify is null)")
-    tools = ["onnxslim", "onnxsim"] if mode == "auto" else [mode]
+    tools = ["onnxslim", "onnxsim"] if mode in ("auto", "required") else [mode]
+    missing = []
     for tool in tools:
         try:
             lib = __import__(tool)
             break
-        except ImportError:
-            continue
+        except ImportError as e:
+            missing.append("%s (%s)" % (tool, e))
     else:
-        raise StageSkip("%s not importable in this env" % " / ".join(tools))
+        why = "no simplifier in this env (%s): %s not importable by %s" % (
+            mode, " and ".join(missing), sys.executable)
+        if mode == "auto":
+            raise StageSkip(why + "; install onnxslim in the env to simplify, or ask for "
+                                  "simplify 'required' to make its absence a failure")
+        raise StageFailure("simplifier_missing", why)
     details.update(tool=tool, version=getattr(lib, "__version__", None))
     model = onnx.load(path)
     before = len(model.graph.node)

@@ -21,16 +21,20 @@ SPEC (JSON object; only spec_version is required, the rest have these defaults):
   tolerances: {"atol": 1e-4, "rtol": 1e-3}   model_tolerances: {"cnn": {"atol": ..}}
                                (precedence: model_tolerances > callable's atol/rtol > tolerances)
   sizes: [1, 2, 5]             sizes tried on every dynamic axis (see envctl_smoke_models.sweep)
-  seed: 0                      simplify: null | "auto" | "onnxslim" | "onnxsim"
+  seed: 0                      simplify: null | "auto" | "required" | "onnxslim" | "onnxsim"
   workdir: "<result dir>/envctl-smoke-onnx"   .onnx files go to workdir/NN-model/exporter/
   dynamic: null                {name: [axis, ...] | {axis: dim_name}} replaces every model's
                                dynamic_axes (envctl export --dynamic); names must be inputs/outputs
   out: null                    "path.onnx": when everything passed, the final model (simplified if
                                that passed) is saved there (+ "path.onnx.data" if it had a sidecar)
+  input_files: []              .npz/.pt files of real inputs for the user models (envctl --inputs)
 
 A user callable returns (model, example_inputs_tuple) or {"model", "inputs", optional
 "input_names", "output_names", "dynamic_axes" {name: [axis, ...] | {axis: dim_name}},
-"atol", "rtol"}. Without "dynamic_axes", dim 0 of every input (and output) is "batch".
+"atol", "rtol", "samples" [input tuples or {name: tensor}], "ranges" {input: [low, high]},
+"max" {dim_name: largest size}}. Without "dynamic_axes", dim 0 of every input (and output)
+is "batch". What the comparison feeds the model: envctl_smoke_inputs (domains, masks,
+groups) and envctl_smoke_infer (the plan: samples, size sweep, adversarial groups).
 
 RESULT (JSON, written atomically; also rewritten before each run, with "complete": false
 and "in_progress": {"model", "exporter"}, so a crash still tells where it happened):
@@ -38,7 +42,8 @@ and "in_progress": {"model", "exporter"}, so a crash still tells where it happen
    "versions": {...}, "providers_available": [...], "stages": [the "versions" stage],
    "runs": [{"model", "exporter", "status": "passed" | "failed" | "skipped", "stages": [...],
              "failure", "files", "opset_written", "ir_version", "fingerprint"}],
-   "failure": first failure or null, "seconds", "out_files": [what "out" wrote]}
+   "failure": first failure or null, "seconds", "out_files": [what "out" wrote],
+   "measured_limits": {"max_opset", "max_ir"} this onnxruntime loads (the "limits" stage)}
   stage:   {"name", "status": passed|failed|skipped|warning, "seconds", "details", "message"}
            every run lists the whole ladder: pre_export, export, checker, session, inference,
            simplify (stages after a fatal failure are "skipped"). An env_mismatch fails the
@@ -64,132 +69,22 @@ import traceback
 
 RESULT_VERSION = 1
 
-# One table for the runner and the host (which adds runner_crash/timeout/spec_error itself).
-FAILURE_CLASSES = {
-    "env_mismatch": {
-        "summary": "installed versions differ from the lock, or the env cannot reach its device",
-        "remedy": "recreate the env from its lock (envctl create) and keep pip from upgrading over it; "
-                  "for 'cuda' targets install the torch build matching the driver's CUDA"},
-    "import_error": {
-        "summary": "torch, onnx, onnxruntime, numpy or onnxscript fails to import in the env",
-        "remedy": "pin protobuf to the range onnx needs (onnx>=1.23: protobuf>=6.31.1), numpy<2 for "
-                  "builds against numpy 1 (onnxruntime<=1.18, torch<=2.2); install onnxscript for dynamo"},
-    "unsupported_operator": {
-        "summary": "an operator has no ONNX translation (exporter) or no kernel (onnxruntime)",
-        "remedy": "register a custom symbolic/ONNX function (dynamo: custom_translation_table) or "
-                  "rewrite the op; or try the other exporter or a newer opset"},
-    "opset_unsupported": {
-        "summary": "the opset is beyond what torch.onnx or this onnxruntime supports",
-        "remedy": "lower the target opset to what both support (ORT 1.16: <=19, 1.17+: >=20; "
-                  "TorchScript exporter: <=20) or upgrade onnxruntime"},
-    "ir_version_unsupported": {
-        "summary": "the model's IR version is newer than this onnxruntime reads",
-        "remedy": "upgrade onnxruntime (dynamo writes IR 10: ORT>=1.18; opset 19-20 via TorchScript "
-                  "is IR 9: ORT>=1.15) or export at a lower opset with the TorchScript exporter"},
-    "checker_failure": {
-        "summary": "onnx.checker (full_check) rejected the exported model",
-        "remedy": "align onnx with torch (the exporter may emit ops/opsets this onnx does not know): "
-                  "upgrade onnx or lower the opset; report it to torch.onnx if it persists"},
-    "ep_fallback": {
-        "summary": "onnxruntime did not put the required execution provider first (CPU fallback)",
-        "remedy": "install onnxruntime-gpu (alone, not beside onnxruntime) matching the CUDA/cuDNN "
-                  "major and make its libraries findable (onnxruntime.preload_dlls())"},
-    "dynamic_axis_ignored": {
-        "summary": "the ONNX graph froze a dynamic axis at its export size",
-        "remedy": "no Python ints from tensor shapes (int(x.size(0)), shape-based ifs) in forward; "
-                  "script data-dependent control flow (torch.cond) or use the dynamo exporter"},
-    "numeric_mismatch": {
-        "summary": "ONNX Runtime outputs differ from PyTorch beyond atol + rtol*|ref|",
-        "remedy": "look for Python control flow on shapes/values frozen at export (tracing keeps one "
-                  "branch, dynamo may specialize it): use torch.cond/torch.where; else compare "
-                  "exporters/opsets, or widen this model's atol/rtol"},
-    "model_error": {
-        "summary": "the model callable raised, returned something unusable, or its forward failed",
-        "remedy": "return (model, example_inputs_tuple) or {'model', 'inputs'}; run the callable by "
-                  "hand in the env to see the traceback"},
-    "export_failure": {
-        "summary": "torch.onnx.export failed",
-        "remedy": "read the traceback; try the other exporter or another opset; dynamo: "
-                  "torch.onnx.export(..., report=True) writes an export report"},
-    "runtime_error": {
-        "summary": "onnxruntime failed to load or run the model",
-        "remedy": "read the ORT message; ship the .onnx.data sidecar with the model; check opset/IR "
-                  "against this onnxruntime; retry on CPUExecutionProvider to isolate the EP"},
-    "simplify_failure": {
-        "summary": "onnxslim/onnxsim failed on the exported model",
-        "remedy": "drop simplify for this target or pin a known-good simplifier version"},
-    "runner_crash": {
-        "summary": "the runner died without a complete result (segfault, OOM, abort in native code)",
-        "remedy": "rerun `python -I runner.py spec.json out.json` in the env; a crash at import "
-                  "usually means mixed native builds (conda and pip torch/onnxruntime/protobuf)"},
-    "timeout": {
-        "summary": "the smoke run exceeded the host's time limit",
-        "remedy": "shrink the models or sizes, look for a hang in CUDA EP start-up (driver/cuDNN "
-                  "mismatch), or raise the timeout"},
-    "spec_error": {
-        "summary": "the runner could not read the spec (exit code 3)",
-        "remedy": "host and runner disagree on the spec format: regenerate it with the same envctl"},
-}
 
-# (pattern, class, specific remedy or None): first match wins. Searched in the
-# "Type: message" lines of the exception and its causes, not in file paths.
-PATTERNS = [
-    (r"Descriptors cannot be created directly", "import_error",
-     "onnx's generated code is older than protobuf: upgrade onnx, or pin protobuf<=3.20.x"),
-    (r"cannot import name 'runtime_version'", "import_error",
-     "onnx >= 1.23 needs protobuf >= 6.31.1 (5.26 at the very least)"),
-    (r"_ARRAY_API not found|compiled using NumPy 1\.x", "import_error",
-     "a module built for numpy 1 meets numpy 2: pin numpy<2, or onnxruntime>=1.19 / torch>=2.3"),
-    (r"No module named 'onnxscript|onnxscript\._framework_apis", "import_error",
-     "the dynamo exporter needs onnxscript (new enough for this torch) and onnx_ir"),
-    (r"Module onnx is not installed|No module named 'onnx'", "import_error", "install onnx"),
-    (r"Torch not compiled with CUDA|Found no NVIDIA driver|no CUDA GPUs are available", "env_mismatch",
-     "this torch cannot use CUDA: install the CUDA build matching the driver, check the GPU is visible"),
-    (r"Unsupported model IR version", "ir_version_unsupported", None),
-    (r"Unsupported ONNX opset version|is under development|Current official support for domain"
-     r"|highest opset version supported", "opset_unsupported", None),
-    (r"Exporting the operator .* is not supported|UnsupportedOperatorError|No decomposition"
-     r"|No ONNX function found|NotImplementedError|not implemented|Could not find an implementation",
-     "unsupported_operator", None),
-    (r"GuardOnDataDependentSymNode|data-dependent|Constraints violated", "export_failure",
-     "data-dependent control flow or a shape guard: rewrite it with torch.cond, or relax the axis "
-     "(a Dim range), or use the TorchScript exporter and let the shape sweep judge it"),
-    (r"GetFileLength .* failed|external data", "runtime_error",
-     "the .onnx.data sidecar is missing: ship it beside the model, or export external_data=False"),
-    (r"Failed to create CUDAExecutionProvider|Require cuDNN|libcudnn|libcublas|LoadLibrary failed",
-     "ep_fallback", None),
-    (r"ModuleNotFoundError|ImportError", "import_error", None),
-]
-LADDER = ("pre_export", "export", "checker", "session", "inference", "simplify")
-STAGE_DEFAULT = {"versions": "import_error", "pre_export": "model_error", "export": "export_failure",
-                 "checker": "checker_failure", "session": "runtime_error",
-                 "inference": "runtime_error", "simplify": "simplify_failure"}
+def _load_sibling(name):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so the stages module's `import envctl_smoke_models` finds it
+    spec.loader.exec_module(module)
+    return module
 
 
-def _chain(exc):
-    out, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        out.append("%s: %s" % (type(exc).__name__, exc))
-        exc = exc.__cause__ or exc.__context__
-    return "\n".join(out)
-
-
-def classify(stage, exc):
-    """(class, remedy) for an exception (or message text) raised in `stage`."""
-    text = exc if isinstance(exc, str) else _chain(exc)
-    if stage != "pre_export":  # a raising user callable is model_error whatever it says
-        for pattern, cls, remedy in PATTERNS:
-            if re.search(pattern, text):
-                return cls, remedy or FAILURE_CLASSES[cls]["remedy"]
-    cls = STAGE_DEFAULT.get(stage, "runtime_error")
-    return cls, FAILURE_CLASSES[cls]["remedy"]
-
-
-def _failure(cls, stage, message, remedy=None):
-    return {"class": cls, "stage": stage, "message": message[:2000],
-            "remedy": remedy or FAILURE_CLASSES[cls]["remedy"]}
-
+# The failure classes, their remedies and the classifier (stdlib only: the host reads the table
+# by loading this file by path).
+_C = _load_sibling("envctl_smoke_classes")
+FAILURE_CLASSES, PATTERNS, LADDER, STAGE_DEFAULT = _C.FAILURE_CLASSES, _C.PATTERNS, _C.LADDER, _C.STAGE_DEFAULT
+strip_ansi, for_exporter, classify, _chain, _innermost, _path_in, _failure = (
+    _C.strip_ansi, _C.for_exporter, _C.classify, _C._chain, _C._innermost, _C._path_in, _C._failure)
 
 class _Fail(Exception):
     """Classified failure raised by the runner itself. The stage wrapper recognises any
@@ -200,8 +95,11 @@ class _Fail(Exception):
         self.cls, self.value, self.remedy = cls, value, remedy
 
 
-def run_stage(stages, name, fn, *args):
-    """Run fn(details, *args) as a recorded stage. Returns (value, failure or None, record)."""
+def run_stage(stages, name, fn, *args, **kw):
+    """Run fn(details, *args) as a recorded stage. Returns (value, failure or None, record).
+    kw: exporter (whose remedies must not recommend it), where (the path a resource_exhausted
+    failure names when the error itself names none)."""
+    exporter, where = kw.get("exporter"), kw.get("where")
     rec = {"name": name, "status": "passed", "seconds": 0.0, "details": {}, "message": ""}
     stages.append(rec)
     t0, value, fail = time.perf_counter(), None, None
@@ -213,28 +111,29 @@ def run_stage(stages, name, fn, *args):
         if type(e).__name__ == "StageSkip":
             rec.update(status="skipped", message=str(e))
         elif getattr(e, "cls", None) in FAILURE_CLASSES:
-            rec.update(status="failed", message=str(e))
-            fail = _failure(e.cls, name, str(e), getattr(e, "remedy", None))
+            rec.update(status="failed", message=strip_ansi(str(e)))
+            fail = _failure(e.cls, name, str(e), getattr(e, "remedy", None), exporter)
             value = getattr(e, "value", None)
         else:
             cls, remedy = classify(name, e)
             tail = "".join(traceback.format_exception(type(e), e, e.__traceback__)).splitlines()[-20:]
-            rec.update(status="failed", message="\n".join(tail))
-            first = _chain(e).splitlines()[0] if _chain(e) else type(e).__name__
-            fail = _failure(cls, name, first[:1000], remedy)
+            outer = _chain(e).splitlines()[0] if _chain(e) else type(e).__name__
+            first = _innermost(e)
+            site = re.search(r"Caused by: \(([^()\s]+:\d+)(?: in (\w+))?\)", _chain(e))
+            if site and not re.search(r"(^|/)(torch|_export|_dynamo|fx|_subclasses)/", site.group(1)):
+                # torch.export names the user's line that forced a data-dependent guard
+                first += " (at %s%s)" % (os.path.basename(site.group(1)),
+                                         " in %s" % site.group(2) if site.group(2) else "")
+            path = _path_in(e) or where  # a failed write() names no file: the stage's folder does
+            if cls == "resource_exhausted" and path and path not in first:
+                first += " (at %s)" % path
+            # the one-liner is the root cause; torch's wrapper text stays in the stage's detail
+            rec.update(status="failed", message=strip_ansi(("%s\n" % outer if outer != first else "") + "\n".join(tail)))
+            fail = _failure(cls, name, first[:1000], remedy, exporter)
     if rec["status"] == "passed" and rec["details"].get("warnings"):
         rec.update(status="warning", message="; ".join(rec["details"]["warnings"])[:2000])
     rec["seconds"] = round(time.perf_counter() - t0, 3)
     return value, fail, rec
-
-
-def _load_sibling(name):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # so the stages module's `import envctl_smoke_models` finds it
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tolerances(spec, case, ref):
@@ -268,7 +167,7 @@ def _simplify_stage(details, S, ctx, path):
     sess = sub("session", S.open_session, out, spec["providers"], spec["required_provider"])
     info = S.read_back(out)
     sub("inference", S.inference, ctx["case"], sess, ctx["cases"], spec["seed"], ctx["tol"],
-        ctx["refs"], info["outputs"], spec["device"])
+        ctx["refs"], info["outputs"], spec["device"], ctx["export_info"])
 
 
 def _fill_ladder(stages, why="an earlier stage failed"):
@@ -285,7 +184,8 @@ def run_model(spec, index, ref, M, S, emit):
         ctx["case"] = case = M.load_case(ref, spec["seed"])
         if spec["dynamic"] is not None:  # the caller's axes win over the callable's
             case["dynamic_axes"] = {str(k): M._axes_map(v, str(k)) for k, v in spec["dynamic"].items()}
-        inputs = S.pre_export(details, case, spec["device"], spec["seed"])
+        files = [] if ref in M.BUILTIN_NAMES else spec["input_files"]  # --inputs are for the user's models
+        inputs = S.pre_export(details, case, spec["device"], spec["seed"], files)
         unknown = sorted(set(case["dynamic_axes"]) - set(case["input_names"]) - set(case["output_names"]))
         if spec["dynamic"] is not None and unknown:
             raise _Fail("model_error", "dynamic axes name %s, which the model does not have (inputs %s, "
@@ -312,11 +212,11 @@ def run_model(spec, index, ref, M, S, emit):
         path = os.path.join(folder, "model.onnx")
 
         def step(name, fn, *args):
-            value, fail, rec = run_stage(stages, name, fn, *args)
+            value, fail, rec = run_stage(stages, name, fn, *args, exporter=exporter, where=folder)
             if fail and run["failure"] is None:
                 run["failure"] = fail
             return value, rec
-        files, rec = step("export", S.export, case, exporter, path, spec["opset"], inputs)
+        files, rec = step("export", S.export, case, exporter, path, spec["opset"], inputs, spec["seed"])
         run.update(files=rec["details"].get("files", []), opset_written=rec["details"].get("opset_written"),
                    ir_version=rec["details"].get("ir_version"))
         if rec["status"] == "skipped":
@@ -327,14 +227,11 @@ def run_model(spec, index, ref, M, S, emit):
             step("checker", S.check, path)
             sess, _ = step("session", S.open_session, path, spec["providers"], spec["required_provider"])
             if sess is not None:
-                sizes = spec["sizes"]
-                ctx.update(tol=_tolerances(spec, case, ref), cases=M.sweep(case, sizes))
-                all2 = {d: 2 for d in M.dim_names(case)}
-                if all2 not in ctx["cases"]:
-                    ctx["cases"].append(all2)  # the fingerprint case, the same in every env
+                ctx.update(tol=_tolerances(spec, case, ref), cases=S.cases_for(case, spec["sizes"]),
+                           export_info=rec["details"])
                 run["fingerprint"], _ = step("inference", S.inference, case, sess, ctx["cases"], spec["seed"],
                                              ctx["tol"], ctx["refs"], rec["details"].get("graph_outputs"),
-                                             spec["device"])
+                                             spec["device"], ctx["export_info"])
                 step("simplify", _simplify_stage, S, ctx, path)
         _fill_ladder(stages)
         run["status"] = "failed" if run["failure"] else "passed"
@@ -342,6 +239,8 @@ def run_model(spec, index, ref, M, S, emit):
 
 
 def _clean(obj):
+    if isinstance(obj, str):
+        return strip_ansi(obj)
     if isinstance(obj, float):
         return obj if obj == obj and obj not in (float("inf"), float("-inf")) else str(obj)
     if isinstance(obj, dict):
@@ -386,15 +285,22 @@ def run(spec, result_path, E):
         result["providers_available"] = rec["details"].get("providers_available", [])
         failures = [fail] if fail else []
         if not rec["details"].get("import_errors") or set(rec["details"]["import_errors"]) == {"onnxscript"}:
+            _, _, lim = run_stage(result["stages"], "limits", _load_sibling("envctl_smoke_probe").limits_stage)
+            result["measured_limits"] = {k: lim["details"].get(k) for k in ("max_opset", "max_ir")}
+            if lim["status"] == "failed":  # a probe that breaks says nothing about the models
+                lim["status"] = "warning"
             _load_sibling("envctl_smoke_builtins")  # the models module imports the names from it
-            M, S = _load_sibling("envctl_smoke_models"), _load_sibling("envctl_smoke_stages")
+            M = _load_sibling("envctl_smoke_models")
+            for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_infer"):
+                _load_sibling(sibling)  # before the stages module, which imports them
+            S = _load_sibling("envctl_smoke_stages")
             M.add_model_paths(spec["model_paths"])
             os.makedirs(spec["workdir"], exist_ok=True)
             for i, ref in enumerate(spec["models"]):
                 result["runs"].extend(run_model(spec, i, ref, M, S, emit))
         failures += [r["failure"] for r in result["runs"] if r["failure"]]
         if spec["out"] and not failures:
-            _, fail, _ = run_stage(result["stages"], "save", S.save_final, result, spec["out"])
+            _, fail, _ = run_stage(result["stages"], "save", S.save_final, result, spec["out"], where=spec["out"])
             failures += [fail] if fail else []
         result["failure"] = failures[0] if failures else None
         result["complete"] = True

@@ -165,7 +165,7 @@ def certify_target(project, target, facts: dict, *, timeout: float | None, emit,
     try:
         if target is None:
             try:
-                cert = certify_host(project.root, timeout=timeout, progress=emit)
+                cert = certify_host(project.root, timeout=timeout, progress=emit, matrix=project.matrix)
             except Exception as exc:
                 raise StageFailed("certify", exc) from exc
         else:
@@ -233,7 +233,7 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
     try:
         results = [f.result() for f in [pool.submit(one, t) for t in chosen]]
     finally:
-        # On Ctrl-C: start nothing new; smoke runs already going end at their own timeout.
+        # On Ctrl-C/SIGTERM: start nothing new; smoke runs already going were killed (interrupts.run_cleanups).
         pool.shutdown(wait=False, cancel_futures=True)
     suite = SuiteResult(Path(matrix_path), results, drift(results), time.monotonic() - started,
                         fail_on_drift=fail_on_drift, fail_on_lock_only=fail_on_lock_only)

@@ -73,9 +73,12 @@ def entries(targets: list[Target], gpu_label: str | None = None) -> list[Job]:
 
 
 def default_out(matrix_path: Path) -> Path:
+    from envctl.core.atomic import ensure_inside
     from envctl.core.paths import project_root
 
-    return ci_jobs.checkout_root(project_root(matrix_path)) / ".github" / "workflows" / "certify.yml"
+    # .github (or .github/workflows) may be a symlink committed into the checkout: never write through it.
+    checkout = ci_jobs.checkout_root(project_root(matrix_path))
+    return ensure_inside(checkout, checkout / ".github" / "workflows" / "certify.yml", "workflow file")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,10 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
 
     ci_jobs.check_label(gpu_label)
     ci_jobs.check_branch(branch)
+    from envctl.core.limits import check_text
+
+    if install is not None:  # lands in generated YAML: one line, or it would add keys of its own
+        check_text(install, "--install")
     matrix = load_matrix(matrix_path)
     root = project_root(matrix_path)
     targets = list(matrix.targets.values())

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -137,41 +136,11 @@ def check_branch(branch: str) -> None:
         raise EnvctlError(f"--branch {branch!r}: a branch name here is letters, digits, '.', '_', '-' and '/'.")
 
 
-def _is_path(spec: str) -> bool:
-    return spec in (".", "..") or spec.startswith(("./", "../", "/")) or bool(re.match(r"^[A-Za-z]:[\\/]", spec))
-
-
 def install_spec(root: Path, install: str | None = None) -> str:
-    """What every generated job pip-installs, from the project folder: envctl from source, never by name.
+    """What every generated job pip-installs, from source only (suite/ci_install.py decides)."""
+    from envctl.suite.ci_install import install_spec as from_source
 
-    A bare name (`envctl`, `envctl==0.1.0`) would install whatever an index serves under it, and
-    PyPI's `envctl` is an unrelated project. So: envctl's own checkout when the project lives in it
-    (a relative path), else what --install gives, which must be a path or a URL (a VCS URL pinned
-    to a commit, an archive with its hash); anything else is refused.
-    """
-    if install is not None:
-        spec = install.strip()
-        if _is_path(spec) or ("://" in spec and ("@" in spec.split("://", 1)[1] or "#sha256=" in spec)):
-            return spec
-        raise EnvctlError(
-            f"--install {install!r}: CI installs envctl from source, not by a name an index resolves (PyPI's "
-            "`envctl` is an unrelated project): give a path such as ./tools/envctl, or a URL pinned to a "
-            "commit such as 'envctl @ git+https://github.com/<org>/<repo>@<commit>'.")
-    checkout = checkout_root(root)
-    project = Path(root).absolute()
-    for folder in (project, *project.parents):
-        try:
-            text = (folder / "pyproject.toml").read_text(encoding="utf-8")
-        except OSError:
-            text = ""
-        if re.search(r'^name\s*=\s*"envctl"\s*$', text, re.M):
-            rel = Path(os.path.relpath(folder, project)).as_posix()
-            return rel if rel.startswith(".") else f"./{rel}"
-        if folder == checkout:
-            break
-    raise EnvctlError("cannot tell where CI should install envctl from: this is not envctl's own repository.",
-                      hint="pass --install with a path (e.g. a vendored ./tools/envctl) or a URL pinned to a commit "
-                           "('envctl @ git+https://github.com/<org>/<repo>@<commit>').")
+    return from_source(Path(root), checkout_root(root), install)
 
 
 def checkout_root(root: Path) -> Path:

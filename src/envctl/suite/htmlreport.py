@@ -104,7 +104,10 @@ def _stage_cell(stage: Stage, fresh: Stage | None = None) -> str:
 def _cert_cell(s: TargetStatus, anchor: str) -> str:
     cert = s.certificate
     if not cert:
-        return _cell("missing", "missing", title=s.certified.detail)
+        from envctl.suite.status import device_label
+
+        label = "; ".join(x for x in ("missing" if not s.device else "", device_label(s)) if x)
+        return _cell("missing" if not s.device else "ok", label, title=s.certified.detail)
     result = "lock-only" if cert.get("certified") == "lock-only" else (cert.get("result") or "?")
     klass = {"passed": "xpass" if s.xfail else "ok", "failed": "xfail" if s.xfail else "failed",
              "lock-only": "lockonly"}.get(result, "missing")
@@ -112,6 +115,10 @@ def _cert_cell(s: TargetStatus, anchor: str) -> str:
         klass += " stalecert"
     label = result + (" (xfail)" if s.xfail and result in ("passed", "failed") else "")
     label += "" if s.cert_fresh.state == "ok" else f" ({s.cert_fresh.state})"
+    if s.device:  # an imported device certificate (a bundle's --certify): solved here, run on the device
+        from envctl.suite.status import device_label
+
+        label = ("solved only" if result == "lock-only" else label) + "; " + device_label(s)
     return _cell(klass, label, cls=cert.get("failure_class") or "", num=(cert.get("created_at") or "")[:10],
                  href=anchor, title=f"{s.certified.detail}; {s.cert_fresh.detail}")
 
@@ -249,10 +256,15 @@ def build_report(matrix_path: Path, *, now: datetime | None = None) -> tuple[str
         run_ids = {key: f"run-{_slug(target.name)}-{i}" for i, key in enumerate(columns)}
         cells = [_stage_cell(s.rendered, s.render_fresh), _stage_cell(s.locked, s.lock_fresh), _stage_cell(s.env),
                  _cert_cell(s, anchor)]
-        cells += [_run_cell(target, s, cert, key, run_ids[key]) for key in columns]
+        try:
+            run_cells, detail = [_run_cell(target, s, cert, key, run_ids[key]) for key in columns], _details(target, s, cert, anchor, run_ids)
+        except (TypeError, AttributeError, ValueError, KeyError):  # a shape read_cert did not foresee: show it as none
+            cert = None
+            run_cells, detail = [_run_cell(target, s, cert, key, run_ids[key]) for key in columns], _details(target, s, cert, anchor, run_ids)
+        cells += run_cells
         rows.append(f'<tr class="target-row" data-target="{_e(target.name)}" data-summary="{_e(s.summary)}">'
                     f'<th class="target" scope="row"><a href="#{anchor}">{_e(target.name)}</a></th>{"".join(cells)}</tr>')
-        details.append(_details(target, s, cert, anchor, run_ids))
+        details.append(detail)
     head = "".join(f'<th scope="col">{_e(c)}</th>' for c in ("target", "rendered", "locked", "env", "certified"))
     head += "".join(f'<th scope="col" class="run-col">{_e(m)}<br><small>{_e(e)}</small></th>' for m, e in columns)
     when = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")

@@ -54,6 +54,7 @@ class TargetStatus:
     why: str = ""
     lock_sha256: str | None = None
     xfail: str | None = None
+    device: dict[str, Any] | None = None  # certs/<t>.device.json (a bundle's --certify, imported): run on device
 
     @property
     def summary(self) -> str:
@@ -77,7 +78,7 @@ class TargetStatus:
             "not_here_reason": self.not_here_reason,
             "stages": {name: asdict(stage) for name, stage in self.stages().items()},
             "lock_sha256": self.lock_sha256, "xfail": self.xfail,
-            "certificate": self.certificate, "next": self.next, "why": self.why,
+            "certificate": self.certificate, "device_certificate": self.device, "next": self.next, "why": self.why,
         }
 
 
@@ -173,9 +174,29 @@ def target_status(root: Path, target: Target, *, facts: dict | None = None) -> T
         else:
             cert_fresh = Stage("stale", f"made from lock {cert_lock[:12]}, the lock is now {lock_sha[:12]}")
     status = TargetStatus(name, here, why_not, rendered, render_fresh, locked, lock_fresh, env, certified, cert_fresh,
-                          certificate=summary, lock_sha256=lock_sha, xfail=target.xfail)
+                          certificate=summary, lock_sha256=lock_sha, xfail=target.xfail,
+                          device=_device_cert(root, name, lock_sha))
     status.next, status.why = _next(status)
     return status
+
+
+def _device_cert(root: Path, name: str, lock_sha: str | None) -> dict[str, Any] | None:
+    """The imported device certificate's summary (`envctl certify --import`), with whether it is for this lock."""
+    path = root / "certs" / f"{name}.device.json"
+    data, _ = _read_cert(path)
+    if data is None:
+        return None
+    summary = cert_summary(data, path)
+    summary["fresh"] = bool(lock_sha) and summary["lock_sha256"] == lock_sha
+    return summary
+
+
+def device_label(s: TargetStatus) -> str:
+    """'run on device: passed (jetson01)', '(stale)' when the lock changed since; '' without one."""
+    if not s.device:
+        return ""
+    host = s.device.get("hostname") or "?"
+    return f"run on device: {s.device.get('result')} ({host}){'' if s.device['fresh'] else ' (stale)'}"
 
 
 def _next(s: TargetStatus) -> tuple[str | None, str]:
@@ -241,7 +262,12 @@ def print_status(statuses: list[TargetStatus]) -> None:
             style = "red" if label == "failed" else ("cyan" if label == "lock-only" else "green")
             fresh = "" if s.cert_fresh.state == "ok" else f" [{_STYLE[s.cert_fresh.state]}]({s.cert_fresh.state})[/]"
             cls = f" {escape(cert['failure_class'])}" if cert.get("failure_class") else ""
+            if s.device:  # the local one only solved it; the device ran it
+                label = "solved only" if label == "lock-only" else label
             cert_cell = f"[{style}]{label}[/]{cls}{fresh}"
+        if s.device:
+            colour = "green" if s.device.get("result") == "passed" and s.device["fresh"] else "yellow"
+            cert_cell += f" [{colour}]{escape(device_label(s))}[/]"
         table.add_row(
             escape(s.target), f"[{_SUMMARY_STYLE[s.summary]}]{s.summary}[/]",
             _cell(s.rendered, s.render_fresh, ok_text="fresh"), _cell(s.locked, s.lock_fresh, ok_text="fresh"),

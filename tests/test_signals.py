@@ -1,0 +1,232 @@
+"""Signals, for real: `envctl run` hands them to the command, certify and lock clean up on SIGINT/SIGTERM/SIGHUP.
+
+Regression tests for issue 12 items 2, 3 and 9 (SIGTERM during lock). Each
+test sends a real signal to a real envctl process and waits for the event
+with a generous ceiling; none asserts how fast anything was.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from envctl.create.build import create_env
+from envctl.host.platform import host_platform
+from support import lockfactory as lf
+
+pytestmark = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+CEILING = 60
+
+
+def envctl_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
+    env["PYTHONPATH"] = SRC
+    return env | extra
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, ceiling: float = CEILING) -> str:
+    deadline = time.monotonic() + ceiling
+    while not (path.exists() and path.read_text().endswith("\n")):
+        assert proc.poll() is None, f"exited {proc.returncode} early: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+    return path.read_text()
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_dead(pids, ceiling: float = CEILING) -> list[int]:
+    deadline = time.monotonic() + ceiling
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.02)
+    return [p for p in pids if alive(p)]
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory, local_channel) -> Path:
+    root = tmp_path_factory.mktemp("signals")
+    lf.write_lock(root / "locks" / "small.conda-lock.yml", target="small", channel=local_channel, platforms=["linux-64"],
+                  packages=lf.channel_entries(local_channel, "linux-64", ["python", "pip", "python_abi"]))
+    return create_env(root, "small", prefix=root / "env").prefix
+
+
+# The command: report its signal masks and pid, then wait (optionally trapping SIGTERM).
+COMMAND = textwrap.dedent('''
+    import os, signal, sys, time
+    out = sys.argv[1]
+    if len(sys.argv) > 2:
+        signal.signal(signal.SIGTERM, lambda *a: os._exit(42))
+    status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("SigIgn", "SigBlk")))
+    with open(out + ".tmp", "w") as f:
+        f.write(f"{os.getpid()} {status['SigIgn'].strip()} {status['SigBlk'].strip()}\\n")
+    os.rename(out + ".tmp", out)
+    time.sleep(600)
+''')
+
+
+def start_run(prefix: Path, out: Path, *extra: str, preexec_fn=None, new_session: bool = False) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "envctl", "run", "--prefix", str(prefix), "--",
+                             "python", "-c", COMMAND, str(out), *extra],
+                            env=envctl_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=preexec_fn, start_new_session=new_session)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell does for a background job
+
+
+def test_run_gives_the_command_default_signal_dispositions(prefix, tmp_path):
+    """Even where envctl itself was started with SIGINT ignored, the command starts with nothing ignored or blocked."""
+    proc = start_run(prefix, tmp_path / "out", preexec_fn=_ignore_sigint)
+    pid, ignored, blocked = wait_for_file(tmp_path / "out", proc).split()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        assert not int(ignored, 16) & (1 << (signum - 1)), f"{signum.name} ignored in the command ({ignored})"
+    assert int(blocked, 16) == 0, blocked
+    os.kill(int(pid), signal.SIGTERM)
+    assert proc.wait(timeout=CEILING) == 128 + signal.SIGTERM
+
+
+def test_ctrl_c_at_a_terminal_stops_the_command(prefix, tmp_path):
+    """A terminal's Ctrl-C goes to the whole foreground process group: envctl and the command."""
+    proc = start_run(prefix, tmp_path / "out", new_session=True)
+    pid = int(wait_for_file(tmp_path / "out", proc).split()[0])
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=CEILING) == 128 + signal.SIGINT
+    assert wait_dead([pid]) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_signals_sent_to_envctl_reach_the_command(prefix, tmp_path, signum):
+    proc = start_run(prefix, tmp_path / "out")
+    pid = int(wait_for_file(tmp_path / "out", proc).split()[0])
+    os.kill(proc.pid, signum)
+    assert proc.wait(timeout=CEILING) == 128 + signum, proc.communicate()
+    assert wait_dead([pid]) == [], "the command outlived envctl"
+
+
+def test_envctl_exits_with_the_status_the_command_chose_on_a_signal(prefix, tmp_path):
+    proc = start_run(prefix, tmp_path / "out", "trap")
+    pid = int(wait_for_file(tmp_path / "out", proc).split()[0])
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=CEILING) == 42
+    assert wait_dead([pid]) == []
+
+
+# ---------------------------------------------------------------- certify interrupted
+
+HANG_MODELS = '''
+import os, sys, time
+
+
+def _daemon(marker, own_group):
+    """Double fork: the grandchild is orphaned and outlives the model unless something kills it."""
+    if os.fork() == 0:
+        if own_group:
+            os.setpgid(0, 0)
+        if os.fork() == 0:
+            with open(marker + f".{os.getpid()}", "w") as handle:
+                handle.write("grandchild\\n")
+            time.sleep(3600)
+        os._exit(0)
+
+
+def hang():
+    marker = os.environ["HANG_MARKER"]
+    _daemon(marker, False)
+    _daemon(marker, True)
+    with open(marker + f".{os.getpid()}", "w") as handle:
+        handle.write("runner\\n")
+    time.sleep(3600)
+'''
+
+# The certify path around the runner: the CLI's handlers, the env's shared lock, run_smoke
+# (in a worker thread too, as certify -j runs it).
+CERTIFY_CHILD = '''
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from envctl.certify.certify import build_spec, run_smoke
+from envctl.cli.command import call
+from envctl.create.prefixswap import env_in_use
+from envctl.core.interrupts import install
+
+models, prefix, mode = sys.argv[1:4]
+install()
+spec = build_spec(None, Path(models), device="cpu", providers=["CPUExecutionProvider"],
+                  required="CPUExecutionProvider", expected={})
+spec["models"] = ["hangmods:hang"]
+spec["exporters"] = ["torchscript"]
+
+
+def smoke():
+    with env_in_use(Path(prefix)):
+        print("event locked", flush=True)
+        return run_smoke(Path(sys.executable), spec, 600)
+
+
+def body():
+    if mode == "thread":
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(smoke).result() and 0
+    smoke()
+    return 0
+
+
+sys.exit(call(body))  # the wrapper every command goes through
+'''
+
+
+def _processes_in(marker_dir: Path) -> dict[int, str]:
+    return {int(p.name.rsplit(".", 1)[1]): p.read_text().strip() for p in marker_dir.glob("mark.*") if p.read_text().endswith("\n")}
+
+
+@pytest.mark.parametrize(("signum", "mode"), [(signal.SIGINT, "main"), (signal.SIGTERM, "thread"), (signal.SIGHUP, "main")])
+def test_interrupted_certify_kills_the_runner_and_its_daemons_before_releasing_the_env(tmp_path, signum, mode):
+    import fcntl
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "hangmods.py").write_text(HANG_MODELS)
+    marks, tmpdir, prefix = tmp_path / "marks", tmp_path / "tmp", tmp_path / "env"
+    marks.mkdir()
+    tmpdir.mkdir()
+    prefix.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", CERTIFY_CHILD, str(models), str(prefix), mode],
+                            env=envctl_env(HANG_MARKER=str(marks / "mark"), TMPDIR=str(tmpdir)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180  # the runner imports torch before the model
+    while len(_processes_in(marks)) < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the model did not start"
+        time.sleep(0.05)
+    pids = _processes_in(marks)
+    assert list(tmpdir.glob("envctl-smoke-*"))
+    os.kill(proc.pid, signum)
+    # Take the env's lock as a create would, the moment certify lets go of it: by then
+    # the runner and both daemons must be gone.
+    fd = os.open(prefix.with_name("env~lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        still = [p for p in pids if alive(p)]
+    finally:
+        os.close(fd)
+    assert still == [], f"alive after the env lock was released: {[pids[p] for p in still]}"
+    out, err = proc.communicate(timeout=CEILING)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert list(tmpdir.glob("envctl-*")) == [], "temp files left behind"
