@@ -36,7 +36,13 @@ def _github(matrix: Path, *extra: str):
     return runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--out", "-", *extra])
 
 
-GENERATORS = {"github": _github}  # name -> (matrix path, *options) -> CliRunner result with the text on stdout
+def _gitlab(matrix: Path, *extra: str):
+    extra = tuple(a for i, a in enumerate(extra) if a != "--branch" and (i == 0 or extra[i - 1] != "--branch"))
+    return runner.invoke(app, ["ci", "gitlab", "--matrix", str(matrix), "--out", "-", *extra])
+
+
+# name -> (matrix path, *options) -> CliRunner result with the text on stdout
+GENERATORS = {"github": _github, "gitlab": _gitlab}
 
 
 def install_args(text: str) -> list[str]:
