@@ -71,7 +71,7 @@ def _commands(group, path=()):
 EXPECTED = {
     ("render",), ("lock",), ("certify",), ("create",), ("run",), ("doctor",), ("export",), ("status",),
     ("report",), ("matrix",), ("matrix", "show"), ("matrix", "check"), ("env",), ("env", "export"),
-    ("ci",), ("ci", "github"), ("pack",), ("list",), ("shell",),
+    ("ci",), ("ci", "github"), ("pack",), ("list",), ("shell",), ("ci", "gitlab"),
 }
 
 

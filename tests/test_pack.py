@@ -25,7 +25,6 @@ from typer.testing import CliRunner
 from envctl.cli import app
 from envctl.pack.materialise import PLACEHOLDER
 from envctl.host.platform import host_platform
-from support.local_channel import channel_url
 from support.pipconfig import find_links
 from support.project import pip_target, write_project
 
