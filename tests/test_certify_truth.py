@@ -71,7 +71,8 @@ def _recommends(text, exporter):
 def test_every_class_has_a_remedy_test(smoke):
     runner = smoke[0]
     tested = set(CLASSIFIED) | {"dynamic_axis_ignored", "numeric_mismatch", "value_dependent_branch",
-                                "runner_crash", "timeout", "spec_error"}
+                                "runner_crash", "timeout", "spec_error",
+                                "simplifier_missing"}  # its remedy: tests/test_smoke_runner.py (simplify required)
     assert set(runner.FAILURE_CLASSES) == tested
 
 
@@ -79,7 +80,7 @@ def test_every_class_has_a_remedy_test(smoke):
     ["env_mismatch", "import_error", "unsupported_operator", "opset_unsupported", "ir_version_unsupported",
      "checker_failure", "ep_fallback", "dynamic_axis_ignored", "value_dependent_branch", "numeric_mismatch",
      "model_error", "export_failure", "runtime_error", "simplify_failure", "resource_exhausted",
-     "runner_crash", "timeout", "spec_error"]))
+     "runner_crash", "timeout", "spec_error", "simplifier_missing"]))
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_remedy_never_recommends_the_exporter_that_failed(smoke, cls, exporter):
     runner = smoke[0]

@@ -22,7 +22,10 @@ from envctl.host.platform import host_platform
 from envctl.matrix.loader import load_matrix
 from support import lockfactory as lf
 
-pytestmark = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
+pytestmark = [
+    pytest.mark.slow,  # builds real envs
+    pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only"),
+]
 
 
 def _lock(root: Path, channel: Path, name: str) -> None:
