@@ -189,3 +189,16 @@ def classify(stage, exc):
 def _failure(cls, stage, message, remedy=None, exporter=None):
     return {"class": cls, "stage": stage, "message": strip_ansi(message)[:2000],
             "remedy": for_exporter(remedy or FAILURE_CLASSES[cls]["remedy"], exporter)}
+
+
+# The one exception every stage raises for a failure whose class it knows (runner.py reads `cls`).
+class StageFailure(Exception):
+    """A failure whose class is already known. `value` is still handed to later stages."""
+
+    def __init__(self, cls, message, value=None):
+        super().__init__(message)
+        self.cls, self.value = cls, value
+
+
+def warn(details, text):
+    details.setdefault("warnings", []).append(text)

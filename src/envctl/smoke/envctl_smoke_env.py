@@ -12,12 +12,7 @@ import platform
 SPEC_VERSION = 1
 
 
-class StageFailure(Exception):
-    """A classified failure (same protocol as envctl_smoke_stages.StageFailure)."""
-
-    def __init__(self, cls, message, value=None):
-        super().__init__(message)
-        self.cls, self.value = cls, value
+from envctl_smoke_classes import StageFailure  # noqa: E402  (sibling: the one definition)
 
 
 def _first_line(e):

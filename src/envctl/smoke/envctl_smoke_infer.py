@@ -17,16 +17,7 @@ import envctl_smoke_inputs as inputs_mod
 import envctl_smoke_models as models
 
 
-class StageFailure(Exception):
-    """A failure whose class is already known. `value` is still handed to later stages."""
-
-    def __init__(self, cls, message, value=None):
-        super().__init__(message)
-        self.cls, self.value = cls, value
-
-
-def warn(details, text):
-    details.setdefault("warnings", []).append(text)
+from envctl_smoke_classes import StageFailure, warn  # noqa: E402,F401  (sibling: the one definition)
 
 
 def _flatten(out):

@@ -27,16 +27,7 @@ class StageSkip(Exception):
     """The stage does not apply here; the message says why."""
 
 
-class StageFailure(Exception):
-    """A failure whose class is already known. `value` is still handed to later stages."""
-
-    def __init__(self, cls, message, value=None):
-        super().__init__(message)
-        self.cls, self.value = cls, value
-
-
-def warn(details, text):
-    details.setdefault("warnings", []).append(text)
+from envctl_smoke_classes import StageFailure, warn  # noqa: E402,F401  (sibling: the one definition)
 
 
 def torch_release():
