@@ -14,6 +14,20 @@ from envctl.cli import options
 from envctl.cli.command import add_commands, command
 
 
+def _checked_env(matrix: Path, target: str | None, prefix: Path | None, locked: bool, frozen: bool):
+    """The env run and shell work in, checked against its lock under --locked/--frozen (a note when stale)."""
+    from envctl.cli.printing import note
+    from envctl.everyday.locate import check_env_lock, locate_env
+    from envctl.pipeline.stages import LockMode
+
+    mode = LockMode.of(locked, frozen)
+    found = locate_env(matrix, target, prefix, current_ok=False)
+    warning = check_env_lock(matrix, found.prefix, mode.value, found.project)
+    if warning:
+        note(warning)
+    return found
+
+
 @command(context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 def run(
     command: List[str] = typer.Argument(..., help="The command and its arguments (after --)."),
@@ -24,17 +38,9 @@ def run(
     matrix: Path = options.MATRIX,
 ) -> int:
     """Run COMMAND inside the env, as if it were activated; its exit status is passed through."""
-    from envctl.cli.printing import note
-    from envctl.everyday.locate import check_env_lock, locate_env
     from envctl.everyday.run import run_in_env
-    from envctl.pipeline.stages import LockMode
 
-    mode = LockMode.of(locked, frozen)
-    found = locate_env(matrix, target, prefix, current_ok=False)
-    where = found.prefix
-    warning = check_env_lock(matrix, where, mode.value, found.project)
-    if warning:
-        note(warning)
+    where = _checked_env(matrix, target, prefix, locked, frozen).prefix
     return run_in_env(where, list(command))
 
 
@@ -109,16 +115,9 @@ def shell(
     """An interactive shell inside the env (or, with --print-script, its activation for your own shell)."""
     import sys
 
-    from envctl.cli.printing import note
     from envctl.everyday import shell as shell_mod
-    from envctl.everyday.locate import check_env_lock, locate_env
-    from envctl.pipeline.stages import LockMode
 
-    mode = LockMode.of(locked, frozen)
-    found = locate_env(matrix, target, prefix, current_ok=False)
-    warning = check_env_lock(matrix, found.prefix, mode.value, found.project)
-    if warning:
-        note(warning)
+    found = _checked_env(matrix, target, prefix, locked, frozen)
     name = shell_name or shell_mod.default_shell()
     if print_script:
         sys.stdout.write(shell_mod.activation_script(found.prefix, name))
