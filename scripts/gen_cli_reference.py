@@ -108,6 +108,14 @@ def render(commands: list[CommandDoc] | None = None) -> str:
         "Exit status: 0 success, 1 a check that failed, 2 bad input; see "
         "[Exit codes](exit-codes.md).",
         "",
+        "Conventions: a command that works on targets by name takes them both ways, as arguments "
+        "(`envctl lock linux-cpu linux-cuda12`) or with a repeatable `--target/-t` "
+        "(`envctl lock -t linux-cpu -t linux-cuda12`); `list`, `shell`, `pack` and `env export` take exactly "
+        "one. `run` and `export` take the command or the model as their argument, so only `--target` there. "
+        "`--locked` and `--frozen` mean what they mean in pixi "
+        "([Locks](../concepts/locks.md#locking)). `--install-completion` / `--show-completion` cover bash, "
+        "zsh, fish and PowerShell.",
+        "",
     ]
     for doc in commands:
         depth = "#" * min(len(doc.path) + 1, 4)
