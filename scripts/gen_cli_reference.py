@@ -18,7 +18,8 @@ import html
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 PAGE = "reference/cli.md"
 CLASSES_PAGE = "reference/failure-classes.md"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def test_cli_reference_covers_every_command_option_and_default():
     page = _generator().render()
     commands = list(_commands(typer.main.get_command(app)))
     assert len(commands) > 15
-    sections = re.split(r"^#+ envctl", page, flags=re.M)[1:]
+    sections = re.split(r"^#+ envctl", page, flags=re.MULTILINE)[1:]
     assert len(sections) == len(commands)
     for (path, cmd), section in zip(commands, sections):
         name = " ".join(path)
@@ -67,7 +68,7 @@ def test_failure_class_reference_covers_every_class():
     from envctl.suite.certify_all import STAGE_FAILURES
 
     page = _generator().render_failure_classes()
-    listed = re.findall(r"^\| `([a-z_]+)` \|", page, flags=re.M)
+    listed = re.findall(r"^\| `([a-z_]+)` \|", page, flags=re.MULTILINE)
     expected = [*FAILURE_CLASSES, *(klass for klass, _ in STAGE_FAILURES.values()), "internal_error"]
     assert listed == expected
     assert "simplifier_missing" in listed
@@ -79,7 +80,7 @@ def test_matrix_schema_page_lists_every_target_field():
     text = (DOCS / "reference" / "matrix-schema.md").read_text(encoding="utf-8")
     table = text.split("## Target fields", 1)[1].split("\n## ", 1)[0]
     documented = set()
-    for row in re.findall(r"^\| (.+?) \| ", table, flags=re.M):
+    for row in re.findall(r"^\| (.+?) \| ", table, flags=re.MULTILINE):
         documented.update(re.findall(r"`([a-z_]+)`", row))
     assert documented == set(TARGET_FIELDS)
 
@@ -101,9 +102,9 @@ def test_nav_names_every_page_and_every_page_exists():
 
 def test_the_site_builds_strictly_with_the_generated_reference(tmp_path):
     site = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], check=False,
                           cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     for path, _ in _commands(typer.main.get_command(app)):
