@@ -76,7 +76,7 @@ def test_every_command_selects_targets_both_ways():
     """Positional names and a repeatable --target/-t, wherever a command takes targets by name."""
     root = typer.main.get_command(app)
     for path in (["render"], ["lock"], ["status"], ["certify"], ["create"], ["doctor"], ["matrix", "check"],
-                 ["env", "export"]):
+                 ["env", "export"], ["list"], ["shell"], ["pack"]):
         cmd, _ = _command(path)
         params = {p.name: p for p in cmd.params}
         assert "targets" in params and params["targets"].param_type_name == "argument", path
@@ -87,6 +87,25 @@ def test_every_command_selects_targets_both_ways():
         cmd, _ = _command(path)
         assert any("--target" in getattr(p, "opts", []) for p in cmd.params), path
     assert root is not None
+
+
+@pytest.mark.parametrize("command", [["list"], ["shell", "--print-script"], ["pack", "--out", "x.sh"]])
+def test_one_target_commands_take_it_either_way_and_refuse_two(command, tmp_path):
+    """list, shell and pack: `CMD T` and `CMD -t T` name the same target; two targets are bad input."""
+    (tmp_path / "envs").mkdir()
+    shipped = Path(__file__).resolve().parent.parent / "envs" / "matrix.yaml"
+    (tmp_path / "envs" / "matrix.yaml").write_text(shipped.read_text())
+
+    def envctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "envctl", *command, *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    positional, flagged = envctl("linux-cpu"), envctl("--target", "linux-cpu")
+    assert positional.returncode == flagged.returncode != 0  # no env, or no lock, here: the same refusal
+    assert positional.stderr == flagged.stderr and "linux-cpu" in positional.stderr
+    assert "one target at a time" not in positional.stderr
+    two = envctl("linux-cpu", "-t", "linux-cuda11.8")
+    assert two.returncode == 2 and "one target at a time" in two.stderr, two.stderr
 
 
 def test_every_hint_names_a_command_and_options_that_exist():

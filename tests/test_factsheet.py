@@ -88,7 +88,7 @@ def test_the_resolver_rejects_missing_sections_items_and_rows():
 
 
 # --- (a) every citation in the project resolves ---------------------------------
-@pytest.mark.parametrize("root", ["src", "envs/matrix.yaml", "README.md", "scripts"])
+@pytest.mark.parametrize("root", ["src", "envs/matrix.yaml", "README.md", "scripts", "docs"])
 def test_every_citation_in_the_project_resolves(root):
     cited = 0
     for path, text in _project_files(root):
@@ -159,7 +159,8 @@ def test_nothing_points_at_the_outside_fact_sheet(root):
             assert banned not in text, f"{path.relative_to(REPO)} mentions {banned!r}"
 
 
-def test_the_readme_links_the_sheet_where_it_describes_the_rules():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    rules = readme.split("\n## Rules\n", 1)[1].split("\n## ", 1)[0]
-    assert "[docs/compatibility.md](docs/compatibility.md)" in rules
+def test_the_docs_link_the_sheet_where_they_describe_the_rules():
+    concept = (REPO / "docs" / "concepts" / "matrix.md").read_text(encoding="utf-8")
+    rules = concept.split("\n## The rules\n", 1)[1].split("\n## ", 1)[0]
+    assert "](../compatibility.md)" in rules
+    assert "](docs/compatibility.md)" in (REPO / "README.md").read_text(encoding="utf-8")

@@ -20,7 +20,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 RESOURCE = re.compile(r"No space left on device|ENOSPC|\[Errno 28\]|Cannot allocate memory|ENOMEM|\[Errno 12\]"
                       r"|MemoryError|std::bad_alloc|Too many open files|EMFILE|\[Errno 24\]|Disk quota exceeded")
 RESOURCE_ERRNOS = {errno.ENOSPC, errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.EDQUOT}
-# what the rules call these facts (src/envctl/ruleset.py)
+# what the rules call these facts (src/envctl/rules/ruleset.py)
 LIMIT_RULES = {"max_opset": "ort-max-opset", "max_ir": "ort-max-ir"}
 
 

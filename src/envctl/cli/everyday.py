@@ -104,7 +104,8 @@ def export_cmd(
 
 @command()
 def shell(
-    target: Optional[str] = options.target("Open a shell in this target's env."),
+    targets: Optional[List[str]] = options.targets("The target whose env to open a shell in (or --target)."),
+    target: Optional[List[str]] = options.target_list("Open a shell in this target's env."),
     prefix: Optional[Path] = options.prefix("Open a shell in the env at this prefix."),
     shell_name: Optional[str] = typer.Option(None, "--shell", help="bash, zsh, fish, xonsh, powershell or cmd_exe (default: yours)."),
     print_script: bool = typer.Option(False, "--print-script", help="Print the activation script instead, e.g. for eval \"$(envctl shell -t T --print-script)\"."),
@@ -117,7 +118,7 @@ def shell(
 
     from envctl.everyday import shell as shell_mod
 
-    found = _checked_env(matrix, target, prefix, locked, frozen)
+    found = _checked_env(matrix, options.one_name(targets, target, "shell"), prefix, locked, frozen)
     name = shell_name or shell_mod.default_shell()
     if print_script:
         sys.stdout.write(shell_mod.activation_script(found.prefix, name))
@@ -127,7 +128,8 @@ def shell(
 
 @command("list")
 def list_cmd(
-    target: Optional[str] = options.target("List this target's env."),
+    targets: Optional[List[str]] = options.targets("The target whose env to list (or --target)."),
+    target: Optional[List[str]] = options.target_list("List this target's env."),
     prefix: Optional[Path] = options.prefix("List the env at this prefix."),
     matrix: Path = options.MATRIX,
     json_: bool = options.JSON,
@@ -137,7 +139,7 @@ def list_cmd(
     from envctl.everyday.listing import installed_packages
     from envctl.everyday.locate import locate_env
 
-    where = locate_env(matrix, target, prefix, current_ok=False)
+    where = locate_env(matrix, options.one_name(targets, target, "list"), prefix, current_ok=False)
     packages = installed_packages(where.prefix)
     if json_:
         printing.emit_json({"prefix": str(where.prefix), "packages": [p.to_json() for p in packages]})

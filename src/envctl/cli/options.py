@@ -39,6 +39,17 @@ def names(positional: list[str] | None, flagged: list[str] | None) -> list[str]:
     return list(dict.fromkeys([*(flagged or []), *(positional or [])]))
 
 
+def one_name(positional: list[str] | None, flagged: list[str] | None, command: str) -> str | None:
+    """The one target named either way (None when none is named); naming several is bad input."""
+    chosen = names(positional, flagged)
+    if len(chosen) > 1:
+        from envctl.core.errors import EnvctlError
+
+        raise EnvctlError(f"envctl {command} works on one target at a time; got {', '.join(chosen)}",
+                          hint=f"Run `envctl {command}` once per target.")
+    return chosen[0] if chosen else None
+
+
 def prefix(help: str) -> Any:
     return typer.Option(None, "--prefix", help=help)
 

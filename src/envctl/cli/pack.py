@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -13,7 +13,8 @@ from envctl.cli.command import add_commands, command
 
 @command()
 def pack(
-    target: str = options.target("The target to pack (its lock must be fresh).", required=True),
+    targets: Optional[List[str]] = options.targets("The target to pack (or --target); its lock must be fresh."),
+    target: Optional[List[str]] = options.target_list("The target to pack (its lock must be fresh)."),
     out: Path = options.out("The file to write (an .sh bundle, or a .tar for --format oci).", required=True),
     platform: Optional[str] = typer.Option(None, "--platform", help="Which of the lock's platforms (default: the only one, else this machine's)."),
     format_: str = typer.Option("sh", "--format", help="sh: self-extracting installer; oci: OCI image archive."),
@@ -28,6 +29,9 @@ def pack(
     from envctl.core.errors import EnvctlError
     from envctl.core.output import Progress, console
 
+    chosen = options.one_name(targets, target, "pack")
+    if chosen is None:
+        raise EnvctlError("name the target to pack: envctl pack TARGET --out FILE (or --target TARGET)")
     if format_ not in ("sh", "oci"):
         raise EnvctlError(f"--format must be sh or oci, not {format_!r}")
     if base is not None and format_ != "oci":
@@ -36,11 +40,11 @@ def pack(
         if format_ == "sh":
             from envctl.pack.bundle import pack_bundle
 
-            result = pack_bundle(matrix, target, out, platform=platform, compress=compress, progress=progress)
+            result = pack_bundle(matrix, chosen, out, platform=platform, compress=compress, progress=progress)
         else:
             from envctl.pack.oci import pack_oci
 
-            result = pack_oci(matrix, target, out, platform=platform, base=base, env_path=env_path, progress=progress)
+            result = pack_oci(matrix, chosen, out, platform=platform, base=base, env_path=env_path, progress=progress)
     if json_:
         printing.emit_json(result.to_json())
         return 0
