@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
 from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
-from envctl.core.process import foreign_python_env
+from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree
 from envctl.core.hashing import sha256_file_or_none
 from envctl.certify.runner_io import RunnerResult
 from envctl.certify.certificate import SCHEMA_VERSION, Certificate
@@ -134,10 +133,9 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
         # hold a pipe open and keep certify waiting long after the runner itself is done.
         with open(log_path, "wb") as log:
             try:
-                proc = subprocess.Popen(
+                proc = start_tree(  # its own process tree, so a hang is killed with all its children
                     [str(python), "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
                     stdout=log, stderr=subprocess.STDOUT, env=foreign_python_env(),
-                    start_new_session=True,  # so a hang is killed with all its children
                 )
             except OSError as exc:
                 return None, {"exit_code": None, "output_tail": "", "failure": _classified("runner_crash", f"cannot start {python}: {exc}")}
@@ -145,7 +143,7 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
             # before the caller's env lock is released and before the temp folder is removed.
             from envctl.core.interrupts import on_interrupt
 
-            on_interrupt(proc.pid, lambda: _kill_group(proc.pid))
+            on_interrupt(proc.pid, lambda: kill_tree(proc))
             try:
                 proc.wait(timeout=timeout)
                 timed_out = False
@@ -153,7 +151,7 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
                 timed_out = True
             finally:
                 # Finished, hung or interrupted: nothing the runner started outlives it.
-                _kill_group(proc.pid)
+                kill_tree(proc)
                 proc.wait()
                 on_interrupt(proc.pid, None)
         tail = _tail(log_path)
@@ -163,8 +161,8 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
                                                  + _where(result_file))}
         facts = {"exit_code": proc.returncode, "seconds": round(time.monotonic() - started, 3), "output_tail": tail}
         if proc.returncode < 0:
-            name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else str(-proc.returncode)
-            facts["failure"] = _classified("runner_crash", f"the smoke runner died from signal {name}" + _where(result_file))
+            facts["failure"] = _classified("runner_crash", f"the smoke runner died from {signal_text(-proc.returncode)}"
+                                           + _where(result_file))
             return None, facts
         try:
             checked = RunnerResult.from_json(json.loads(result_file.read_text()))
@@ -172,53 +170,6 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
             facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({exc})")
             return None, facts
         return checked.raw, facts
-
-
-def _kill_group(pgid: int, grace: float = 10.0) -> None:
-    """SIGKILL the runner's process group and session, and wait until they are gone.
-
-    A model's double-forked child stays in the group; one that also called
-    setpgid stays in the runner's session, so that is swept too. (Only a
-    child that calls setsid itself leaves both.) SIGKILL is asynchronous, so
-    this waits (up to `grace` s) until no member is left running: the caller
-    releases the env lock next.
-    """
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    deadline = time.monotonic() + grace
-    while True:
-        members = _session_members(pgid)
-        if not members or time.monotonic() > deadline:
-            return
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.01)
-
-
-def _session_members(sid: int) -> list[int]:
-    """Live (not zombie) processes whose process group or session is `sid`."""
-    found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # fields: state ppid pgrp session ...
-        if len(fields) > 3 and fields[0] not in (b"Z", b"X") and sid in (int(fields[2]), int(fields[3])):
-            found.append(int(entry))
-    return found
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
