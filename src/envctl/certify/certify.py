@@ -100,14 +100,14 @@ def _worst(run: dict) -> dict | None:
     return worst if worst["max_abs"] is not None else None
 
 
-def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
+def run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple[dict | None, dict]:
     """Run the smoke runner; return (result or None, process facts incl. a failure if it died).
     A full disk, no memory or no file handles (here or in the runner) is resource_exhausted."""
     from envctl.certify.truth import oserror_failure, resource_failure, strip_ansi
 
     remedy = _failure_table().get("resource_exhausted", {}).get("remedy", "")
     try:
-        result, facts = _run_smoke(python, spec, timeout)
+        result, facts = _run_smoke(python, spec, timeout, progress)
     except OSError as exc:
         failure = oserror_failure(exc, remedy)
         if failure is None:
@@ -119,7 +119,7 @@ def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, di
     return result, facts
 
 
-def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
+def _run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple[dict | None, dict]:
     from envctl.smoke import RUNNER_PATH
 
     with tempfile.TemporaryDirectory(prefix="envctl-smoke-") as tmp:
@@ -135,7 +135,8 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
             try:
                 proc = start_tree(  # its own process tree, so a hang is killed with all its children
                     [str(python), "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
-                    stdout=log, stderr=subprocess.STDOUT, env=foreign_python_env(),
+                    stdout=log, stderr=subprocess.STDOUT,
+                    env=foreign_python_env() | {"ENVCTL_SMOKE_PROGRESS": str(Path(tmp) / "progress.jsonl")},
                 )
             except OSError as exc:
                 return None, {"exit_code": None, "output_tail": "", "failure": _classified("runner_crash", f"cannot start {python}: {exc}")}
@@ -145,7 +146,9 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
 
             on_interrupt(proc.pid, lambda: kill_tree(proc))
             try:
-                proc.wait(timeout=timeout)
+                from envctl.certify.runner_progress import follow
+
+                follow(proc, Path(tmp) / "progress.jsonl", timeout, progress)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
@@ -282,7 +285,7 @@ def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None 
     # A create of the same prefix waits until this run is over (and this run waits for a
     # create in progress), so the runner never sees an env swapped or deleted under it.
     with env_in_use(prefix, progress):
-        runner_result, process = run_smoke(python, spec, timeout or target.timeout)
+        runner_result, process = run_smoke(python, spec, timeout or target.timeout, progress)
     return _finish(root, target.name, data, spec, runner_result, process, started, out)
 
 
@@ -302,7 +305,7 @@ def certify_host(root: Path, *, timeout: float | None = None, out: Path | None =
                 ran_on_target_hardware=True, certified="run")
     if progress:
         progress("certify", target=HOST, message=f"smoke export-and-infer with {python}")
-    runner_result, process = run_smoke(python, spec, timeout or DEFAULT_TIMEOUT)
+    runner_result, process = run_smoke(python, spec, timeout or DEFAULT_TIMEOUT, progress)
     return _finish(root, HOST, data, spec, runner_result, process, started, out)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from envctl.core.output import RESULT_STYLE, SEVERITY_STYLE, console, err_console, human_size
+from envctl.core.output import RESULT_STYLE, SEVERITY_STYLE, console, err_console, human_size, verbosity
 
 
 def emit_json(data: object) -> None:
@@ -112,8 +112,15 @@ def print_locks(results) -> None:
 
 
 def print_setup(result) -> None:
-    """What `envctl create` did: the env, its certification, and how to use it."""
+    """What `envctl create` did: the env, its certification, and how to use it (under -q: one line)."""
     created = result.create
+    if verbosity() < 0:
+        cert = result.certificate.to_json() if result.certificate else {}
+        failure = cert.get("failure") or {}
+        why = f" ({failure.get('class', '?')}: {str(failure.get('message', ''))[:200]})" if result.certification == "failed" else ""
+        console.print(f"{created.target}: {created.action} at {created.prefix}; {result.certification}{why}",
+                      soft_wrap=True, markup=False)
+        return
     if created.action == "unchanged":
         console.print(f"{created.target}: env at {created.prefix} already matches its lock.")
     else:
