@@ -187,6 +187,7 @@ def test_certify_shows_each_smoke_stage_with_its_time(project, created):
     assert finished and re.search(r"passed in \d+\.\ds", finished[0])
     quiet = envctl("-q", "certify", "--target", "t", "--matrix", str(matrix))
     assert quiet.returncode == 0 and "started" not in quiet.stderr
+    assert quiet.stdout.strip() == f"t: passed -> {root / 'certs' / 't.json'}"
 
 
 def test_quiet_create_prints_one_line(project, created):

@@ -165,6 +165,11 @@ def print_setup(result) -> None:
 
 def print_certificate(cert: dict, path: Path | None) -> None:
     result = cert["result"]
+    if verbosity() < 0:  # -q: the final line, with the failure when there is one
+        failure = cert.get("failure") or {}
+        why = f" ({failure.get('class', '?')}: {str(failure.get('message', ''))[:200]})" if failure else ""
+        console.print(f"{cert['target']}: {result}{why}" + (f" -> {path}" if path else ""), soft_wrap=True, markup=False)
+        return
     console.print(f"[{RESULT_STYLE.get(result, 'bold')}]{result}[/] {cert['target']}" + (f" -> {path}" if path else ""))
     if cert.get("reason"):
         console.print(f"  {escape(cert['reason'])}")
