@@ -151,3 +151,22 @@ def test_the_spinner_clock_runs():
     time.sleep(0.25)
     second = float(running.__rich__().split("s[/]")[0].split()[-1])
     assert first < 0.2 and second >= 0.2
+
+
+def test_quiet_certify_of_several_targets_prints_the_errors_and_the_final_line(tmp_path):
+    """Two lock-only targets of the shipped matrix (neither runs here): -q keeps only the verdict line."""
+    import shutil
+
+    (tmp_path / "envs").mkdir()
+    shutil.copy(REPO / "envs" / "matrix.yaml", tmp_path / "envs" / "matrix.yaml")
+    env = dict(os.environ, PYTHONPATH=SRC)
+    run = [sys.executable, "-m", "envctl", "certify", "windows-cuda12", "jetson-cuda11.8", "--frozen"]
+    loud = subprocess.run(run, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    quiet = subprocess.run([*run[:3], "-q", *run[3:]], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert loud.returncode == quiet.returncode
+    assert "Certification of" in loud.stdout and "Certification of" not in quiet.stdout
+    lines = quiet.stdout.strip().splitlines()
+    assert lines[-1].startswith("FAILED: 2 failed in ")
+    assert [line for line in lines if not line.startswith(" ")] == ["failed windows-cuda12", "failed jetson-cuda11.8",
+                                                                   lines[-1]]  # each error, then the verdict
+    assert "has no lock" in quiet.stdout
