@@ -9,6 +9,7 @@ typer's runner where the test must watch what envctl calls.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -157,6 +158,44 @@ def test_run_sources_activation_scripts(project, created):
         import shutil
 
         shutil.rmtree(scripts.parent.parent)
+
+
+def test_run_activation_exit_cannot_skip_the_command(project, created):
+    """An `exit 0` in activate.d once ended the wrapper shell: the command never ran and run returned 0."""
+    root, matrix = project
+    scripts = root / ".envctl" / "envs" / "t" / "etc" / "conda" / "activate.d"
+    scripts.mkdir(parents=True)
+    try:
+        (scripts / "early-exit.sh").write_text("export ENVCTL_TEST_VAR=set\nexit 0\n")
+        proc = envctl("run", "--target", "t", "--matrix", str(matrix), "--", "python", "-c",
+                      "import os, sys; print(os.environ['ENVCTL_TEST_VAR']); sys.exit(4)")
+        assert proc.returncode == 4 and proc.stdout.strip() == "set", proc.stderr
+        assert "early-exit.sh" in proc.stderr
+    finally:
+        import shutil
+
+        shutil.rmtree(scripts.parent.parent)
+
+
+def test_certify_shows_each_smoke_stage_with_its_time(project, created):
+    root, matrix = project
+    proc = envctl("certify", "--target", "t", "--matrix", str(matrix))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any("cnn / torchscript: export started" in line for line in lines), proc.stderr
+    finished = [line for line in lines if "cnn / torchscript: inference (sizes" in line and " passed in " in line]
+    assert finished and re.search(r"passed in \d+\.\ds", finished[0])
+    quiet = envctl("-q", "certify", "--target", "t", "--matrix", str(matrix))
+    assert quiet.returncode == 0 and "started" not in quiet.stderr
+    assert quiet.stdout.strip() == f"t: passed -> {root / 'certs' / 't.json'}"
+
+
+def test_quiet_create_prints_one_line(project, created):
+    root, matrix = project
+    proc = envctl("-q", "create", "--target", "t", "--matrix", str(matrix))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().count("\n") == 0 and proc.stdout.startswith("t: ")
+    assert proc.stderr == ""
 
 
 def test_run_without_env_says_how_to_get_one(project):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
 from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
-from envctl.core.process import foreign_python_env
+from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree
 from envctl.core.hashing import sha256_file_or_none
 from envctl.certify.runner_io import RunnerResult
 from envctl.certify.certificate import SCHEMA_VERSION, Certificate
@@ -101,14 +100,14 @@ def _worst(run: dict) -> dict | None:
     return worst if worst["max_abs"] is not None else None
 
 
-def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
+def run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple[dict | None, dict]:
     """Run the smoke runner; return (result or None, process facts incl. a failure if it died).
     A full disk, no memory or no file handles (here or in the runner) is resource_exhausted."""
     from envctl.certify.truth import oserror_failure, resource_failure, strip_ansi
 
     remedy = _failure_table().get("resource_exhausted", {}).get("remedy", "")
     try:
-        result, facts = _run_smoke(python, spec, timeout)
+        result, facts = _run_smoke(python, spec, timeout, progress)
     except OSError as exc:
         failure = oserror_failure(exc, remedy)
         if failure is None:
@@ -120,7 +119,7 @@ def run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, di
     return result, facts
 
 
-def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, dict]:
+def _run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple[dict | None, dict]:
     from envctl.smoke import RUNNER_PATH
 
     with tempfile.TemporaryDirectory(prefix="envctl-smoke-") as tmp:
@@ -134,10 +133,10 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
         # hold a pipe open and keep certify waiting long after the runner itself is done.
         with open(log_path, "wb") as log:
             try:
-                proc = subprocess.Popen(
+                proc = start_tree(  # its own process tree, so a hang is killed with all its children
                     [str(python), "-I", str(RUNNER_PATH), str(spec_file), str(result_file)],
-                    stdout=log, stderr=subprocess.STDOUT, env=foreign_python_env(),
-                    start_new_session=True,  # so a hang is killed with all its children
+                    stdout=log, stderr=subprocess.STDOUT,
+                    env=foreign_python_env() | {"ENVCTL_SMOKE_PROGRESS": str(Path(tmp) / "progress.jsonl")},
                 )
             except OSError as exc:
                 return None, {"exit_code": None, "output_tail": "", "failure": _classified("runner_crash", f"cannot start {python}: {exc}")}
@@ -145,15 +144,17 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
             # before the caller's env lock is released and before the temp folder is removed.
             from envctl.core.interrupts import on_interrupt
 
-            on_interrupt(proc.pid, lambda: _kill_group(proc.pid))
+            on_interrupt(proc.pid, lambda: kill_tree(proc))
             try:
-                proc.wait(timeout=timeout)
+                from envctl.certify.runner_progress import follow
+
+                follow(proc, Path(tmp) / "progress.jsonl", timeout, progress)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
                 # Finished, hung or interrupted: nothing the runner started outlives it.
-                _kill_group(proc.pid)
+                kill_tree(proc)
                 proc.wait()
                 on_interrupt(proc.pid, None)
         tail = _tail(log_path)
@@ -163,8 +164,8 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
                                                  + _where(result_file))}
         facts = {"exit_code": proc.returncode, "seconds": round(time.monotonic() - started, 3), "output_tail": tail}
         if proc.returncode < 0:
-            name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else str(-proc.returncode)
-            facts["failure"] = _classified("runner_crash", f"the smoke runner died from signal {name}" + _where(result_file))
+            facts["failure"] = _classified("runner_crash", f"the smoke runner died from {signal_text(-proc.returncode)}"
+                                           + _where(result_file))
             return None, facts
         try:
             checked = RunnerResult.from_json(json.loads(result_file.read_text()))
@@ -172,53 +173,6 @@ def _run_smoke(python: Path, spec: dict, timeout: float) -> tuple[dict | None, d
             facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({exc})")
             return None, facts
         return checked.raw, facts
-
-
-def _kill_group(pgid: int, grace: float = 10.0) -> None:
-    """SIGKILL the runner's process group and session, and wait until they are gone.
-
-    A model's double-forked child stays in the group; one that also called
-    setpgid stays in the runner's session, so that is swept too. (Only a
-    child that calls setsid itself leaves both.) SIGKILL is asynchronous, so
-    this waits (up to `grace` s) until no member is left running: the caller
-    releases the env lock next.
-    """
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    deadline = time.monotonic() + grace
-    while True:
-        members = _session_members(pgid)
-        if not members or time.monotonic() > deadline:
-            return
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.01)
-
-
-def _session_members(sid: int) -> list[int]:
-    """Live (not zombie) processes whose process group or session is `sid`."""
-    found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # fields: state ppid pgrp session ...
-        if len(fields) > 3 and fields[0] not in (b"Z", b"X") and sid in (int(fields[2]), int(fields[3])):
-            found.append(int(entry))
-    return found
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
@@ -331,7 +285,7 @@ def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None 
     # A create of the same prefix waits until this run is over (and this run waits for a
     # create in progress), so the runner never sees an env swapped or deleted under it.
     with env_in_use(prefix, progress):
-        runner_result, process = run_smoke(python, spec, timeout or target.timeout)
+        runner_result, process = run_smoke(python, spec, timeout or target.timeout, progress)
     return _finish(root, target.name, data, spec, runner_result, process, started, out)
 
 
@@ -351,7 +305,7 @@ def certify_host(root: Path, *, timeout: float | None = None, out: Path | None =
                 ran_on_target_hardware=True, certified="run")
     if progress:
         progress("certify", target=HOST, message=f"smoke export-and-infer with {python}")
-    runner_result, process = run_smoke(python, spec, timeout or DEFAULT_TIMEOUT)
+    runner_result, process = run_smoke(python, spec, timeout or DEFAULT_TIMEOUT, progress)
     return _finish(root, HOST, data, spec, runner_result, process, started, out)
 
 

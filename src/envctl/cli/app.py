@@ -17,6 +17,28 @@ import typer
 # module is an ImportError here, never a silently absent command.
 from envctl.cli import certify, create, everyday, lock, matrix, pack, status
 
+
+def _flags_as_flags() -> None:
+    """--help lists a flag as `--quiet`, not `--quiet <bool>`, and a count flag (-v) without `<int>`.
+
+    Typer (0.2x) labels every option with its Python type; a flag takes no value,
+    so the label tells the reader to type one. Typer has no setting for this.
+    """
+    from typer.core import TyperOption
+
+    labelled = TyperOption.display_type_rich
+    if getattr(labelled, "envctl_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag or self.count else labelled(self, ctx)
+
+    display_type_rich.envctl_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_as_flags()
+
 app = typer.Typer(
     no_args_is_help=True,
     help="Checked, reproducible environments for exporting PyTorch models to ONNX.",
@@ -36,7 +58,8 @@ def _global_options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print envctl's version and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and warnings; no progress or notes."),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Every progress step on its own line."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False,
+                                help="Every progress step on its own line."),
 ) -> None:
     """Checked, reproducible environments for exporting PyTorch models to ONNX."""
     from envctl.core.output import set_verbosity

@@ -62,10 +62,12 @@ def certify(
     if (prefix or out or inputs) and not single:
         raise EnvctlError("--prefix, --out and --inputs apply to one target given with --target.")
     if single:  # the one-target form prints the certificate in full
+        from envctl.core.output import Progress
         from envctl.pipeline import stages
 
-        cert = stages.certify_one(matrix, target[0], prefix=prefix, timeout=timeout, out=out, lock_mode=lock_mode,
-                                  inputs=tuple(inputs or ()))
+        with Progress() as progress:  # each smoke stage as it starts and ends, on stderr (silent under -q)
+            cert = stages.certify_one(matrix, target[0], prefix=prefix, timeout=timeout, out=out, lock_mode=lock_mode,
+                                      inputs=tuple(inputs or ()), progress=progress)
         if json_:
             printing.emit_json(cert.to_json())
         else:

@@ -14,7 +14,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from envctl.core.output import RESULT_STYLE, SEVERITY_STYLE, console, err_console, human_size
+from envctl.core.output import RESULT_STYLE, SEVERITY_STYLE, console, err_console, human_size, verbosity
 
 
 def emit_json(data: object) -> None:
@@ -112,8 +112,15 @@ def print_locks(results) -> None:
 
 
 def print_setup(result) -> None:
-    """What `envctl create` did: the env, its certification, and how to use it."""
+    """What `envctl create` did: the env, its certification, and how to use it (under -q: one line)."""
     created = result.create
+    if verbosity() < 0:
+        cert = result.certificate.to_json() if result.certificate else {}
+        failure = cert.get("failure") or {}
+        why = f" ({failure.get('class', '?')}: {str(failure.get('message', ''))[:200]})" if result.certification == "failed" else ""
+        console.print(f"{created.target}: {created.action} at {created.prefix}; {result.certification}{why}",
+                      soft_wrap=True, markup=False)
+        return
     if created.action == "unchanged":
         console.print(f"{created.target}: env at {created.prefix} already matches its lock.")
     else:
@@ -158,6 +165,11 @@ def print_setup(result) -> None:
 
 def print_certificate(cert: dict, path: Path | None) -> None:
     result = cert["result"]
+    if verbosity() < 0:  # -q: the final line, with the failure when there is one
+        failure = cert.get("failure") or {}
+        why = f" ({failure.get('class', '?')}: {str(failure.get('message', ''))[:200]})" if failure else ""
+        console.print(f"{cert['target']}: {result}{why}" + (f" -> {path}" if path else ""), soft_wrap=True, markup=False)
+        return
     console.print(f"[{RESULT_STYLE.get(result, 'bold')}]{result}[/] {cert['target']}" + (f" -> {path}" if path else ""))
     if cert.get("reason"):
         console.print(f"  {escape(cert['reason'])}")

@@ -6,7 +6,8 @@ released by the kernel while the runner still executes from the env, and
 temp folders (`envctl-smoke-*`, `envctl-pip-*`) would stay in $TMPDIR. The
 CLI turns them into `Interrupted` (a KeyboardInterrupt), which unwinds like
 Ctrl-C; whatever holds a child process kills it on the way out. Only SIGKILL
-cannot be handled.
+cannot be handled. Windows has no SIGHUP (and SIGTERM is only ever raised
+from within): the names are looked up, so this module loads there too.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import signal
 import threading
 from typing import Callable
 
-HANDLED = (signal.SIGTERM, signal.SIGHUP)
+HANDLED = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class Interrupted(KeyboardInterrupt):
     """A SIGINT/SIGTERM/SIGHUP that ends envctl; `signum` gives the exit status 128+N."""
 
     def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signal.Signals(signum).name)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        super().__init__(name)
         self.signum = signum
 
 

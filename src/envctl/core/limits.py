@@ -68,10 +68,14 @@ def check_text(text: str, what: str) -> str:
     return text
 
 
+# Not blocking on a FIFO, not inherited, binary on Windows (which lacks the first two and needs the third).
+READ_FLAGS = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0) | getattr(os, "O_BINARY", 0)
+
+
 def read_regular(path: Path, cap: int, what: str = "file") -> bytes:
     """The bytes of `path`, which must be a regular file of at most `cap` bytes; EnvctlError otherwise."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | READ_FLAGS)
     except FileNotFoundError:
         raise EnvctlError("file not found", file=path) from None
     except OSError as exc:

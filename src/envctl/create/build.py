@@ -48,7 +48,7 @@ from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
 from envctl.core.limits import read_project_text
 from envctl.core.hashing import sha256_file
-from envctl.core.paths import default_prefix, lock_path
+from envctl.core.paths import default_prefix, env_python, lock_path
 from envctl.core.statedir import ensure_state_dir
 from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
                                       scratch_path, swap_in)
@@ -175,7 +175,7 @@ def _refuse_foreign(prefix: Path, state: dict | None = None) -> None:
 
 
 def _matches(prefix: Path, state: dict | None, lock_sha: str) -> bool:
-    return bool(state) and state.get("lock_sha256") == lock_sha and (prefix / "bin" / "python").exists()
+    return bool(state) and state.get("lock_sha256") == lock_sha and env_python(prefix).exists()
 
 
 def _result(name: str, prefix: Path, action: str, state: dict, started: float, waited: bool) -> CreateResult:
@@ -184,7 +184,7 @@ def _result(name: str, prefix: Path, action: str, state: dict, started: float, w
         packages=dict(state.get("packages", {})),
         size_bytes=int(state.get("size_bytes", 0)), own_bytes=int(state.get("own_bytes", 0)),
         seconds=time.monotonic() - started, waited_for_lock=waited,
-        python=prefix / "bin" / "python", python_version=state.get("python_version", ""),
+        python=env_python(prefix), python_version=state.get("python_version", ""),
         lock_sha256=state.get("lock_sha256", ""), state=state,
     )
 
@@ -203,7 +203,7 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
                           hint="Move it away and run the command again.")
     try:
         _link_verified(conda, pip, lock, host, staging, prefix, progress)
-        python = staging / "bin" / "python"
+        python = env_python(staging)
         emit(progress, "check", message="running the env's python")
         version = _check_python(python) if python.exists() else ""
         size, own = env_size(staging)
@@ -276,7 +276,7 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
     install_conda(conda, staging, prefix, progress, lock)
     emit(progress, "verify", manager="conda", transient=True, message="checking the linked conda files against their packages")
     verify_conda(staging)
-    python = staging / "bin" / "python"
+    python = env_python(staging)
     if pip:
         from envctl.create.pip_install import install_pip
 

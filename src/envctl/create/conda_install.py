@@ -129,6 +129,24 @@ def install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Pro
 
     class Reporter(rattler.InstallerReporter):
         total = done = 0
+        names: dict[int, str] = {}
+        sizes: dict[int, int] = {}
+
+        def on_populate_cache_start(self, operation: int, package_name: str) -> int:
+            self.names[operation] = package_name
+            return operation
+
+        def on_download_start(self, cache_entry: int) -> int:
+            return cache_entry
+
+        def on_download_progress(self, download_idx: int, progress_bytes: int, total: int | None) -> None:
+            self.sizes[download_idx] = progress_bytes
+            emit(progress, "download", key=("conda", download_idx), name=self.names.get(download_idx, "?"),
+                 done=progress_bytes, total=total)
+
+        def on_download_completed(self, download_idx: int) -> None:
+            emit(progress, "download", key=("conda", download_idx), name=self.names.get(download_idx, "?"),
+                 done=self.sizes.get(download_idx, 0), total=self.sizes.get(download_idx), finished=True)
 
         def on_transaction_start(self, total_operations: int) -> None:
             self.total = total_operations

@@ -17,12 +17,11 @@ from __future__ import annotations
 import csv
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
-from envctl.core.process import die_with_parent, signal_text, uv_binary, without_host_python
+from envctl.core.process import run_tied, signal_text, uv_binary, without_host_python
 
 # uv's wording (0.5 ... 0.13): "Hash mismatch for `name @ url`\n\n Expected:\n  sha256:..\n\n Computed:\n  sha256:.."
 _HASH_MISMATCH = re.compile(
@@ -76,7 +75,7 @@ def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, fina
         "-r", str(reqs),
     ]
     try:
-        proc = subprocess.run(cmd, env=without_host_python(), capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
+        proc = run_tied(cmd, env=without_host_python(), capture_output=True, text=True, errors="replace")
     finally:
         reqs.unlink(missing_ok=True)
     if proc.returncode != 0:
@@ -126,8 +125,8 @@ def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
         found.setdefault(owner[str(path)], []).append(os.path.relpath(path, staging))
 
     def evict() -> None:
-        subprocess.run([uv_binary(), "cache", "clean", *sorted(found)], env=without_host_python(),
-                       capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
+        run_tied([uv_binary(), "cache", "clean", *sorted(found)], env=without_host_python(),
+                 capture_output=True, text=True, errors="replace")
 
     raise CorruptFiles("pip", found, evict)
 

@@ -23,6 +23,7 @@ except ImportError:  # Windows: filelock's exclusive lock (readers then take tur
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,10 +63,13 @@ def scratch_path(prefix: Path, kind: str, pid: int | None = None) -> Path:
     return prefix.with_name(f"{prefix.name}{_SEP}{kind}-{os.getpid() if pid is None else pid}")
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # Windows has none (a link there needs privileges to make)
+
+
 def mark_scratch(folder: Path, prefix: Path) -> None:
     """Claim `folder` as envctl's scratch for `prefix` (written before it can be left behind)."""
     data = json.dumps({"pid": os.getpid(), "prefix": str(prefix)})
-    fd = os.open(folder / SCRATCH_MARKER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    fd = os.open(folder / SCRATCH_MARKER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(data)
 
@@ -212,12 +216,14 @@ _RENAME_EXCHANGE = 2
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two directories (Linux renameat2); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False  # macOS has renamex_np, Windows nothing; both take the two-rename fallback
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # TypeError on Windows
         renameat2 = libc.renameat2
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:

@@ -72,9 +72,8 @@ def open_shell(prefix: Path, shell: str) -> int:
     """Start SHELL interactively inside the env at PREFIX; its exit status is returned."""
     import tempfile
 
-    from envctl.everyday.run import run_in_env
+    from envctl.everyday.run import run_command
 
     with tempfile.TemporaryDirectory(prefix="envctl-shell-") as scratch:
-        argv = shell_command(shell, prefix, Path(scratch))
-        os.environ.update(shell_environ(shell, Path(scratch)))
-        return run_in_env(prefix, argv)
+        argv = shell_command(shell, prefix, Path(scratch))  # the shell activates the env itself (rattler's script)
+        return run_command(argv, {**os.environ, **shell_environ(shell, Path(scratch))}, argv[0])

@@ -40,6 +40,17 @@ def _major(version: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
+def pack_advice(target: Target) -> str:
+    """The way to a machine that cannot build the env or run envctl (a JetPack 5 board's Python 3.8):
+    pack it here, install it there with sh. Windows has no sh: there, only create works."""
+    if not [p for p in target.platforms if not p.startswith("win-")]:
+        return ""
+    bundle = f"{target.name}.sh"
+    return (f"; or, where that machine cannot run envctl (a Jetson on JetPack 5 has Python 3.8), pack the env here "
+            f"with `envctl pack --target {target.name} --out {bundle}` and install it there with "
+            f"`sh {bundle} --prefix DIR` (it needs only sh and tar)")
+
+
 def runnability(target: Target, facts: dict | None = None) -> Runnability:
     """Can this host run `target`? `facts` (from host_facts) are read only when a GPU matters,
     so the answer for a CPU target costs no nvidia-smi call."""
@@ -50,7 +61,7 @@ def runnability(target: Target, facts: dict | None = None) -> Runnability:
         return Runnability(
             False, f"lock-only: the target runs on {', '.join(target.platforms)}, this host is {host}",
             f"target '{target.name}' runs on {where}, and this machine is {host}. "
-            f"Run `envctl create --target {target.name}` on a {where} machine, {lock_only}.")
+            f"Run `envctl create --target {target.name}` on a {where} machine{pack_advice(target)}, {lock_only}.")
     if not needs_gpu(target):
         return Runnability(True)
     facts = facts if facts is not None and "has_nvidia_gpu" in facts else cached_host_facts()

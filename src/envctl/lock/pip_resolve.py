@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 from packaging.utils import canonicalize_name
 
 from envctl.core.hashing import sha256_file
-from envctl.core.process import die_with_parent, signal_text, uv_binary
+from envctl.core.process import run_tied, signal_text, uv_binary
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -178,7 +177,7 @@ def resolve_location(value: str, base: Path) -> str:
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
     # uv dies with envctl: a killed `envctl lock` leaves no resolver running on.
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
+    proc = run_tied(cmd, cwd=cwd, env=env, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
         text = (proc.stderr or proc.stdout).strip()
         if proc.returncode < 0:

@@ -118,6 +118,29 @@ def _worst(run):
     return worst if worst["max_abs"] is not None else None
 
 
+# A minimal copy of envctl.core.process's start_tree/kill_tree (this file runs without envctl):
+# the runner gets its own process group so a hang is killed with its children; names POSIX
+# lacks elsewhere are looked up when used.
+def _own_tree():
+    if hasattr(os, "setsid"):
+        return {"start_new_session": True}
+    return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+
+
+def _kill_tree(proc):
+    if hasattr(os, "killpg") and hasattr(signal, "SIGKILL"):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    elif shutil.which("taskkill") and proc.poll() is None:
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(proc.pid)], capture_output=True)
+    try:
+        proc.kill()
+    except OSError:
+        pass
+
+
 def run_smoke(python, runner, spec, timeout):
     tmp = tempfile.mkdtemp(prefix="envctl-devcert-")
     try:
@@ -131,16 +154,13 @@ def run_smoke(python, runner, spec, timeout):
         started = time.monotonic()
         with open(log, "wb") as out:
             proc = subprocess.Popen([python, "-I", runner, spec_file, result_file], stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                    stderr=subprocess.STDOUT, env=env, **_own_tree())
             try:
                 proc.wait(timeout=timeout)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_tree(proc)
             proc.wait()
         with open(log, "rb") as handle:
             tail = handle.read().decode(errors="replace")[-4000:]

@@ -65,8 +65,8 @@ def materialise(lock: Path, target, platform: str, dest: Path, progress=None) ->
     lock_sha = check_platform(lock, platform)
     conda, pip = read_lock_entries(lock, target.name, platform, lock_sha)
     _say(progress, "fetch", f"checking {len(conda)} conda packages and {len(pip)} wheels against the lock")
-    conda_files = [fetch("conda", e.name, e.version, e.url, e.hash.sha256, e.hash.md5, lock) for e in conda]
-    pip_files = [fetch("pip", p.name, p.version, p.url, p.sha256, None, lock) for p in pip]
+    conda_files = [fetch("conda", e.name, e.version, e.url, e.hash.sha256, e.hash.md5, lock, progress) for e in conda]
+    pip_files = [fetch("pip", p.name, p.version, p.url, p.sha256, None, lock, progress) for p in pip]
     python = next((e.version for e in conda if e.name == "python"), "")
     dest.mkdir(parents=True)
     if conda:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -66,8 +65,10 @@ def _cache_candidates(filename: str) -> list[Path]:
     return out
 
 
-def fetch(manager: str, name: str, version: str, url: str, sha256: str | None, md5: str | None, lock: Path) -> Archive:
-    """The locked file for one entry, checked against the lock's sha256 (or md5 when that is all it has)."""
+def fetch(manager: str, name: str, version: str, url: str, sha256: str | None, md5: str | None, lock: Path,
+          progress=None) -> Archive:
+    """The locked file for one entry, checked against the lock's sha256 (or md5 when that is all it has).
+    A download reports its bytes to `progress` ("download" events: rich's progress display on a terminal)."""
     clean = url.split("#", 1)[0]
     filename = unquote(clean.rsplit("/", 1)[1])
     expected = (sha256 or "").lower()
@@ -101,7 +102,7 @@ def fetch(manager: str, name: str, version: str, url: str, sha256: str | None, m
     fd, tmp = tempfile.mkstemp(prefix=".download-", dir=cached.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(clean, timeout=120) as response:  # noqa: S310 (locked URL)
-            shutil.copyfileobj(response, out, 1 << 20)
+            copy_reporting(response, out, f"{name} {version}", progress)
         actual = matches(Path(tmp))
         if actual is None:
             raise _mismatch(manager, name, version, expected or md5 or "", sha256_file(Path(tmp)), clean, lock)
@@ -114,6 +115,26 @@ def fetch(manager: str, name: str, version: str, url: str, sha256: str | None, m
         if os.path.exists(tmp):
             os.unlink(tmp)
     return Archive(manager, name, version, url, actual, cached)
+
+
+def copy_reporting(response, out, name: str, progress=None, chunk: int = 1 << 20) -> int:
+    """Copy a download to `out`, telling `progress` the bytes so far (and the total, from Content-Length)."""
+    try:
+        total = int(response.headers.get("Content-Length") or 0) or None
+    except (AttributeError, ValueError):
+        total = None
+    done = 0
+    while True:
+        block = response.read(chunk)
+        if not block:
+            break
+        out.write(block)
+        done += len(block)
+        if progress is not None:
+            progress("download", key=name, name=name, done=done, total=total)
+    if progress is not None:
+        progress("download", key=name, name=name, done=done, total=total or done, finished=True)
+    return done
 
 
 def _mismatch(manager: str, name: str, version: str, expected: str, actual: str, where: str, lock: Path) -> EnvctlError:

@@ -95,6 +95,24 @@ class _Fail(Exception):
         self.cls, self.value, self.remedy = cls, value, remedy
 
 
+# Where the host follows the run: one JSON line as each stage starts and ends (the file the host
+# names in ENVCTL_SMOKE_PROGRESS; nothing without it). Best effort: progress never fails a run.
+_PROGRESS = {"path": os.environ.get("ENVCTL_SMOKE_PROGRESS"), "model": None, "sizes": None}
+
+
+def progress(event, stage, **info):
+    if not _PROGRESS["path"]:
+        return
+    line = dict(info, event=event, stage=stage, model=_PROGRESS["model"])
+    if stage == "inference":
+        line["sizes"] = _PROGRESS["sizes"]
+    try:
+        with open(_PROGRESS["path"], "a") as handle:
+            handle.write(json.dumps(line) + "\n")
+    except (OSError, TypeError, ValueError):
+        pass
+
+
 def run_stage(stages, name, fn, *args, **kw):
     """Run fn(details, *args) as a recorded stage. Returns (value, failure or None, record).
     kw: exporter (whose remedies must not recommend it), where (the path a resource_exhausted
@@ -102,6 +120,7 @@ def run_stage(stages, name, fn, *args, **kw):
     exporter, where = kw.get("exporter"), kw.get("where")
     rec = {"name": name, "status": "passed", "seconds": 0.0, "details": {}, "message": ""}
     stages.append(rec)
+    progress("start", name, exporter=exporter)
     t0, value, fail = time.perf_counter(), None, None
     try:
         value = fn(rec["details"], *args)
@@ -133,6 +152,7 @@ def run_stage(stages, name, fn, *args, **kw):
     if rec["status"] == "passed" and rec["details"].get("warnings"):
         rec.update(status="warning", message="; ".join(rec["details"]["warnings"])[:2000])
     rec["seconds"] = round(time.perf_counter() - t0, 3)
+    progress("end", name, exporter=exporter, status=rec["status"], seconds=rec["seconds"])
     return value, fail, rec
 
 
@@ -179,6 +199,7 @@ def _fill_ladder(stages, why="an earlier stage failed"):
 def run_model(spec, index, ref, M, S, emit):
     """All exporters for one model; returns the runs. emit(model, exporter) saves progress."""
     pre_stages, ctx = [], {"spec": spec, "refs": {}}
+    _PROGRESS.update(model=ref, sizes=spec.get("sizes"))
 
     def prepare(details):
         ctx["case"] = case = M.load_case(ref, spec["seed"])

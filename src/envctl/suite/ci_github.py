@@ -54,16 +54,32 @@ SELF_HOSTED = {
 }
 PYTHON = "3.12"  # the interpreter envctl itself runs with; targets bring their own
 CRON = "17 4 * * 1"  # weekly re-certification, Monday 04:17 UTC (off the hour, when GitHub's queue is long)
-# Majors that run on Node 24 (GitHub removed Node 20 from its runners in September 2026);
-# download-artifact's first node24 major is v7 (v6 still declares node20).
-ACTIONS = {
-    "checkout": "actions/checkout@v5",
-    "python": "actions/setup-python@v6",
-    "cache": "actions/cache@v5",
-    "upload": "actions/upload-artifact@v6",
-    "download": "actions/download-artifact@v7",
-    "junit": "mikepenz/action-junit-report@v6",
+# Every action the generated workflow uses, pinned to the full commit sha of a release tag (a tag can be
+# moved; a sha cannot), with the tag written beside it as a comment. Majors that run on Node 24 (GitHub
+# removed Node 20 from its runners in September 2026); download-artifact's first node24 major is v7.
+# Shas read from each action's repository (`git rev-parse TAG^{commit}`); .github/workflows/tests.yml
+# uses the same pins (tests/test_ci_fork.py checks). To update: bump tag and sha together.
+@dataclass(frozen=True)
+class Pin:
+    action: str  # owner/repo
+    sha: str
+    tag: str
+
+    @property
+    def uses(self) -> str:
+        """The `uses:` value, with its tag as a YAML comment."""
+        return f"{self.action}@{self.sha}  # {self.tag}"
+
+
+PINS = {
+    "checkout": Pin("actions/checkout", "fbc6f3992d24b796d5a048ff273f7fcc4a7b6c09", "v5.1.0"),
+    "python": Pin("actions/setup-python", "ece7cb06caefa5fff74198d8649806c4678c61a1", "v6.3.0"),
+    "cache": Pin("actions/cache", "27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"),
+    "upload": Pin("actions/upload-artifact", "b7c566a772e6b6bfb58ed0dc250532a479d7789f", "v6.0.0"),
+    "download": Pin("actions/download-artifact", "37930b1c2abaa49bbe596cd826c3c89aef350131", "v7.0.0"),
+    "junit": Pin("mikepenz/action-junit-report", "d9f48fc87bc235f7e214acf696ca5abc0a986f16", "v6.4.2"),
 }
+ACTIONS = {key: pin.uses for key, pin in PINS.items()}
 
 
 def entries(targets: list[Target], gpu_label: str | None = None) -> list[Job]:
@@ -117,6 +133,7 @@ class Workflow:
     reports: str
     gathered: str
     drift_opt: str  # " --fail-on-drift" when drift fails the fan-in
+    lock_only_notes: str = ""  # Markdown lines: jobs that certify nothing by running (the fan-in's summary)
     lock_minutes: int = ci_jobs.LOCK_MINUTES
     report_minutes: int = ci_jobs.REPORT_MINUTES
     cron: str = CRON
@@ -164,6 +181,7 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
         reports=at("reports"),
         gathered=at("gathered"),
         drift_opt=" --fail-on-drift" if fail_on_drift else "",
+        lock_only_notes=ci_jobs.lock_only_notes(jobs),
     ))
 
 

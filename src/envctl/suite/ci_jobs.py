@@ -16,8 +16,10 @@ Where a target's job runs, in order:
 4. otherwise nothing can run it here, so it is certified lock-only, and a lock-only
    certification needs no runner of the target's platform: one job per target on
    Linux, covering all its lock-only platforms (each gets its own JUnit ids). A
-   target that also runs on some platform is not given a lock-only job as well:
-   on Linux it would run, not stay lock-only; the lock job has checked its lock.
+   target that also runs on some platform gets a "lock-check" job for the rest
+   instead (certify on Linux would run its Linux platform): it checks the lock
+   strictly and says why nothing certifies those platforms. No platform of the
+   matrix is left without a job, and the fan-in's summary lists every such note.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from envctl.matrix.fields import RUNNER_LABEL
 from envctl.matrix.loader import Target
 
 __all__ = ["LABEL", "Job", "plan", "install_spec", "checkout_root", "project_dir", "render", "write_if_changed",
-           "check_label", "check_branch", "matrix_rel", "LOCK_ONLY_MINUTES", "job_minutes"]
+           "check_label", "check_branch", "matrix_rel", "LOCK_ONLY_MINUTES", "job_minutes", "lock_only_notes"]
 
 LABEL = RUNNER_LABEL  # --gpu-label takes the alphabet of `runner_labels:`
 BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
@@ -60,7 +62,7 @@ class Job:
 
     target: str
     platforms: tuple[str, ...]
-    mode: str  # "run" (the job must really run: certify gets --fail-on-lock-only) or "lock-only"
+    mode: str  # "run" (must really run: certify gets --fail-on-lock-only), "lock-only", or "lock-check"
     runner: Any  # the CI service's runner value (a name, or a tuple of labels)
     note: str  # one line: it becomes a YAML comment
     minutes: int
@@ -117,12 +119,22 @@ def plan(targets: list[Target], *, hosted: Mapping[str, Any], linux: Any, servic
             else:
                 idle.append((platform, f"{service} hosts no {platform} runner"))
         jobs.extend(ran)
-        if idle and not ran:
+        if idle:
             why = "; ".join(dict.fromkeys(w for _, w in idle))
             how = "give the target `runner_labels:`" + (", or pass --gpu-label," if gpu else "")
-            note = f"{why}, so it is certified lock-only, on Linux ({how} to run it on a runner of yours)"
-            jobs.append(Job(target.name, tuple(p for p, _ in idle), "lock-only", linux, note, LOCK_ONLY_MINUTES))
+            if ran:  # certify on Linux would run the target's other platforms: its lock is checked, and said so
+                note = f"{why}, so it is lock-checked only, on Linux ({how} to certify it on a runner of yours)"
+                mode = "lock-check"
+            else:
+                note = f"{why}, so it is certified lock-only, on Linux ({how} to run it on a runner of yours)"
+                mode = "lock-only"
+            jobs.append(Job(target.name, tuple(p for p, _ in idle), mode, linux, note, LOCK_ONLY_MINUTES))
     return jobs
+
+
+def lock_only_notes(jobs: list[Job]) -> str:
+    """One Markdown line per job that runs nothing of its target (the fan-in's summary lists them)."""
+    return "\n".join(f"- **{j.target}** on {', '.join(j.platforms)}: {j.note}" for j in jobs if not j.runs)
 
 
 def check_label(label: str | None, option: str = "--gpu-label") -> None:

@@ -176,6 +176,14 @@ def drift_verdict(entry: dict) -> str:
 
 
 def print_suite(suite) -> None:
+    from envctl.core.output import verbosity
+
+    if verbosity() >= 0:
+        _print_tables(suite)
+    _print_failures_and_verdict(suite)  # under -q: only these (the errors, and the final line)
+
+
+def _print_tables(suite) -> None:
     table = Table(title=f"Certification of {suite.matrix}", title_justify="left")
     for col in ("target", "result", "failing stage", "class", "worst abs / rel", "time", "stack", "detail"):
         table.add_column(col, overflow="fold")
@@ -197,6 +205,9 @@ def print_suite(suite) -> None:
             for group in entry["incomparable"]:
                 d.add_row("", "", escape(", ".join(group["members"])), "", "", "", f"[yellow]not compared: {escape(group['problem'])}[/]")
         console.print(d)
+
+
+def _print_failures_and_verdict(suite) -> None:
     bad = [t for t in suite.targets if t.outcome in ("failed", "xpassed")]
     for t in bad:
         console.print(f"[{OUTCOME_STYLE[t.outcome]}]{t.outcome}[/] [bold]{escape(t.target)}[/]"
@@ -210,7 +221,9 @@ def print_suite(suite) -> None:
     verdict = "[green]OK[/]" if suite.ok else "[bold red]FAILED[/]"
     drift_note = f"; drift above tolerance in {', '.join(suite.drifted)}" if suite.drifted else ""
     console.print(f"{verdict}: {counts} in {seconds(suite.seconds)}{escape(drift_note + _lock_only_note(suite))}.")
-    for kind, path in suite.written.items():
+    from envctl.core.output import verbosity
+
+    for kind, path in suite.written.items() if verbosity() >= 0 else ():
         console.print(f"[dim]{kind} -> {escape(path)}[/]")
 
 
