@@ -77,8 +77,8 @@ def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Pa
         spec["opset"] = opset
     if simplify is not None:
         spec["simplify"] = simplify
-    if sizes:
-        spec["sizes"] = sizes
+    if sizes:  # the user's sizes replace the sweep: nothing is added behind their back
+        spec.update(sizes=sizes, exact_sizes=True)
     return spec
 
 

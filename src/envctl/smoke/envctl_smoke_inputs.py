@@ -180,6 +180,9 @@ def make(case, shapes, seed, group="random"):
     """Seeded tensors of `shapes` for `group` ("example" returns the example itself)."""
     if group == "example":
         return [t.detach().clone() for t in case["inputs"]]
+    import envctl_smoke_domain as domain  # here: loaded by the runner before any comparison runs
+    if group in domain.BRANCH:
+        return domain.branch_inputs(case, group)
     out = []
     for i, (t, shape, d) in enumerate(zip(case["inputs"], shapes, case["domains"])):
         key = json.dumps([seed, i, list(shape), str(t.dtype)]).encode()
