@@ -132,8 +132,12 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                 rec.update(passed=None, skipped="outside the model's domain: PyTorch itself raises on these "
                                                 "inputs; not compared")
                 continue
-            problem = problem or StageFailure("model_error", "PyTorch forward failed on the %s inputs at %s: %s"
-                                              % (group, sizes, e))
+            if problem is None:
+                problem = StageFailure("model_error", "PyTorch forward failed on the %s inputs at %s: %s"
+                                       % (group, sizes, e))
+                problem.remedy = ("PyTorch itself fails on %s: fix the model or those inputs (the traceback is "
+                                  "in the stage's detail); the export is not judged on them"
+                                  % ("your own data" if group == "samples" else "the example"))
             continue
         why = None if group in ("samples", "example") else domain.outside(case, refs[key])
         if why:
