@@ -226,7 +226,7 @@ def print_report(report: dict) -> None:
             console.print(f"[yellow]{s['name']} skipped[/]: {escape(s['message'])}", soft_wrap=True)
     for w in report["warnings"]:
         console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
-    for c in report["caveats"]:  # what the verdict could not prove
+    for c in report.get("caveats") or []:  # what the verdict could not prove
         console.print(f"[yellow]caveat[/] {escape(c['message'])}", soft_wrap=True)
     seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
     if report["status"] == "passed":

@@ -7,16 +7,16 @@ inputs that search for the other side of a value-dependent branch the tracer war
 A case outside the domain is skipped and reported as a caveat, never a failure: PyTorch
 gives no answer there for the export to be wrong about. Caveats are {"kind", "message",
 "where"}; the runner lists them per run and the host types them (envctl.certify.runner_io).
-Imports: standard library, torch, numpy. Loaded by path by the runner.
+Imports: standard library, torch, numpy, envctl_smoke_inputs. Loaded by path by the runner.
 """
 import math
 
 import numpy as np
 import torch
 
+from envctl_smoke_inputs import BRANCH  # noqa: F401  (sibling: the group names live with the inputs)
+
 BISECT_STEPS = 12  # per bound of each axis: enough for sizes up to 4096 from the export size
-# Inputs beyond the example's span that may take the other side of a value-dependent branch.
-BRANCH = ("scaled_255", "negated", "scaled_1e3", "dtype_low", "dtype_high")
 _SCALE = {"scaled_255": 255.0, "negated": -1.0, "scaled_1e3": 1e3}
 
 

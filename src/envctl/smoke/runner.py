@@ -301,9 +301,9 @@ def run(spec, result_path, E):
                 lim["status"] = "warning"
             _load_sibling("envctl_smoke_builtins")  # the models module imports the names from it
             M = _load_sibling("envctl_smoke_models")
-            D = _load_sibling("envctl_smoke_domain")
-            for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_infer"):
+            for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_domain", "envctl_smoke_infer"):
                 _load_sibling(sibling)  # before the stages module, which imports them
+            D = sys.modules["envctl_smoke_domain"]
             S = _load_sibling("envctl_smoke_stages")
             M.add_model_paths(spec["model_paths"])
             os.makedirs(spec["workdir"], exist_ok=True)
