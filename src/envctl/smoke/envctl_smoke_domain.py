@@ -18,6 +18,9 @@ from envctl_smoke_inputs import BRANCH  # noqa: F401  (sibling: the group names 
 
 BISECT_STEPS = 12  # per bound of each axis: enough for sizes up to 4096 from the export size
 _SCALE = {"scaled_255": 255.0, "negated": -1.0, "scaled_1e3": 1e3}
+# float32 rounding grows with the inputs' magnitude: on inputs scaled by s, atol is scaled by |s|.
+# A flipped branch differs by far more (x/255 against x: 254 parts in 255).
+ATOL_SCALE = {g: abs(s) for g, s in _SCALE.items()}
 
 
 def caveat(kind, message, where=None):

@@ -167,7 +167,7 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                 problem = problem or StageFailure(cls, "output %r at %s: ONNX shape %s, PyTorch %s"
                                                   % (name, sizes, list(g.shape), list(r.shape)))
             else:
-                out.update(compare.compare(r, g, atol, rtol))
+                out.update(compare.compare(r, g, atol * domain.ATOL_SCALE.get(group, 1.0), rtol))
                 if out["nonfinite_matched"]:
                     warn(details, "output %r: %d NaN/Inf at the same positions in PyTorch and ONNX Runtime "
                                   "%s at %s (counted as matching)" % (name, out["nonfinite_matched"], label, sizes))
