@@ -171,6 +171,7 @@ def test_bisection_finds_the_smallest_accepted_size_and_the_sweep_stays_inside(s
     assert sweep and all(c["h"] >= 32 and c["w"] >= 32 for c in sweep)
     assert min(c["h"] for c in sweep) == 32 and max(c["h"] for c in sweep) == 256  # 4x the export height
     assert models.fingerprint_sizes(case, [1, 2, 5], bounds) == {"batch": 2, "h": 32, "w": 32}
+    assert models.inside({"batch": 2, "h": 32}, bounds) and not models.inside({"h": 16}, bounds)
     # torch.export's range constraints narrow the sweep further, and say so
     narrowed = domain.limit(found, {"h": [40, 128]})
     assert all(40 <= c["h"] <= 128 for c in models.sweep(case, [1, 2, 5], case["limits"], narrowed))

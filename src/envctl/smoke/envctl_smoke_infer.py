@@ -222,7 +222,10 @@ def cases_for(case, sizes, export_info=None, exact=False):
     plan += [{"group": g, "sizes": exp} for g in inputs_mod.ADVERSARIAL]
     if info.get("value_sites"):  # search for the other side of the branch before waiving it
         plan += [{"group": g, "sizes": exp} for g in domain.BRANCH]
-    fp = models.fingerprint_sizes(case, sizes, bounds, exact)
+    # from eager's domain alone, so both exporters (and every env) fingerprint the same case
+    fp = models.fingerprint_sizes(case, sizes, domain.limit(case.get("size_domain") or {}, {}), exact)
+    if fp is not None and not models.inside(fp, bounds):  # torch.export certified less: its smallest then
+        fp = models.fingerprint_sizes(case, sizes, bounds, exact)
     if fp is not None and fp in sweep:
         plan[[p["sizes"] for p in plan].index(fp)]["fingerprint"] = True
     elif fp is not None:

@@ -282,6 +282,15 @@ def within(per_dim, bounds, exact=False):
     return out
 
 
+def inside(sizes, bounds):
+    """True when every dim of `sizes` ({dim: size}) lies in its accepted [low, high]."""
+    for d, n in sizes.items():
+        low, high = (bounds or {}).get(d) or (1, None)
+        if n < low or (high is not None and n > high):
+            return False
+    return True
+
+
 def sweep(case, sizes, limits=None, bounds=None, exact=False):
     """{dim_name: size} cases. Dims are rotated against each other (batch=list[i], next
     dim=list[i+1], ...) so every dim sees every size while batch and sequence differ,
