@@ -199,7 +199,7 @@ def test_exact_sizes_are_fed_as_given_and_refused_ones_reported_not_replaced(smo
 def test_branch_inputs_go_beyond_the_example_within_declared_ranges(smoke):
     import torch
 
-    models, domain = smoke
+    _, domain = smoke
     inputs = sys.modules["envctl_smoke_inputs"]
     x, ids = torch.rand(2, 3), torch.randint(1, 300, (2, 5))
 
@@ -227,13 +227,13 @@ CAVEAT = {"model": "m:make", "exporter": "torchscript", "kind": "branch_not_exer
 
 
 def test_caveats_are_typed_in_the_certificate_and_shown_by_status_html_and_junit(tmp_path):
+    from support.project import write_project
     from typer.testing import CliRunner
 
     from envctl.certify.certificate import SCHEMA_VERSION, Certificate, CertificateError
     from envctl.cli import app
     from envctl.suite.certify_all import SuiteResult, TargetResult
     from envctl.suite.junit import junit_xml
-    from support.project import write_project
 
     data = {"certificate_version": SCHEMA_VERSION, "target": "t", "result": "passed", "certified": "run",
             "created_at": "2026-12-06T04:00:00+00:00", "runs": [

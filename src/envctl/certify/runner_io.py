@@ -54,7 +54,7 @@ class Caveat:
         return f"{self.model} [{self.exporter}]: {self.message}"
 
     @classmethod
-    def from_json(cls, data: Any, where: str = "") -> "Caveat":
+    def from_json(cls, data: Any, where: str = "") -> Caveat:
         """One caveat; RunnerResultError (a ValueError) naming the field when it is malformed."""
         if not isinstance(data, dict):
             raise RunnerResultError(f"{where}is {type(data).__name__}, not an object")

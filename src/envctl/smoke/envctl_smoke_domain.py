@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import torch
-
 from envctl_smoke_inputs import BRANCH  # noqa: F401  (sibling: the group names live with the inputs)
 
 BISECT_STEPS = 12  # per bound of each axis: enough for sizes up to 4096 from the export size
