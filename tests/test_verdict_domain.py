@@ -82,6 +82,9 @@ def test_sizes_the_model_refuses_are_skipped_and_reported_under_both_exporters(h
         assert run["fingerprint"]["sizes"][dim] == low  # the fingerprint case is inside the domain too
         pre = next(s for s in run["stages"] if s["name"] == "pre_export")["details"]
         assert pre["size_domain"][dim]["low"] == low
+        if exporter == "dynamo":  # torch.export's own range constraints say the same
+            export = next(s for s in run["stages"] if s["name"] == "export")["details"]
+            assert export["range_constraints"][dim][0] == low
         noted = [c for c in cert["caveats"] if (c["model"], c["exporter"]) == (f"domain_models:{model}", exporter)]
         assert any(c["kind"] == "outside_domain" and f"sizes below {dim}={low} are not accepted by the model"
                    in c["message"] for c in noted), noted
