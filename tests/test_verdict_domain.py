@@ -179,6 +179,9 @@ def test_bisection_finds_the_smallest_accepted_size_and_the_sweep_stays_inside(s
     narrowed = domain.limit(found, {"h": [40, 128]})
     assert all(40 <= c["h"] <= 128 for c in models.sweep(case, [1, 2, 5], case["limits"], narrowed))
     assert "torch.export certified h in [40, 128] only" in domain.range_caveats(case, {"h": [40, 128]})[0]["message"]
+    # its 0/1 specialization (dynamic dims >= 2) is no restriction of the model's: batch 1 stays
+    assert domain.limit(found, {"batch": [2, None]})["batch"][0] == 1 and not domain.range_caveats(
+        case, {"batch": [2, None]})
 
 
 def test_exact_sizes_are_fed_as_given_and_refused_ones_reported_not_replaced(smoke):

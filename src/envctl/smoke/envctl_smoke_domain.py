@@ -129,7 +129,7 @@ def range_caveats(case, ranges):
     notes = []
     for dim, d in (case.get("size_domain") or {}).items():
         r = ranges.get(dim)
-        if r and (r[0] > d["low"] or (r[1] is not None and r[1] < d["high"])):
+        if r and (_export_low(r) > d["low"] or (r[1] is not None and r[1] < d["high"])):
             notes.append(caveat("outside_domain", "torch.export certified %s in [%d, %s] only: sizes outside "
                                 "are not compared" % (dim, r[0], "inf" if r[1] is None else r[1]), dim))
     return notes
@@ -163,6 +163,12 @@ def _finite(v):
         return False
 
 
+def _export_low(r):
+    """torch.export's lower bound where it restricts the model: a bound of 2 or less is its own
+    0/1 specialization convention (older releases report dynamic dims as >= 2), not the model's."""
+    return r[0] if r and r[0] > 2 else 0
+
+
 def limit(domain, ranges):
     """The axes' accepted [low, high] from eager's domain and torch.export's ranges together."""
     out = {}
@@ -170,7 +176,7 @@ def limit(domain, ranges):
         low, high = d["low"], d["high"]
         r = ranges.get(dim)
         if r:
-            low = max(low, r[0])
+            low = max(low, _export_low(r))
             high = min(high, r[1]) if r[1] is not None else high
         out[dim] = [low, high]
     return out
