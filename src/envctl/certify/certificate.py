@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from envctl.certify.runner_io import Caveat, RunnerResultError
 from envctl.core.limits import short
 
-SCHEMA_VERSION = 1
+# 2: `caveats` (what a verdict could not prove). Version 1 files read as having none.
+SCHEMA_VERSION = 2
 
 
 class Result(str, enum.Enum):
@@ -103,6 +105,7 @@ class Certificate:
     spec: dict[str, Any] | None = None
     runner: dict[str, Any] | None = None
     seconds: float | None = None
+    caveats: list[Caveat] = field(default_factory=list)  # sizes the model refuses, branches never flipped
     extra: dict[str, Any] = field(default_factory=dict)  # fields of newer envctl versions, kept as they are
     path: Path | None = field(default=None, compare=False)  # where it was read from or written to
 
@@ -128,6 +131,8 @@ class Certificate:
                 value = value.value
             elif isinstance(value, Failure):
                 value = value.to_json()
+            elif f.name == "caveats":
+                value = [c.to_json() for c in value]
             elif isinstance(value, LockRef):
                 value = {k: v for k, v in asdict(value).items() if v is not None or k in ("path", "sha256")}
             out[f.name] = value
@@ -164,6 +169,13 @@ class Certificate:
         for key, kind in typed.items():
             if data.get(key) is not None and not isinstance(data[key], kind):
                 raise CertificateError(f"'{key}' has the wrong type ({type(data[key]).__name__})")
+        caveats = data.get("caveats") or []
+        if not isinstance(caveats, list):
+            raise CertificateError(f"'caveats' is {type(caveats).__name__}, not a list")
+        try:
+            typed_caveats = [Caveat.from_json(c, where=f"caveats[{i}].") for i, c in enumerate(caveats)]
+        except RunnerResultError as exc:
+            raise CertificateError(str(exc)) from None
         known = {f.name for f in fields(cls)} - {"path", "extra"}
         return cls(
             target=str(data.get("target") or ""), result=result, certified=certified,
@@ -174,7 +186,7 @@ class Certificate:
             environment=data.get("environment"), ran_on_target_hardware=bool(data.get("ran_on_target_hardware")),
             failure=Failure.from_json(data.get("failure")), runs=runs, versions=data.get("versions"),
             versions_expected=data.get("versions_expected"), providers_available=data.get("providers_available"),
-            spec=data.get("spec"), runner=data.get("runner"), seconds=data.get("seconds"),
+            spec=data.get("spec"), runner=data.get("runner"), seconds=data.get("seconds"), caveats=typed_caveats,
             extra={k: v for k, v in data.items() if k not in known})
 
 

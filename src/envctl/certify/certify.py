@@ -27,7 +27,7 @@ from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
 from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree
 from envctl.core.hashing import sha256_file_or_none
-from envctl.certify.runner_io import RunnerResult
+from envctl.certify.runner_io import RunnerResult, run_caveats
 from envctl.certify.certificate import SCHEMA_VERSION, Certificate
 from envctl.certify.truth import host_models, input_files, limit_findings
 from envctl.host.runnable import needs_gpu
@@ -313,7 +313,7 @@ def _finish(root: Path, name: str, data: dict, spec: dict, runner_result: dict |
             started: float, out: Path | None) -> Certificate:
     status, failure, runs = _summarise(runner_result, process)
     data.update(
-        result=status, reason=None, failure=failure, runs=runs,
+        result=status, reason=None, failure=failure, runs=runs, caveats=[c.to_json() for c in run_caveats(runs)],
         versions=(runner_result or {}).get("versions"), versions_expected=spec["expected_versions"],
         providers_available=(runner_result or {}).get("providers_available"),
         measured_limits=(runner_result or {}).get("measured_limits"),

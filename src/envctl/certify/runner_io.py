@@ -31,6 +31,55 @@ def _expect(data: dict, key: str, kind: type | tuple[type, ...], *, optional: bo
     return value
 
 
+CAVEAT_KINDS = ("outside_domain", "branch_not_exercised")
+
+
+@dataclass(frozen=True)
+class Caveat:
+    """What a verdict could not prove, for one model and exporter: sizes or inputs the model
+    itself refuses ("outside_domain", skipped), or a value-dependent line that no input tried
+    flipped ("branch_not_exercised"). `where`: the dim or file:line it is about."""
+
+    model: str
+    exporter: str
+    kind: str
+    message: str
+    where: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "exporter": self.exporter, "kind": self.kind, "message": self.message,
+                "where": self.where}
+
+    def line(self) -> str:
+        return f"{self.model} [{self.exporter}]: {self.message}"
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "") -> Caveat:
+        """One caveat; RunnerResultError (a ValueError) naming the field when it is malformed."""
+        if not isinstance(data, dict):
+            raise RunnerResultError(f"{where}is {type(data).__name__}, not an object")
+        for key in ("model", "exporter", "kind", "message"):
+            _expect(data, key, str, optional=False, where=where)
+        if data["kind"] not in CAVEAT_KINDS:
+            raise RunnerResultError(f"{where}'kind' is {data['kind']!r}, not one of {', '.join(CAVEAT_KINDS)}")
+        _expect(data, "where", str, where=where)
+        return cls(data["model"], data["exporter"], data["kind"], data["message"], data.get("where"))
+
+
+def run_caveats(runs: list[dict[str, Any]]) -> list[Caveat]:
+    """Every run's caveats (the runner lists them per run without model and exporter), typed."""
+    out: list[Caveat] = []
+    for i, run in enumerate(runs):
+        for j, raw in enumerate(run.get("caveats") or []):
+            if not isinstance(raw, dict):
+                raise RunnerResultError(f"runs[{i}].caveats[{j}] is {type(raw).__name__}, not an object")
+            caveat = Caveat.from_json({"model": run.get("model"), "exporter": run.get("exporter")} | raw,
+                                      where=f"runs[{i}].caveats[{j}].")
+            if caveat not in out:
+                out.append(caveat)
+    return out
+
+
 @dataclass
 class RunnerResult:
     status: str  # "passed" | "failed"
@@ -40,6 +89,7 @@ class RunnerResult:
     versions: dict[str, Any] | None = None
     providers_available: list[str] | None = None
     measured_limits: dict[str, Any] | None = None
+    caveats: list[Caveat] = field(default_factory=list)  # what the verdicts could not prove
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the checked JSON, for fields only some readers use
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -64,6 +114,7 @@ class RunnerResult:
                 raise RunnerResultError(f"{where}'status' is {run.get('status')!r}")
             _expect(run, "stages", list, where=where)
             _expect(run, "failure", dict, where=where)
+            _expect(run, "caveats", list, where=where)
         stages = _expect(data, "stages", list) or []
         if not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in stages):
             raise RunnerResultError("'stages' is not a list of objects with a name")
@@ -73,4 +124,4 @@ class RunnerResult:
         return cls(status=status, runs=runs, stages=stages, failure=failure,
                    versions=_expect(data, "versions", dict),
                    providers_available=_expect(data, "providers_available", list),
-                   measured_limits=_expect(data, "measured_limits", dict), raw=data)
+                   measured_limits=_expect(data, "measured_limits", dict), caveats=run_caveats(runs), raw=data)

@@ -77,8 +77,8 @@ def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Pa
         spec["opset"] = opset
     if simplify is not None:
         spec["simplify"] = simplify
-    if sizes:
-        spec["sizes"] = sizes
+    if sizes:  # the user's sizes replace the sweep: nothing is added behind their back
+        spec.update(sizes=sizes, exact_sizes=True)
     return spec
 
 
@@ -143,16 +143,19 @@ def _sci(value) -> str:
 
 
 def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | None, process: dict) -> dict:
+    from envctl.certify.runner_io import run_caveats
+
     report = {"model": ref, "exporter": exporter, "opset_requested": spec["opset"], "env": where,
               "status": "failed", "failure": process.get("failure"), "versions": {}, "stages": [], "sizes": [],
-              "opset_written": None, "ir_version": None, "model_bytes": None, "files": [], "warnings": [],
+              "opset_written": None, "ir_version": None, "model_bytes": None, "files": [], "warnings": [], "caveats": [],
               "seconds": process.get("seconds"), "output_tail": None}
     if result is None:
         report["output_tail"] = process.get("output_tail")
         return report
     run = (result.get("runs") or [{}])[0]
     report.update(status=result["status"], failure=result.get("failure"), versions=result.get("versions", {}),
-                  opset_written=run.get("opset_written"), ir_version=run.get("ir_version"))
+                  opset_written=run.get("opset_written"), ir_version=run.get("ir_version"),
+                  caveats=[c.to_json() for c in run_caveats([run])])
     top = result.get("stages", [])  # "versions" before the model's ladder, "save" after it
     ordered = [st for st in top if st["name"] != "save"] + run.get("stages", []) + [st for st in top if st["name"] == "save"]
     report["stages"] = [{k: st.get(k) for k in ("name", "status", "seconds", "message")} for st in ordered]
@@ -223,6 +226,8 @@ def print_report(report: dict) -> None:
             console.print(f"[yellow]{s['name']} skipped[/]: {escape(s['message'])}", soft_wrap=True)
     for w in report["warnings"]:
         console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
+    for c in report.get("caveats") or []:  # what the verdict could not prove
+        console.print(f"[yellow]caveat[/] {escape(c['message'])}", soft_wrap=True)
     seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
     if report["status"] == "passed":
         size = human_size(report["model_bytes"]) if report["model_bytes"] is not None else "?"

@@ -230,7 +230,7 @@ def main(argv):
         run["worst"] = _worst(run)
     status = "passed" if result and result.get("status") == "passed" else "failed"
     cert = {
-        "certificate_version": 1, "target": info["target"], "target_hash": target_hash,
+        "certificate_version": 2, "target": info["target"], "target_hash": target_hash,
         "envctl_version": info["envctl_version"],
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": facts, "xfail": xfail, "result": status, "reason": None, "certified": "device",
@@ -245,6 +245,9 @@ def main(argv):
                                           "tolerances", "sizes", "seed", "simplify")},
         "runner": dict({k: v for k, v in process.items() if k != "failure"}, stages=(result or {}).get("stages", [])),
         "seconds": round(time.monotonic() - started, 3),
+        # what the verdicts could not prove, per model and exporter (as envctl.certify.runner_io types them)
+        "caveats": [dict(c, model=run.get("model"), exporter=run.get("exporter")) for run in runs
+                    for c in run.get("caveats") or [] if isinstance(c, dict)],
     }
     out = args.out or os.path.join(os.getcwd(), "%s.device-cert.json" % info["target"])
     try:

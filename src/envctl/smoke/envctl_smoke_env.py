@@ -33,7 +33,7 @@ def load_spec(path, result_path):
             "providers": ["CPUExecutionProvider"], "required_provider": None, "device": "cpu",
             "expected_versions": {}, "models": [], "model_paths": [], "tolerances": {},
             "model_tolerances": {}, "sizes": [1, 2, 5], "seed": 0, "simplify": None,
-            "dynamic": None, "out": None, "input_files": [],
+            "dynamic": None, "out": None, "input_files": [], "exact_sizes": False,
             "workdir": os.path.join(os.path.dirname(os.path.abspath(result_path)), "envctl-smoke-onnx")}
     spec.update({k: v for k, v in raw.items() if v is not None or k == "simplify"})
     checks = [
@@ -47,6 +47,7 @@ def load_spec(path, result_path):
         (isinstance(spec["sizes"], list) and spec["sizes"]
          and all(isinstance(s, int) and s >= 1 for s in spec["sizes"]), "sizes must be integers >= 1"),
         (spec["simplify"] in (None, "auto", "required", "onnxslim", "onnxsim"), "bad simplify"),
+        (isinstance(spec["exact_sizes"], bool), "exact_sizes must be true or false"),
         (isinstance(spec["expected_versions"], dict) and isinstance(spec["model_paths"], list)
          and isinstance(spec["tolerances"], dict) and isinstance(spec["model_tolerances"], dict),
          "expected_versions/tolerances/model_tolerances must be objects, model_paths a list"),

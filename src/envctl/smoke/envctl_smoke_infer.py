@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 import envctl_smoke_compare as compare
+import envctl_smoke_domain as domain
 import envctl_smoke_inputs as inputs_mod
 import envctl_smoke_models as models
 
@@ -79,10 +80,6 @@ def sizes_of(case, tensors):
     return out
 
 
-def _beyond(sizes, exp):
-    return any(d != "batch" and n > exp.get(d, n) for d, n in sizes.items())
-
-
 def _verdict(details, export_info, failures, exp_sizes):
     """The classified failure for the numeric mismatches seen (or None), and the waiver note."""
     sites = export_info.get("value_sites") or []
@@ -90,14 +87,15 @@ def _verdict(details, export_info, failures, exp_sizes):
     where = ("at " + ", ".join(sites)) if sites else "(the graphs exported from two input groups differ)"
     # differences on inputs shaped like the trace's, or on the user's own data: values, not shapes
     at_export = [f for f in failures if f["sizes"] == exp_sizes or f["group"] in inputs_mod.ADVERSARIAL
-                 or f["group"] == "samples"]
+                 or f["group"] in domain.BRANCH or f["group"] == "samples"]
     if signal and at_export:
         f = at_export[0]
         return StageFailure("value_dependent_branch", "the trace kept one branch of value-dependent code %s: %s"
                             % (where, f["text"]))
     if signal and not failures:
         warn(details, "value-dependent code %s was waived: the branch-flipping inputs (%s) all match"
-             % (where, ", ".join(inputs_mod.ADVERSARIAL)))
+             % (where, ", ".join(inputs_mod.ADVERSARIAL + domain.BRANCH)))
+        details.setdefault("caveats", []).extend(domain.branch_caveats(sites, ()))
     if failures:
         return StageFailure("numeric_mismatch", failures[0]["text"])
     return None
@@ -117,7 +115,7 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
             tensors = list(case["samples"][c["sample"]])
         else:
             tensors = models.make_inputs(case, c["sizes"], seed, group)
-        sizes = sizes_of(case, tensors) if group in ("samples", "example") else c["sizes"]
+        sizes = sizes_of(case, tensors) if group in ("samples", "example") + domain.BRANCH else c["sizes"]
         rec = {"group": group, "sizes": sizes, "outputs": [], "passed": False}
         if group == "samples":
             rec["sample"] = c["sample"]
@@ -129,12 +127,21 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                 refs[key] = [t.cpu().numpy() for t in outs]
         except Exception as e:
             rec["error"] = "PyTorch: %s: %s" % (type(e).__name__, str(e)[:500])
-            if group in ("random", "sign_flipped", "zeros", "large") and (_beyond(sizes, exp_sizes) or group != "random"):
-                # beyond a limit of the model itself (or inputs it refuses): not a verdict on the export
-                rec.update(passed=None, skipped="PyTorch itself fails on these inputs; not compared")
+            if group not in ("samples", "example"):
+                # inputs the model itself refuses (a size, value or mask pattern): not a verdict on the export
+                rec.update(passed=None, skipped="outside the model's domain: PyTorch itself raises on these "
+                                                "inputs; not compared")
                 continue
-            problem = problem or StageFailure("model_error", "PyTorch forward failed on the %s inputs at %s: %s"
-                                              % (group, sizes, e))
+            if problem is None:
+                problem = StageFailure("model_error", "PyTorch forward failed on the %s inputs at %s: %s"
+                                       % (group, sizes, e))
+                problem.remedy = ("PyTorch itself fails on %s: fix the model or those inputs (the traceback is "
+                                  "in the stage's detail); the export is not judged on them"
+                                  % ("your own data" if group == "samples" else "the example"))
+            continue
+        why = None if group in ("samples", "example") else domain.outside(case, refs[key])
+        if why:
+            rec.update(passed=None, skipped=why)
             continue
         try:
             got = sess.run(None, _feed(case, sess, tensors))
@@ -145,7 +152,7 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                                  "frozen in the graph. %s" % (sizes, exp_sizes, str(e)[:300]))
             problem = problem or e
             continue
-        if group == "random" and sizes and all(v == 2 for v in sizes.values()):
+        if c.get("fingerprint"):
             fp = fingerprint(case, sizes, got, tensors)
         ref = refs[key]
         if len(got) != len(ref):
@@ -160,7 +167,7 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                 problem = problem or StageFailure(cls, "output %r at %s: ONNX shape %s, PyTorch %s"
                                                   % (name, sizes, list(g.shape), list(r.shape)))
             else:
-                out.update(compare.compare(r, g, atol, rtol))
+                out.update(compare.compare(r, g, atol * domain.ATOL_SCALE.get(group, 1.0), rtol))
                 if out["nonfinite_matched"]:
                     warn(details, "output %r: %d NaN/Inf at the same positions in PyTorch and ONNX Runtime "
                                   "%s at %s (counted as matching)" % (name, out["nonfinite_matched"], label, sizes))
@@ -179,6 +186,12 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                     warn(details, note)
             rec["outputs"].append(out)
         rec["passed"] = len(got) == len(ref) and all(o["passed"] for o in rec["outputs"])
+    skipped = [r for r in details["cases"] if r.get("skipped")]
+    if skipped:
+        details.setdefault("caveats", []).append(domain.caveat(
+            "outside_domain", "%d of %d cases lie outside the model's domain and were skipped (first: %s at %s: %s)"
+            % (len(skipped), len(details["cases"]), skipped[0]["group"], skipped[0]["sizes"],
+               skipped[0].get("error") or skipped[0]["skipped"])))
     mine = [r for r in details["cases"] if r["group"] == "samples"]
     if mine:
         details["on_your_data"] = {"samples": len(mine), "passed": all(r["passed"] for r in mine),
@@ -195,15 +208,26 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
     return fp
 
 
-def cases_for(case, sizes):
-    """The comparison plan: samples, the size sweep, the adversarial groups at the export
-    sizes, and the all-2 fingerprint case (the same in every env)."""
+def cases_for(case, sizes, export_info=None, exact=False):
+    """The comparison plan: samples, the size sweep within the model's domain, the adversarial
+    groups at the export sizes (and, after a tracer warning on a value, inputs beyond the
+    example's span), and the fingerprint case (the same in every env). `exact`: the user's
+    --sizes replace the sweep, and the fingerprint is taken from them."""
+    info = export_info or {}
+    bounds = domain.limit(case.get("size_domain") or {}, info.get("range_constraints") or {})
     plan = [{"group": "samples", "sizes": None, "sample": i} for i in range(len(case["samples"]))]
-    sweep = models.sweep(case, sizes, case.get("limits"))
+    sweep = models.sweep(case, sizes, case.get("limits"), bounds, exact)
     plan += [{"group": "random", "sizes": s} for s in sweep]
     exp = models.export_sizes(case)
     plan += [{"group": g, "sizes": exp} for g in inputs_mod.ADVERSARIAL]
-    all2 = {d: 2 for d in models.dim_names(case)}
-    if all2 not in sweep:
-        plan.append({"group": "random", "sizes": all2})
+    if info.get("value_sites"):  # search for the other side of the branch before waiving it
+        plan += [{"group": g, "sizes": exp} for g in domain.BRANCH]
+    # from eager's domain alone, so both exporters (and every env) fingerprint the same case
+    fp = models.fingerprint_sizes(case, sizes, domain.limit(case.get("size_domain") or {}, {}), exact)
+    if fp is not None and not models.inside(fp, bounds):  # torch.export certified less: its smallest then
+        fp = models.fingerprint_sizes(case, sizes, bounds, exact)
+    if fp is not None and fp in sweep:
+        plan[[p["sizes"] for p in plan].index(fp)]["fingerprint"] = True
+    elif fp is not None:
+        plan.append({"group": "random", "sizes": fp, "fingerprint": True})
     return plan

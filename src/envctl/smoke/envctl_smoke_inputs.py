@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 ADVERSARIAL = ("sign_flipped", "zeros", "large", "example")
+# After a tracer warning on a value: the example beyond its span (envctl_smoke_domain.branch_inputs).
+BRANCH = ("scaled_255", "negated", "scaled_1e3", "dtype_low", "dtype_high")
 _POSITION = re.compile(r"pos|^wpe$", re.I)  # position_embeddings, embed_positions, pos_embed, GPT-2's wpe
 _LIMIT_ATTRS = ("max_position_embeddings", "n_positions", "max_source_positions", "max_target_positions")
 
@@ -180,6 +182,9 @@ def make(case, shapes, seed, group="random"):
     """Seeded tensors of `shapes` for `group` ("example" returns the example itself)."""
     if group == "example":
         return [t.detach().clone() for t in case["inputs"]]
+    if group in BRANCH:
+        import envctl_smoke_domain as domain  # loaded by the runner before any comparison runs
+        return domain.branch_inputs(case, group)
     out = []
     for i, (t, shape, d) in enumerate(zip(case["inputs"], shapes, case["domains"])):
         key = json.dumps([seed, i, list(shape), str(t.dtype)]).encode()

@@ -242,12 +242,17 @@ def export_sizes(case):
 MAX_ELEMENTS = 4000000  # a swept case bigger than this (all inputs) is left out: cost, not truth
 
 
-def dim_sizes(case, sizes, limits):
+def dim_sizes(case, sizes, limits, exact=False):
     """Sizes tried per dynamic dim: the spec's sizes, and above the export size: a sequence
-    goes to 2x and 4x its export length, within a declared `max` or a found limit."""
+    goes to 2x and 4x its export length, within a declared `max` or a found limit. `exact`
+    (the user's --sizes): the spec's sizes alone, nothing added, none dropped here (sizes the
+    model refuses are skipped and reported by envctl_smoke_domain)."""
     exp = export_sizes(case)
     out = {}
     for d in dim_names(case):
+        if exact:
+            out[d] = sorted({int(v) for v in sizes})
+            continue
         cap = limits.get(d)
         vals = [int(v) for v in sizes if not cap or v <= cap]
         grow = (2, 4) if d != "batch" else ((2,) if max(vals or [0]) <= exp.get(d, 2) else ())
@@ -260,12 +265,40 @@ def dim_sizes(case, sizes, limits):
     return out
 
 
-def sweep(case, sizes, limits=None):
+def within(per_dim, bounds, exact=False):
+    """Each dim's sizes inside its accepted [low, high] (`bounds`, from envctl_smoke_domain):
+    the user's exact sizes outside it are left out (and reported), generated ones are moved
+    to the nearest accepted size, so the sweep still goes as low and as high as it can."""
+    out = {}
+    for d, vals in per_dim.items():
+        low, high = (bounds or {}).get(d) or (1, None)
+        inside = []
+        for v in vals:
+            if not exact:
+                v = max(low, v) if high is None else min(max(low, v), high)
+            if v >= low and (high is None or v <= high) and v not in inside:
+                inside.append(v)
+        out[d] = inside
+    return out
+
+
+def inside(sizes, bounds):
+    """True when every dim of `sizes` ({dim: size}) lies in its accepted [low, high]."""
+    for d, n in sizes.items():
+        low, high = (bounds or {}).get(d) or (1, None)
+        if n < low or (high is not None and n > high):
+            return False
+    return True
+
+
+def sweep(case, sizes, limits=None, bounds=None, exact=False):
     """{dim_name: size} cases. Dims are rotated against each other (batch=list[i], next
     dim=list[i+1], ...) so every dim sees every size while batch and sequence differ,
-    which catches axes swapped in a reshape."""
-    per = dim_sizes(case, sizes, limits or {})
+    which catches axes swapped in a reshape. `bounds`: the model's accepted sizes per dim."""
+    per = within(dim_sizes(case, sizes, limits or {}, exact), bounds, exact)
     dims = dim_names(case)
+    if any(not per[d] for d in dims):  # a dim the model accepts none of the sizes on
+        return []
     n = max([len(v) for v in per.values()] or [len(sizes)])
     cases = []
     for i in range(n):
@@ -273,6 +306,23 @@ def sweep(case, sizes, limits=None):
         if c not in cases and sum(int(np.prod(s)) for s in input_shapes(case, c)) <= MAX_ELEMENTS:
             cases.append(c)
     return cases
+
+
+def fingerprint_sizes(case, sizes, bounds=None, exact=False):
+    """The one case whose ONNX outputs are fingerprinted, the same in every env: each dim at 2
+    (its smallest accepted size above that), or with the user's --sizes, at the smallest of
+    them the model accepts. None when some dim accepts none of them."""
+    out = {}
+    for d in dim_names(case):
+        low, high = (bounds or {}).get(d) or (1, None)
+        if exact:
+            ok = [int(v) for v in sorted(sizes) if v >= low and (high is None or v <= high)]
+            if not ok:
+                return None
+            out[d] = ok[0]
+        else:
+            out[d] = max(2, low) if high is None else min(max(2, low), high)
+    return out
 
 
 def make_inputs(case, dim_sizes, seed, group="random"):

@@ -18,6 +18,7 @@ import onnxruntime as ort
 import torch
 
 import envctl_smoke_compare as compare
+import envctl_smoke_domain as domain
 import envctl_smoke_inputs as inputs_mod
 import envctl_smoke_models as models
 from envctl_smoke_infer import cases_for, fingerprint, inference, torch_outputs  # noqa: F401 (the runner's API)
@@ -171,9 +172,12 @@ def export(details, case, exporter, path, opset, inputs, seed=0):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            torch.onnx.export(case["model"], tuple(inputs), path, **kw)
+            program = torch.onnx.export(case["model"], tuple(inputs), path, **kw)
         finally:
             _note_warnings(details, caught)
+    if exporter == "dynamo":  # the sizes torch.export certified: the sweep stays inside them
+        details["range_constraints"] = domain.export_ranges(program, case)
+        details["caveats"] = domain.range_caveats(case, details["range_constraints"])
     sites = compare.value_sites(caught, os.path.dirname(os.path.abspath(torch.__file__)))
     details["value_sites"] = sites
     if sites and exporter == "torchscript":  # the trace may have kept one branch: look twice

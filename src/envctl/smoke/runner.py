@@ -20,7 +20,9 @@ SPEC (JSON object; only spec_version is required, the rest have these defaults):
   model_paths: []              prepended to sys.path before importing user modules
   tolerances: {"atol": 1e-4, "rtol": 1e-3}   model_tolerances: {"cnn": {"atol": ..}}
                                (precedence: model_tolerances > callable's atol/rtol > tolerances)
-  sizes: [1, 2, 5]             sizes tried on every dynamic axis (see envctl_smoke_models.sweep)
+  sizes: [1, 2, 5]             sizes tried on every dynamic axis (see envctl_smoke_models.sweep),
+                               within the sizes the model accepts (envctl_smoke_domain)
+  exact_sizes: false           true (envctl export --sizes): `sizes` replace the sweep, nothing added
   seed: 0                      simplify: null | "auto" | "required" | "onnxslim" | "onnxsim"
   workdir: "<result dir>/envctl-smoke-onnx"   .onnx files go to workdir/NN-model/exporter/
   dynamic: null                {name: [axis, ...] | {axis: dim_name}} replaces every model's
@@ -41,7 +43,8 @@ and "in_progress": {"model", "exporter"}, so a crash still tells where it happen
   {"result_version": 1, "target", "status": "passed" | "failed", "complete": true,
    "versions": {...}, "providers_available": [...], "stages": [the "versions" stage],
    "runs": [{"model", "exporter", "status": "passed" | "failed" | "skipped", "stages": [...],
-             "failure", "files", "opset_written", "ir_version", "fingerprint"}],
+             "failure", "files", "opset_written", "ir_version", "fingerprint",
+             "caveats": [{"kind", "message", "where"}]}],
    "failure": first failure or null, "seconds", "out_files": [what "out" wrote],
    "measured_limits": {"max_opset", "max_ir"} this onnxruntime loads (the "limits" stage)}
   stage:   {"name", "status": passed|failed|skipped|warning, "seconds", "details", "message"}
@@ -49,7 +52,10 @@ and "in_progress": {"model", "exporter"}, so a crash still tells where it happen
            simplify (stages after a fatal failure are "skipped"). An env_mismatch fails the
            result but the runs still go ahead, so the report shows what would have worked.
   failure: {"class", "stage", "message", "remedy"}   class: a key of FAILURE_CLASSES
-  fingerprint (ORT outputs with every dynamic axis = 2): {"sizes", "input_sha256",
+  caveats: what the verdict could not prove: "outside_domain" (sizes or inputs the model itself
+           refuses, skipped), "branch_not_exercised" (a value-dependent line no input flipped)
+  fingerprint (ORT outputs with every dynamic axis = 2, or the smallest size the model accepts;
+           with exact_sizes the smallest accepted of `sizes`): {"sizes", "input_sha256",
            "outputs": [{"name", "shape", "dtype", "samples" (16 evenly spaced), "mean", "l2"}]}
   Non-finite floats are written as the strings "nan", "inf", "-inf".
 
@@ -196,7 +202,7 @@ def _fill_ladder(stages, why="an earlier stage failed"):
                    "message": "not run: " + why} for n in LADDER if n not in done)
 
 
-def run_model(spec, index, ref, M, S, emit):
+def run_model(spec, index, ref, M, S, emit, D):
     """All exporters for one model; returns the runs. emit(model, exporter) saves progress."""
     pre_stages, ctx = [], {"spec": spec, "refs": {}}
     _PROGRESS.update(model=ref, sizes=spec.get("sizes"))
@@ -207,6 +213,7 @@ def run_model(spec, index, ref, M, S, emit):
             case["dynamic_axes"] = {str(k): M._axes_map(v, str(k)) for k, v in spec["dynamic"].items()}
         files = [] if ref in M.BUILTIN_NAMES else spec["input_files"]  # --inputs are for the user's models
         inputs = S.pre_export(details, case, spec["device"], spec["seed"], files)
+        D.learn(details, case, spec["sizes"], spec["exact_sizes"], spec["seed"], spec["device"], M)
         unknown = sorted(set(case["dynamic_axes"]) - set(case["input_names"]) - set(case["output_names"]))
         if spec["dynamic"] is not None and unknown:
             raise _Fail("model_error", "dynamic axes name %s, which the model does not have (inputs %s, "
@@ -248,14 +255,17 @@ def run_model(spec, index, ref, M, S, emit):
             step("checker", S.check, path)
             sess, _ = step("session", S.open_session, path, spec["providers"], spec["required_provider"])
             if sess is not None:
-                ctx.update(tol=_tolerances(spec, case, ref), cases=S.cases_for(case, spec["sizes"]),
-                           export_info=rec["details"])
+                ctx.update(tol=_tolerances(spec, case, ref), export_info=rec["details"],
+                           cases=S.cases_for(case, spec["sizes"], rec["details"], spec["exact_sizes"]))
                 run["fingerprint"], _ = step("inference", S.inference, case, sess, ctx["cases"], spec["seed"],
                                              ctx["tol"], ctx["refs"], rec["details"].get("graph_outputs"),
                                              spec["device"], ctx["export_info"])
                 step("simplify", _simplify_stage, S, ctx, path)
         _fill_ladder(stages)
         run["status"] = "failed" if run["failure"] else "passed"
+    for run in runs:  # what the verdict could not prove (sizes the model refuses, branches never taken)
+        run["caveats"] = [c for st in run["stages"] if st["name"] != "simplify"
+                          for c in st["details"].get("caveats", [])]
     return runs
 
 
@@ -312,13 +322,14 @@ def run(spec, result_path, E):
                 lim["status"] = "warning"
             _load_sibling("envctl_smoke_builtins")  # the models module imports the names from it
             M = _load_sibling("envctl_smoke_models")
-            for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_infer"):
+            for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_domain", "envctl_smoke_infer"):
                 _load_sibling(sibling)  # before the stages module, which imports them
+            D = sys.modules["envctl_smoke_domain"]
             S = _load_sibling("envctl_smoke_stages")
             M.add_model_paths(spec["model_paths"])
             os.makedirs(spec["workdir"], exist_ok=True)
             for i, ref in enumerate(spec["models"]):
-                result["runs"].extend(run_model(spec, i, ref, M, S, emit))
+                result["runs"].extend(run_model(spec, i, ref, M, S, emit, D))
         failures += [r["failure"] for r in result["runs"] if r["failure"]]
         if spec["out"] and not failures:
             _, fail, _ = run_stage(result["stages"], "save", S.save_final, result, spec["out"], where=spec["out"])

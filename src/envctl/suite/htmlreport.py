@@ -228,6 +228,10 @@ def _details(target: Target, s: TargetStatus, cert: dict | None, anchor: str, ru
     if not cert.get("runs"):
         parts.append(_failure(cert.get("failure")))
     parts.append(_versions(cert))
+    if cert.get("caveats"):  # what the verdict could not prove: shown, never waived silently
+        items = "".join(f'<li><b>{_e(c.get("model"))} × {_e(c.get("exporter"))}</b> ({_e(c.get("kind"))}): '
+                        f'{_e(c.get("message"))}</li>' for c in cert["caveats"])
+        parts.append(f'<h3>Caveats</h3><ul class="caveats">{items}</ul>')
     for run in cert.get("runs") or []:
         key = (run.get("model"), run.get("exporter"))
         worst = run.get("worst") or {}

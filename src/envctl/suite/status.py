@@ -100,6 +100,7 @@ def cert_summary(cert: Certificate, path: Path) -> dict[str, Any]:
         "created_at": cert.created_at or None, "hostname": cert.host.get("hostname"),
         "host_platform": cert.host.get("platform"), "failure_class": cert.failure.klass if cert.failure else None,
         "reason": cert.reason, "lock_sha256": cert.lock.hex if cert.lock else None,
+        "caveats": [c.line() for c in cert.caveats],  # what a passed verdict could not prove
     }
 
 
@@ -264,7 +265,9 @@ def print_status(statuses: list[TargetStatus]) -> None:
             cls = f" {escape(cert['failure_class'])}" if cert.get("failure_class") else ""
             if s.device:  # the local one only solved it; the device ran it
                 label = "solved only" if label == "lock-only" else label
-            cert_cell = f"[{style}]{label}[/]{cls}{fresh}"
+            caveats = len(cert.get("caveats") or [])
+            noted = f" [yellow]({caveats} caveat{'s' if caveats != 1 else ''})[/]" if caveats else ""
+            cert_cell = f"[{style}]{label}[/]{cls}{noted}{fresh}"
         if s.device:
             colour = "green" if s.device.get("result") == "passed" and s.device["fresh"] else "yellow"
             cert_cell += f" [{colour}]{escape(device_label(s))}[/]"
@@ -276,6 +279,9 @@ def print_status(statuses: list[TargetStatus]) -> None:
             escape(s.next) if s.next else "[green]-[/]",
         )
     console.print(table)
+    for s in statuses:
+        for line in (s.certificate or {}).get("caveats") or []:
+            console.print(f"[yellow]caveat[/] {escape(s.target)}: {escape(line)}", soft_wrap=True)
     todo = [s for s in statuses if s.next]
     for s in todo:
         console.print(f"{escape(s.target)}: {escape(s.why)} -> [bold]{escape(s.next)}[/]", soft_wrap=True)
