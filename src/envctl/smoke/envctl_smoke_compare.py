@@ -21,29 +21,81 @@ def _stats(x):
     return float(x.max()), float(x.mean()), float(np.percentile(x, 99))
 
 
-def compare(ref, got, atol, rtol):
+def compare(ref, got, atol, rtol, read=None):
     """Per-output record: passed, violations, max/mean/p99 abs and rel error, nonfinite_matched,
-    and the batch rows holding every violation (bad_rows)."""
+    and the batch rows holding every violation (bad_rows). `read` (bool, broadcastable to the
+    output) marks the positions a user reads; the others (padding) are left out of the verdict
+    and their largest difference is reported apart (pad_max_abs)."""
     r, g = np.asarray(ref).astype(np.float64), np.asarray(got).astype(np.float64)
+    keep = np.ones(r.shape, bool) if read is None else np.broadcast_to(np.asarray(read, bool), r.shape)
     both = ~np.isfinite(r) & ~np.isfinite(g)
     same = both & ((np.isnan(r) & np.isnan(g)) | (r == g))  # NaN with NaN, +inf with +inf
     fin = np.isfinite(r) & np.isfinite(g)
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: those positions are judged apart
-        diff = np.abs(g - r)[fin]
-    rel = diff / np.maximum(np.abs(r[fin]), 1e-12)
-    bad = ~same & ~(fin & np.isclose(g, r, atol=atol, rtol=rtol))  # |g - r| <= atol + rtol * |r|
+        full = np.abs(g - r)
+    diff = full[fin & keep]
+    rel = diff / np.maximum(np.abs(r[fin & keep]), 1e-12)
+    wrong = ~same & ~(fin & np.isclose(g, r, atol=atol, rtol=rtol))  # |g - r| <= atol + rtol * |r|
+    bad = wrong & keep
     max_abs, mean_abs, p99_abs = _stats(diff)
     max_rel, mean_rel, p99_rel = _stats(rel)
-    if (~fin & ~same).any():  # a NaN/Inf on one side only
+    if (~fin & ~same & keep).any():  # a NaN/Inf on one side only
         max_abs = max_rel = float("inf")
     out = {"max_abs": max_abs, "mean_abs": mean_abs, "p99_abs": p99_abs,
            "max_rel": max_rel, "mean_rel": mean_rel, "p99_rel": p99_rel,
            "violations": int(bad.sum()), "passed": not bool(bad.any()),
-           "nonfinite_matched": int(same.sum())}
+           "nonfinite_matched": int((same & keep).sum())}
+    if read is not None:
+        pad = ~keep
+        out.update(compared=int(keep.sum()), pad_positions=int(pad.sum()),
+                   pad_violations=int((wrong & pad).sum()),
+                   pad_max_abs=(float("inf") if (~fin & ~same & pad).any()
+                                else float(full[fin & pad].max()) if (fin & pad).any() else 0.0))
     if bad.any() and r.ndim >= 1 and r.shape[0] > 1:
         rows = sorted(set(np.nonzero(bad.reshape(r.shape[0], -1).any(axis=1))[0].tolist()))
         out["bad_rows"] = rows
     return out
+
+
+PAD_NAME = re.compile(r"pad", re.I)  # key_padding_mask, padding_mask: nonzero marks padding
+
+
+def read_positions(names, arrays, domains, dynamic_axes, shape, declared):
+    """(mask name, bool array of the positions a user reads) for an output of `shape`, or
+    (None, None). An output is read through a mask input (an attention mask, or the padding
+    the runner generates) when its leading axes are the mask's axes: same sizes, and every
+    dynamic axis of the mask is dynamic in the graph's declared output shape too (a pooled
+    output whose hidden size happens to equal the sequence length is not)."""
+    for name, a, d in zip(names, arrays, domains):
+        a = np.asarray(a)
+        if d.get("kind") != "mask" or a.ndim < 2 or len(shape) < a.ndim or tuple(shape[:a.ndim]) != a.shape:
+            continue
+        axes = dynamic_axes.get(name, {})
+        if declared and len(declared) == len(shape) and any(
+                isinstance(declared[ax], int) for ax in axes if ax < a.ndim and ax > 0):
+            continue
+        real = (a != 0) if not PAD_NAME.search(name) else (a == 0)
+        if real.all():
+            return name, None  # nothing to leave out
+        return name, real.reshape(a.shape + (1,) * (len(shape) - a.ndim))
+    return None, None
+
+
+def precision(ref32, got, ref64, read, atol, rtol, factor):
+    """ONNX (got) and float32 PyTorch (ref32) judged against float64 PyTorch (ref64), on the
+    positions a user reads: the three largest differences, and whether ONNX is within
+    `factor` times float32 PyTorch's own error (plus atol + rtol*|ref64|) at every position."""
+    r32, g, r64 = (np.asarray(x).astype(np.float64) for x in (ref32, got, ref64))
+    keep = np.ones(r32.shape, bool) if read is None else np.broadcast_to(np.asarray(read, bool), r32.shape)
+    fin = np.isfinite(r32) & np.isfinite(g) & np.isfinite(r64) & keep
+    if r64.shape != r32.shape or (keep & ~fin).any() or not fin.any():
+        return None  # NaN/Inf, or another shape: float64 says nothing about float32 error here
+    e_torch = np.abs(r32 - r64)[fin]
+    e_onnx = np.abs(g - r64)[fin]
+    own = float(e_torch.max())
+    limited = bool((e_onnx <= factor * own + atol + rtol * np.abs(r64[fin])).all())
+    return {"onnx_vs_torch32": float(np.abs(g - r32)[fin].max()), "torch32_vs_torch64": own,
+            "onnx_vs_torch64": float(e_onnx.max()), "factor": factor, "precision_limited": limited}
 
 
 def rows_note(out, sizes_rows, names, arrays, domains, shared_by):
