@@ -31,6 +31,45 @@ def _expect(data: dict, key: str, kind: type | tuple[type, ...], *, optional: bo
     return value
 
 
+@dataclass(frozen=True)
+class Precision:
+    """A run's comparison judged against PyTorch in float64 (runs[].precision): the largest
+    differences ONNX vs float32 PyTorch, float32 PyTorch vs float64, ONNX vs float64, and
+    whether ONNX stayed within `factor` times float32's own error (a pass, precision_limited)."""
+
+    precision_limited: bool
+    onnx_vs_torch32: float
+    torch32_vs_torch64: float
+    onnx_vs_torch64: float
+    factor: float
+    output: str = ""
+
+    NUMBERS = ("onnx_vs_torch32", "torch32_vs_torch64", "onnx_vs_torch64", "factor")
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "precision") -> "Precision":
+        if not isinstance(data, dict):
+            raise RunnerResultError(f"'{where}' is {type(data).__name__}, not an object")
+        if not isinstance(data.get("precision_limited"), bool):
+            raise RunnerResultError(f"'{where}.precision_limited' is {data.get('precision_limited')!r}, not true/false")
+        for key in cls.NUMBERS:
+            value = data.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise RunnerResultError(f"'{where}.{key}' is {type(value).__name__}, not a number")
+        if not isinstance(data.get("output", ""), str):
+            raise RunnerResultError(f"'{where}.output' is {type(data['output']).__name__}, not text")
+        return cls(data["precision_limited"], *(float(data[k]) for k in cls.NUMBERS), output=data.get("output") or "")
+
+
+def check_verdict_fields(run: dict, where: str) -> None:
+    """runs[i].precision (see Precision) and runs[i].pad_notes (a list of text), when present."""
+    if run.get("precision") is not None:
+        Precision.from_json(run["precision"], f"{where}precision")
+    notes = run.get("pad_notes")
+    if notes is not None and not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+        raise RunnerResultError(f"'{where}pad_notes' is not a list of text")
+
+
 @dataclass
 class RunnerResult:
     status: str  # "passed" | "failed"
@@ -64,6 +103,7 @@ class RunnerResult:
                 raise RunnerResultError(f"{where}'status' is {run.get('status')!r}")
             _expect(run, "stages", list, where=where)
             _expect(run, "failure", dict, where=where)
+            check_verdict_fields(run, where)
         stages = _expect(data, "stages", list) or []
         if not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in stages):
             raise RunnerResultError("'stages' is not a list of objects with a name")

@@ -210,7 +210,7 @@ def main(argv):
         run["worst"] = _worst(run)
     status = "passed" if result and result.get("status") == "passed" else "failed"
     cert = {
-        "certificate_version": 1, "target": info["target"], "target_hash": target_hash,
+        "certificate_version": 2, "target": info["target"], "target_hash": target_hash,
         "envctl_version": info["envctl_version"],
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": facts, "xfail": xfail, "result": status, "reason": None, "certified": "device",

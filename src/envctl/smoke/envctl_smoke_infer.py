@@ -266,7 +266,7 @@ def _notes(details):
     """One warning each for what was left out at pad positions and what float32 explains."""
     pads = details.get("pad_notes")
     if pads:
-        warn(details, "compared only where the mask marks real tokens; %d output(s) differ at pad positions, "
+        warn(details, "compared only where the mask marks real tokens; pad positions differ in %d output(s) of the cases, "
                       "e.g. %s" % (len(pads), pads[0]))
     limited = [p for p in details.get("precision") or [] if p["precision_limited"]]
     if limited:
