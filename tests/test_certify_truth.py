@@ -215,17 +215,17 @@ def test_only_positions_a_mask_marks_as_real_are_compared(smoke):
     import numpy as np
 
     compare = smoke[2]
-    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1]])
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]])
     domains, names, axes = [{"kind": "mask"}], ["attention_mask"], {"attention_mask": {0: "batch", 1: "seq"}}
-    ref = np.random.RandomState(0).standard_normal((4, 4, 3))
+    ref = np.random.RandomState(0).standard_normal((4, 5, 3))
     got = ref.copy()
     got[mask == 0] += 5.0  # garbage where only padding sits
     name, read = compare.read_positions(names, [mask], domains, axes, ref.shape, ["batch", "seq", 3])
     assert name == "attention_mask"
     out = compare.compare(ref, got, 1e-4, 1e-3, read)
-    assert out["passed"] and out["pad_violations"] == 7 * 3 and out["pad_max_abs"] == pytest.approx(5.0)
-    assert out["compared"] == 9 * 3
-    got[3, 3, 0] += 1.0  # the single real token of the last row is wrong: caught
+    assert out["passed"] and out["pad_violations"] == 8 * 3 and out["pad_max_abs"] == pytest.approx(5.0)
+    assert out["compared"] == 12 * 3
+    got[3, 4, 0] += 1.0  # the single real token of the last row is wrong: caught
     out = compare.compare(ref, got, 1e-4, 1e-3, read)
     assert not out["passed"] and out["bad_rows"] == [3]
     # a padding mask (nonzero = pad) reads the other way round
@@ -233,9 +233,14 @@ def test_only_positions_a_mask_marks_as_real_are_compared(smoke):
                                          {"key_padding_mask": {0: "batch", 1: "seq"}}, ref.shape, None)
     assert (read_pad[..., 0] == (mask == 1)).all()
     # pooled (batch, hidden) whose hidden size equals seq: a static axis in the graph, compared whole
-    assert compare.read_positions(names, [mask], domains, axes, (4, 4), ["batch", 4]) == (None, None)
+    assert compare.read_positions(names, [mask], domains, axes, (4, 5), ["batch", 5]) == (None, None)
+    # batch == seq (4 x 4): sizes alone are ambiguous, so only the graph's dim names line the axes up
+    square = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]])
+    graph = {"attention_mask": ["batch", "seq"]}
+    assert compare.read_positions(names, [square], domains, axes, (4, 4, 3), ["seq", "batch", 3], graph) == (None, None)
+    assert compare.read_positions(names, [square], domains, axes, (4, 4, 3), ["batch", "seq", 3], graph)[0] == name
     # heads first (batch, heads, seq, seq): not the mask's axes
-    assert compare.read_positions(names, [mask], domains, axes, (4, 2, 4, 4), None) == (None, None)
+    assert compare.read_positions(names, [mask], domains, axes, (4, 2, 5, 5), None) == (None, None)
     assert compare.read_positions(names, [mask], [{"kind": "int"}], axes, ref.shape, None) == (None, None)
 
 

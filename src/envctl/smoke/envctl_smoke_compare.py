@@ -57,23 +57,31 @@ def compare(ref, got, atol, rtol, read=None):
     return out
 
 
+MASK_NAME = re.compile(r"mask", re.I)  # attention_mask, input_mask, key_padding_mask
 PAD_NAME = re.compile(r"pad", re.I)  # key_padding_mask, padding_mask: nonzero marks padding
 
 
-def read_positions(names, arrays, domains, dynamic_axes, shape, declared):
+def read_positions(names, arrays, domains, dynamic_axes, shape, declared, graph_inputs=None):
     """(mask name, bool array of the positions a user reads) for an output of `shape`, or
-    (None, None). An output is read through a mask input (an attention mask, or the padding
-    the runner generates) when its leading axes are the mask's axes: same sizes, and every
-    dynamic axis of the mask is dynamic in the graph's declared output shape too (a pooled
-    output whose hidden size happens to equal the sequence length is not)."""
+    (None, None): compare it whole. An output is read through a mask input (named *mask*,
+    with a mask's values: the example's, or the padding the runner generates) when its
+    leading axes are the mask's axes: the same sizes, every dynamic axis of the mask dynamic
+    in the graph's declared output too (a pooled output whose hidden size happens to equal
+    the sequence length is not), and, where sizes alone are ambiguous (batch == sequence,
+    or a sequence-first output), the same dim names in the graph as the mask's."""
     for name, a, d in zip(names, arrays, domains):
         a = np.asarray(a)
-        if d.get("kind") != "mask" or a.ndim < 2 or len(shape) < a.ndim or tuple(shape[:a.ndim]) != a.shape:
+        if (d.get("kind") != "mask" or not MASK_NAME.search(name) or a.ndim < 2 or len(shape) < a.ndim
+                or tuple(shape[:a.ndim]) != a.shape):
             continue
-        axes = dynamic_axes.get(name, {})
-        if declared and len(declared) == len(shape) and any(
-                isinstance(declared[ax], int) for ax in axes if ax < a.ndim and ax > 0):
+        axes = [ax for ax in dynamic_axes.get(name, {}) if 0 < ax < a.ndim]
+        out_dims = list(declared or [])[:a.ndim] if declared and len(declared) == len(shape) else []
+        if out_dims and any(isinstance(out_dims[ax], int) for ax in axes):
             continue
+        if len(set(a.shape)) < a.ndim:  # sizes alone cannot tell the axes apart
+            in_dims = list((graph_inputs or {}).get(name) or [])[:a.ndim]
+            if not (out_dims and in_dims and all(isinstance(x, str) for x in in_dims) and out_dims == in_dims):
+                continue
         real = (a != 0) if not PAD_NAME.search(name) else (a == 0)
         if real.all():
             return name, None  # nothing to leave out

@@ -185,8 +185,12 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                 # beyond a limit of the model itself (or inputs it refuses): not a verdict on the export
                 rec.update(passed=None, skipped="PyTorch itself fails on these inputs; not compared")
                 continue
-            problem = problem or StageFailure("model_error", "PyTorch forward failed on the %s inputs at %s: %s"
-                                              % (group, sizes, e))
+            if problem is None:
+                problem = StageFailure("model_error", "PyTorch forward failed on the %s inputs at %s: %s"
+                                       % (group, sizes, e))
+                problem.remedy = ("PyTorch itself raises on these inputs: if the model never takes them, declare "
+                                  "its domain (`ranges`, `max`, --sizes) or give real `samples`; else run forward "
+                                  "on them by hand to see the traceback")
             continue
         if "_nondeterministic" not in case:  # once per model, on its first case: is PyTorch a fixed answer?
             case["_nondeterministic"] = reference.nondeterminism(case["model"], on_device, refs[key], atol, rtol)
@@ -218,7 +222,8 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                     "output %r at %s: ONNX shape %s, PyTorch %s" % (name, sizes, list(g.shape), list(r.shape)))})
             else:
                 mask_name, read = compare.read_positions(case["input_names"], arrays, case["domains"],
-                                                         case["dynamic_axes"], r.shape, declared)
+                                                         case["dynamic_axes"], r.shape, declared,
+                                                         (export_info or {}).get("graph_inputs"))
                 out.update(compare.compare(r, g, atol, rtol, read))
                 if read is not None:
                     out["read_through"] = mask_name
