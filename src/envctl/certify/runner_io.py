@@ -44,21 +44,22 @@ class Precision:
     factor: float
     output: str = ""
 
-    NUMBERS = ("onnx_vs_torch32", "torch32_vs_torch64", "onnx_vs_torch64", "factor")
-
     @classmethod
     def from_json(cls, data: Any, where: str = "precision") -> "Precision":
         if not isinstance(data, dict):
             raise RunnerResultError(f"'{where}' is {type(data).__name__}, not an object")
         if not isinstance(data.get("precision_limited"), bool):
             raise RunnerResultError(f"'{where}.precision_limited' is {data.get('precision_limited')!r}, not true/false")
-        for key in cls.NUMBERS:
+        for key in ("onnx_vs_torch32", "torch32_vs_torch64", "onnx_vs_torch64", "factor"):
             value = data.get(key)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise RunnerResultError(f"'{where}.{key}' is {type(value).__name__}, not a number")
         if not isinstance(data.get("output", ""), str):
             raise RunnerResultError(f"'{where}.output' is {type(data['output']).__name__}, not text")
-        return cls(data["precision_limited"], *(float(data[k]) for k in cls.NUMBERS), output=data.get("output") or "")
+        return cls(precision_limited=data["precision_limited"], onnx_vs_torch32=float(data["onnx_vs_torch32"]),
+                   torch32_vs_torch64=float(data["torch32_vs_torch64"]),
+                   onnx_vs_torch64=float(data["onnx_vs_torch64"]), factor=float(data["factor"]),
+                   output=data.get("output") or "")
 
 
 def check_verdict_fields(run: dict, where: str) -> None:
