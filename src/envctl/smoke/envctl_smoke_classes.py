@@ -50,7 +50,7 @@ FAILURE_CLASSES = {
                   "<dynamo| (the dynamo exporter refuses such code instead of freezing it)>; if the other "
                   "branch can never happen, declare the inputs' `ranges` or give real `samples`"},
     "numeric_mismatch": {
-        "summary": "ONNX Runtime outputs differ from PyTorch beyond atol + rtol*|ref| where a user reads them, "
+        "summary": "ONNX Runtime outputs differ from PyTorch beyond atol + rtol * abs(ref) where a user reads them, "
                    "and further than float32 PyTorch itself is from float64",
         "remedy": "the export computes something else: look for custom symbolics or autograd.Functions, "
                   "in-place ops and Python state read in forward; compare exporters/opsets<dynamo| (try the "
