@@ -56,9 +56,10 @@ FAILURE_CLASSES = {
                   "in-place ops and Python state read in forward; compare exporters/opsets<dynamo| (try the "
                   "dynamo exporter)>; report it to torch.onnx with the inputs the message names"},
     "nondeterministic_model": {
-        "summary": "PyTorch itself gives different outputs for the same inputs in eval mode (a random op)",
+        "summary": "PyTorch itself gives different outputs for the same inputs in eval mode (a random op, or state)",
         "remedy": "make forward deterministic in eval: F.dropout(x, p, training=self.training) (or nn.Dropout), "
-                  "no torch.rand*/bernoulli outside training; ONNX cannot match a random answer"},
+                  "no torch.rand*/bernoulli outside training, no state carried from call to call (a cache, a "
+                  "counter); ONNX cannot match a moving answer"},
     "model_error": {
         "summary": "the model callable raised, returned something unusable, or its forward failed",
         "remedy": "return (model, example_inputs_tuple) or {'model', 'inputs'}; run the callable by "

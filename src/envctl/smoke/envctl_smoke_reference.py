@@ -144,5 +144,6 @@ def nondeterminism(model, tensors, first, atol, rtol):
         name, klass = found
         module = dict(model.named_modules()).get(name, model)
         sites = _random_lines(type(module))
-        text += ": the random op is in module %r (%s)%s" % (name, klass, " at " + ", ".join(sites) if sites else "")
+        text += ": the difference starts in module %r (%s)%s" % (
+            name, klass, ", random draws at " + ", ".join(sites) if sites else "")
     return text
