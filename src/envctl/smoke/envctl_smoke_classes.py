@@ -39,8 +39,8 @@ FAILURE_CLASSES = {
                   "major and make its libraries findable (onnxruntime.preload_dlls())"},
     "dynamic_axis_ignored": {
         "summary": "the ONNX graph froze a dynamic axis at its export size (file:line named when the tracer warned)",
-        "remedy": "at the named line, keep shapes in tensors: no int(x.size(1)), range(x.shape[1]) loops or "
-                  ".tolist() of sizes in forward (vectorise the loop, or use torch ops on x.shape); "
+        "remedy": "keep shapes in tensors in forward (at the named line, where one is named): no int(x.size(1)), "
+                  "range(x.shape[1]) loops or .tolist() of sizes (vectorise the loop, or use torch ops on x.shape); "
                   "torch.cond for shape-dependent control flow<dynamo|, or use the dynamo exporter>"
                   "<torchscript|, or export with the TorchScript exporter and let the size sweep judge it>"},
     "value_dependent_branch": {

@@ -131,6 +131,22 @@ def value_sites(caught, torch_dir):
     return sites
 
 
+SHAPE_READ = re.compile(r"\.shape\b|\.size\(|\blen\(|\.numel\(|\.dim\(|\.ndim\b")
+
+
+def shape_sites(caught, torch_dir):
+    """The value sites (file:line) whose source line reads a tensor's shape (x.shape[1],
+    x.size(0), len(x)): a frozen size, not a frozen value."""
+    import linecache
+    out = []
+    for w in caught:
+        site = "%s:%s" % (os.path.basename(w.filename), w.lineno)
+        if site in value_sites([w], torch_dir) and site not in out and SHAPE_READ.search(
+                linecache.getline(w.filename, w.lineno).split("#", 1)[0]):
+            out.append(site)
+    return out
+
+
 def graph_signature(path):
     import onnx
     m = onnx.load(path, load_external_data=False)

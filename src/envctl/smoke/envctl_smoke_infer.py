@@ -89,9 +89,10 @@ def _verdict(details, export_info, failures, exp_sizes, providers):
     """The classified failure for what was seen (or None), and the waiver note. Signals are
     weighed in this order (docs/verdicts.md): ONNX Runtime naming its own problem (memory, a
     kernel, an EP); a tracer warning in the model's own code (file:line) explains a failure on
-    export-shaped inputs as value_dependent_branch and one only at other sizes as
-    dynamic_axis_ignored; without one, ONNX Runtime refusing or reshaping other sizes while the
-    export sizes run is dynamic_axis_ignored; then numeric_mismatch; last, ONNX Runtime raising
+    export-shaped inputs as value_dependent_branch, and one only at other sizes as
+    dynamic_axis_ignored when the warned line reads a shape (else value_dependent_branch);
+    without one, ONNX Runtime refusing or reshaping other sizes while the export sizes run is
+    dynamic_axis_ignored; then numeric_mismatch; last, ONNX Runtime raising
     at the export sizes (runtime_error, with a remedy about the runtime, not the export)."""
     specific = [f for f in failures if f.get("cls") not in (None, "runtime_error")]
     if specific:  # out of memory, a missing kernel, an EP: the runtime said what it is
@@ -105,8 +106,12 @@ def _verdict(details, export_info, failures, exp_sizes, providers):
         f = at_export[0]
         return StageFailure("value_dependent_branch", "the trace kept one branch of value-dependent code %s: %s"
                             % (where, f["text"]))
-    if sites and elsewhere:
+    shapes = [s for s in sites if s in (export_info.get("shape_sites") or [])]
+    if shapes and elsewhere:  # the warned line reads a shape: a size was frozen
         return StageFailure("dynamic_axis_ignored", "the trace froze a size read from a tensor at %s: %s"
+                            % (", ".join(shapes), elsewhere[0]["text"]))
+    if sites and elsewhere:  # a value read (.tolist(), .item(), int(t.max())) that other sizes change
+        return StageFailure("value_dependent_branch", "the trace froze a value read from a tensor at %s: %s"
                             % (", ".join(sites), elsewhere[0]["text"]))
     shaped = [f for f in elsewhere if f["kind"] in ("onnxruntime", "shape")]
     if shaped and not any(f["kind"] == "onnxruntime" for f in at_export):
@@ -271,8 +276,8 @@ def _notes(details):
     """One warning each for what was left out at pad positions and what float32 explains."""
     pads = details.get("pad_notes")
     if pads:
-        warn(details, "compared only where the mask marks real tokens; pad positions differ in %d output(s) of the cases, "
-                      "e.g. %s" % (len(pads), pads[0]))
+        warn(details, "compared only where the mask marks real tokens; pad positions differ in %d output(s) "
+                      "of the cases, e.g. %s" % (len(pads), pads[0]))
     limited = [p for p in details.get("precision") or [] if p["precision_limited"]]
     if limited:
         worst = max(limited, key=lambda p: p["onnx_vs_torch32"])
