@@ -22,8 +22,8 @@ pytestmark = [
 ]
 
 SUPPORT = Path(__file__).parent / "support"
-MODELS = ["llama", "mistral", "clip_text", "naive_variance", "eval_dropout", "unrolled_loop", "lengths_list",
-          "wrong_symbolic"]
+MODELS = ["llama", "mistral", "clip_text", "naive_variance", "eval_dropout", "unrolled_loop", "plain_loop",
+          "lengths_list", "wrong_symbolic"]
 SOURCE = (SUPPORT / "verdict_models.py").read_text()
 
 
@@ -115,8 +115,11 @@ def test_frozen_loop_and_list_are_classified_at_the_warning_line_without_runtime
     lengths = _failure(certified["runs"][("lengths_list", "torchscript")])
     assert lengths["class"] == "value_dependent_branch", lengths
     assert f"verdict_models.py:{_line('lengths.tolist()')}" in lengths["message"]
-    for failure in (loop, lengths):
+    # no warning at all (range(x.shape[1])): ONNX Runtime refusing other sizes while the export sizes run
+    plain = _failure(certified["runs"][("plain_loop", "torchscript")])
+    assert plain["class"] == "dynamic_axis_ignored" and "Gather" in plain["message"], plain
+    for failure in (loop, lengths, plain):
         assert not re.search(r"sidecar|\.onnx\.data|ExecutionProvider", failure["remedy"]), failure["remedy"]
     # dynamo refuses to keep those axes dynamic at export: the same class, from the graph itself
-    for model in ("unrolled_loop", "lengths_list"):
+    for model in ("unrolled_loop", "plain_loop", "lengths_list"):
         assert _failure(certified["runs"][(model, "dynamo")])["class"] == "dynamic_axis_ignored"

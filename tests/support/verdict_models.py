@@ -114,6 +114,22 @@ def unrolled_loop():
             "dynamic_axes": {"x": {0: "batch", 1: "steps"}}}
 
 
+class PlainLoop(UnrolledLoop):
+    """The same loop over range(x.shape[1]): the tracer records it without a warning."""
+
+    def forward(self, x):
+        h = torch.zeros_like(x[:, 0])
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.cell(x[:, t]) + h)
+        return h
+
+
+def plain_loop():
+    case = unrolled_loop()
+    case["model"] = PlainLoop()
+    return case
+
+
 class LengthsList(nn.Module):
     """Per-row sums up to each row's length, read into a Python list."""
 
