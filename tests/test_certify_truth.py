@@ -71,6 +71,7 @@ def _recommends(text, exporter):
 def test_every_class_has_a_remedy_test(smoke):
     runner = smoke[0]
     tested = set(CLASSIFIED) | {"dynamic_axis_ignored", "numeric_mismatch", "value_dependent_branch",
+                                "nondeterministic_model",  # tests/test_certify_verdicts.py
                                 "runner_crash", "timeout", "spec_error",
                                 "simplifier_missing"}  # its remedy: tests/test_smoke_runner.py (simplify required)
     assert set(runner.FAILURE_CLASSES) == tested
@@ -79,7 +80,7 @@ def test_every_class_has_a_remedy_test(smoke):
 @pytest.mark.parametrize("cls", sorted(
     ["env_mismatch", "import_error", "unsupported_operator", "opset_unsupported", "ir_version_unsupported",
      "checker_failure", "ep_fallback", "dynamic_axis_ignored", "value_dependent_branch", "numeric_mismatch",
-     "model_error", "export_failure", "runtime_error", "simplify_failure", "resource_exhausted",
+     "nondeterministic_model", "model_error", "export_failure", "runtime_error", "simplify_failure", "resource_exhausted",
      "runner_crash", "timeout", "spec_error", "simplifier_missing"]))
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_remedy_never_recommends_the_exporter_that_failed(smoke, cls, exporter):
@@ -206,6 +207,58 @@ def test_mismatch_confined_to_rows_says_what_their_inputs_share(smoke):
     note = compare.rows_note({"bad_rows": [1, 3]}, 4, ["input_ids", "attention_mask"], [ids, mask], domains,
                              inputs.shared_by)
     assert "only rows [1, 3] of 4 differ" in note and "attention_mask is all zeros" in note
+
+
+def test_only_positions_a_mask_marks_as_real_are_compared(smoke):
+    """Right, left and single-token padding; the pad positions' difference is reported apart;
+    an output whose axes do not line up with the mask (pooled, or heads first) is compared whole."""
+    import numpy as np
+
+    compare = smoke[2]
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]])
+    domains, names, axes = [{"kind": "mask"}], ["attention_mask"], {"attention_mask": {0: "batch", 1: "seq"}}
+    ref = np.random.RandomState(0).standard_normal((4, 5, 3))
+    got = ref.copy()
+    got[mask == 0] += 5.0  # garbage where only padding sits
+    name, read = compare.read_positions(names, [mask], domains, axes, ref.shape, ["batch", "seq", 3])
+    assert name == "attention_mask"
+    out = compare.compare(ref, got, 1e-4, 1e-3, read)
+    assert out["passed"] and out["pad_violations"] == 8 * 3 and out["pad_max_abs"] == pytest.approx(5.0)
+    assert out["compared"] == 12 * 3
+    got[3, 4, 0] += 1.0  # the single real token of the last row is wrong: caught
+    out = compare.compare(ref, got, 1e-4, 1e-3, read)
+    assert not out["passed"] and out["bad_rows"] == [3]
+    # a padding mask (nonzero = pad) reads the other way round
+    _, read_pad = compare.read_positions(["key_padding_mask"], [1 - mask], domains,
+                                         {"key_padding_mask": {0: "batch", 1: "seq"}}, ref.shape, None)
+    assert (read_pad[..., 0] == (mask == 1)).all()
+    # pooled (batch, hidden) whose hidden size equals seq: a static axis in the graph, compared whole
+    assert compare.read_positions(names, [mask], domains, axes, (4, 5), ["batch", 5]) == (None, None)
+    # batch == seq (4 x 4): sizes alone are ambiguous, so only the graph's dim names line the axes up
+    square = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]])
+    graph = {"attention_mask": ["batch", "seq"]}
+    assert compare.read_positions(names, [square], domains, axes, (4, 4, 3), ["seq", "batch", 3], graph) == (None, None)
+    assert compare.read_positions(names, [square], domains, axes, (4, 4, 3), ["batch", "seq", 3], graph)[0] == name
+    # heads first (batch, heads, seq, seq): not the mask's axes
+    assert compare.read_positions(names, [mask], domains, axes, (4, 2, 5, 5), None) == (None, None)
+    assert compare.read_positions(names, [mask], [{"kind": "int"}], axes, ref.shape, None) == (None, None)
+
+
+def test_precision_is_judged_against_float64_within_the_stated_factor(smoke):
+    import numpy as np
+
+    compare = smoke[2]
+    x = 1000.0 + np.random.RandomState(1).uniform(0, 1, (4, 256))
+    ref64 = (x * x).mean(-1) - x.mean(-1) ** 2
+    x32 = x.astype(np.float32)
+    ref32 = (x32 * x32).mean(-1) - x32.mean(-1) ** 2  # float32 PyTorch: cancellation near 1000
+    onnx = (x32 * x32).sum(-1) / np.float32(256) - (x32.sum(-1) / np.float32(256)) ** 2  # another order
+    p = compare.precision(ref32, onnx, ref64, None, 1e-4, 1e-3, 2.0)
+    assert p["torch32_vs_torch64"] > 1e-3 and p["precision_limited"], p
+    wrong = ref32 + 10 * p["torch32_vs_torch64"] + 0.5  # far beyond float32's own error
+    q = compare.precision(ref32, wrong, ref64, None, 1e-4, 1e-3, 2.0)
+    assert not q["precision_limited"] and q["onnx_vs_torch64"] > q["torch32_vs_torch64"]
+    assert compare.precision(ref32, onnx * np.nan, ref64, None, 1e-4, 1e-3, 2.0) is None
 
 
 # --- inputs ---------------------------------------------------------------------------------

@@ -42,3 +42,45 @@ def test_not_an_object():
     for bad in (None, [], "passed", 3):
         with pytest.raises(RunnerResultError):
             RunnerResult.from_json(bad)
+
+
+PRECISION = {"precision_limited": True, "onnx_vs_torch32": 0.375, "torch32_vs_torch64": 0.25,
+             "onnx_vs_torch64": 0.125, "factor": 2.0, "output": "variance"}
+
+
+def _run(**fields):
+    return {"model": "m:f", "exporter": "dynamo", "status": "passed", "stages": [], **fields}
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"precision": "limited"}, "runs[0].precision"),
+    ({"precision": PRECISION | {"precision_limited": "yes"}}, "runs[0].precision.precision_limited"),
+    ({"precision": {k: v for k, v in PRECISION.items() if k != "torch32_vs_torch64"}},
+     "runs[0].precision.torch32_vs_torch64"),
+    ({"precision": PRECISION | {"onnx_vs_torch64": "0.1"}}, "runs[0].precision.onnx_vs_torch64"),
+    ({"precision": PRECISION | {"factor": True}}, "runs[0].precision.factor"),
+    ({"pad_notes": "pads differ"}, "runs[0].pad_notes"),
+    ({"pad_notes": [3]}, "runs[0].pad_notes"),
+])
+def test_verdict_fields_are_checked_by_the_runner_reader_and_the_certificate(fields, named):
+    """runs[].precision (the three numbers of a float64-judged comparison) and pad_notes:
+    typed on the host, in the runner's result and in a certificate (format 2)."""
+    from envctl.certify.certificate import Certificate, CertificateError
+
+    with pytest.raises(RunnerResultError, match=re.escape(named)):
+        RunnerResult.from_json(GOOD | {"runs": [_run(**fields)]})
+    with pytest.raises(CertificateError, match=re.escape(named)):
+        Certificate.from_json({"result": "passed", "target": "t", "runs": [_run(**fields)]})
+
+
+def test_verdict_fields_read_typed():
+    from envctl.certify.certificate import SCHEMA_VERSION, Certificate
+
+    good = {"result": "passed", "target": "t", "runs": [_run(precision=PRECISION, pad_notes=["pads differ by 0.3"])]}
+    RunnerResult.from_json(GOOD | {"runs": good["runs"]})
+    cert = Certificate.from_json(good)
+    [(model, exporter, p)] = cert.precision
+    assert (model, exporter, p.precision_limited, p.onnx_vs_torch32, p.torch32_vs_torch64, p.onnx_vs_torch64) == (
+        "m:f", "dynamo", True, 0.375, 0.25, 0.125)
+    assert SCHEMA_VERSION == 2 and Certificate.from_json(cert.to_json()).precision == cert.precision
+    assert Certificate.from_json({"result": "passed", "target": "t", "runs": [_run()]}).precision == []  # format 1

@@ -149,10 +149,14 @@ def test_raising_callable_is_model_error_and_others_continue(main_result):
     assert main_result["failure"]["class"] == "model_error"  # the first failure in spec order
 
 
-def test_traced_branch_is_numeric_mismatch(main_result):
+def test_traced_shape_branch_is_dynamic_axis_ignored_naming_the_line(main_result):
+    """`if x.shape[0] > 1` traced at batch 2: only other batch sizes differ, and the tracer's
+    warning names the line: a frozen axis there, not an unexplained numeric mismatch."""
     run = runs_by(main_result)[("smoke_user_models:branchy", "torchscript")]
     assert run["status"] == "failed"
-    assert run["failure"]["class"] == "numeric_mismatch" and run["failure"]["stage"] == "inference"
+    assert run["failure"]["class"] == "dynamic_axis_ignored" and run["failure"]["stage"] == "inference"
+    line = next(i for i, text in enumerate(USER_MODULE.splitlines(), 1) if "if x.shape[0] > 1" in text)
+    assert f"smoke_user_models.py:{line}" in run["failure"]["message"], run["failure"]
     assert "torch.cond" in run["failure"]["remedy"]
     assert "TracerWarning" in stage(run, "export")["message"]  # the trace said so at export
     cases = {c["sizes"]["batch"]: c for c in stage(run, "inference")["details"]["cases"] if c["group"] == "random"}

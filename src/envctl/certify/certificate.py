@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from envctl.certify.runner_io import Caveat, RunnerResultError
+from envctl.certify.runner_io import Caveat, Precision, RunnerResultError, check_verdict_fields
 from envctl.core.limits import short
 
-# 2: `caveats` (what a verdict could not prove). Version 1 files read as having none.
+# 2: `caveats` (what a verdict could not prove), runs[].precision (float64-judged comparison)
+# and runs[].pad_notes. Version 1 files read as having none.
 SCHEMA_VERSION = 2
 
 
@@ -112,6 +113,13 @@ class Certificate:
     @property
     def passed(self) -> bool:
         return self.result is Result.PASSED
+
+    @property
+    def precision(self) -> list[tuple[str, str, Precision]]:
+        """(model, exporter, Precision) of every run whose comparison was judged against PyTorch
+        in float64 (from_json has checked their shape)."""
+        return [(str(r.get("model")), str(r.get("exporter")), Precision.from_json(r["precision"]))
+                for r in self.runs if r.get("precision") is not None]
 
     @property
     def lock_only(self) -> bool:
@@ -228,6 +236,10 @@ def shape_problem(data: Any) -> str | None:
             _check(f"runs[{i}]", run, _RUN)
             if run.get("failure") is not None:
                 _check(f"runs[{i}].failure", run["failure"], _FAILURE)
+            try:
+                check_verdict_fields(run, f"runs[{i}].")
+            except RunnerResultError as exc:
+                raise ValueError(str(exc)) from None
             for j, stage in enumerate(run.get("stages") or []):
                 _check(f"runs[{i}].stages[{j}]", stage, _STAGE)
         spec = data.get("spec") or {}

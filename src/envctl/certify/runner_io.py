@@ -80,6 +80,46 @@ def run_caveats(runs: list[dict[str, Any]]) -> list[Caveat]:
     return out
 
 
+@dataclass(frozen=True)
+class Precision:
+    """A run's comparison judged against PyTorch in float64 (runs[].precision): the largest
+    differences ONNX vs float32 PyTorch, float32 PyTorch vs float64, ONNX vs float64, and
+    whether ONNX stayed within `factor` times float32's own error (a pass, precision_limited)."""
+
+    precision_limited: bool
+    onnx_vs_torch32: float
+    torch32_vs_torch64: float
+    onnx_vs_torch64: float
+    factor: float
+    output: str = ""
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "precision") -> "Precision":
+        if not isinstance(data, dict):
+            raise RunnerResultError(f"'{where}' is {type(data).__name__}, not an object")
+        if not isinstance(data.get("precision_limited"), bool):
+            raise RunnerResultError(f"'{where}.precision_limited' is {data.get('precision_limited')!r}, not true/false")
+        for key in ("onnx_vs_torch32", "torch32_vs_torch64", "onnx_vs_torch64", "factor"):
+            value = data.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise RunnerResultError(f"'{where}.{key}' is {type(value).__name__}, not a number")
+        if not isinstance(data.get("output", ""), str):
+            raise RunnerResultError(f"'{where}.output' is {type(data['output']).__name__}, not text")
+        return cls(precision_limited=data["precision_limited"], onnx_vs_torch32=float(data["onnx_vs_torch32"]),
+                   torch32_vs_torch64=float(data["torch32_vs_torch64"]),
+                   onnx_vs_torch64=float(data["onnx_vs_torch64"]), factor=float(data["factor"]),
+                   output=data.get("output") or "")
+
+
+def check_verdict_fields(run: dict, where: str) -> None:
+    """runs[i].precision (see Precision) and runs[i].pad_notes (a list of text), when present."""
+    if run.get("precision") is not None:
+        Precision.from_json(run["precision"], f"{where}precision")
+    notes = run.get("pad_notes")
+    if notes is not None and not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+        raise RunnerResultError(f"'{where}pad_notes' is not a list of text")
+
+
 @dataclass
 class RunnerResult:
     status: str  # "passed" | "failed"
@@ -115,6 +155,7 @@ class RunnerResult:
             _expect(run, "stages", list, where=where)
             _expect(run, "failure", dict, where=where)
             _expect(run, "caveats", list, where=where)
+            check_verdict_fields(run, where)
         stages = _expect(data, "stages", list) or []
         if not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in stages):
             raise RunnerResultError("'stages' is not a list of objects with a name")

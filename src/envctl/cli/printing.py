@@ -182,7 +182,9 @@ def print_certificate(cert: dict, path: Path | None) -> None:
         worst_text = f"{worst.get('max_abs', 0):.2e} / {worst.get('max_rel', 0):.2e}" if worst else "-"
         klass = (failure.get("class", "") + ("\n" + failure.get("remedy", "") if failure.get("remedy") else "")) if failure else ""
         table.add_row(
-            run["model"], run["exporter"], f"[{RESULT_STYLE.get(run['status'], 'bold')}]{run['status']}[/]",
+            run["model"], run["exporter"], f"[{RESULT_STYLE.get(run['status'], 'bold')}]{run['status']}[/]"
+            + (" (precision_limited)" if (run.get("precision") or {}).get("precision_limited") is True
+               and run["status"] == "passed" else ""),
             f"{run.get('opset_written', '-')}/{run.get('ir_version', '-')}", worst_text,
             failure.get("stage", "") if failure else "", escape(klass),
         )

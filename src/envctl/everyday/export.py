@@ -176,6 +176,7 @@ def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | No
                     "max_abs": max((o["max_abs"] for o in outs if o.get("max_abs") is not None), default=None),
                     "max_rel": max((o["max_rel"] for o in outs if o.get("max_rel") is not None), default=None),
                     "p99_abs": max((o["p99_abs"] for o in outs if o.get("p99_abs") is not None), default=None),
+                    "precision_limited": any(o.get("precision_limited") for o in outs),
                 })
             if details.get("on_your_data"):
                 report["on_your_data"] = details["on_your_data"]
@@ -211,7 +212,8 @@ def print_report(report: dict) -> None:
             size = ", ".join(f"{k}={n}" for k, n in (case["sizes"] or {}).items()) or "static"
             group = case.get("group") or "random"
             group = f"your data #{case['sample']}" if group == "samples" else group
-            result = ("[green]ok[/]" if case["passed"] else "[dim]not compared[/]" if case.get("skipped")
+            result = (("[green]ok[/] (float32 limit)" if case.get("precision_limited") else "[green]ok[/]")
+                      if case["passed"] else "[dim]not compared[/]" if case.get("skipped")
                       else "[red]failed[/]")
             table.add_row(group, size, result,
                           _sci(case["max_abs"]), _sci(case["max_rel"]), escape(str(case["error"] or "")))

@@ -38,20 +38,28 @@ FAILURE_CLASSES = {
         "remedy": "install onnxruntime-gpu (alone, not beside onnxruntime) matching the CUDA/cuDNN "
                   "major and make its libraries findable (onnxruntime.preload_dlls())"},
     "dynamic_axis_ignored": {
-        "summary": "the ONNX graph froze a dynamic axis at its export size",
-        "remedy": "no Python ints from tensor shapes (int(x.size(0)), shape-based ifs) in forward; "
-                  "use torch.cond for shape-dependent control flow<dynamo|, or use the dynamo exporter>"
+        "summary": "the ONNX graph froze a dynamic axis at its export size (file:line named when the tracer warned)",
+        "remedy": "keep shapes in tensors in forward (at the named line, where one is named): no int(x.size(1)), "
+                  "range(x.shape[1]) loops or .tolist() of sizes (vectorise the loop, or use torch ops on x.shape); "
+                  "torch.cond for shape-dependent control flow<dynamo|, or use the dynamo exporter>"
                   "<torchscript|, or export with the TorchScript exporter and let the size sweep judge it>"},
     "value_dependent_branch": {
         "summary": "the export kept one branch of Python control flow on a tensor's values (file:line named)",
-        "remedy": "replace the Python `if` on tensor values at the named line with torch.where or torch.cond"
+        "remedy": "replace the Python `if`, loop or list on tensor values (.item(), .tolist(), bool(t)) at the "
+                  "named line with torch.where, masking or torch.cond"
                   "<dynamo| (the dynamo exporter refuses such code instead of freezing it)>; if the other "
                   "branch can never happen, declare the inputs' `ranges` or give real `samples`"},
     "numeric_mismatch": {
-        "summary": "ONNX Runtime outputs differ from PyTorch beyond atol + rtol*|ref|",
-        "remedy": "look for Python control flow on shapes/values frozen at export (tracing keeps one "
-                  "branch, dynamo may specialize it): use torch.cond/torch.where; else compare "
-                  "exporters/opsets, or widen this model's atol/rtol"},
+        "summary": "ONNX Runtime outputs differ from PyTorch beyond atol + rtol * abs(ref) where a user reads them, "
+                   "and further than float32 PyTorch itself is from float64",
+        "remedy": "the export computes something else: look for custom symbolics or autograd.Functions, "
+                  "in-place ops and Python state read in forward; compare exporters/opsets<dynamo| (try the "
+                  "dynamo exporter)>; report it to torch.onnx with the inputs the message names"},
+    "nondeterministic_model": {
+        "summary": "PyTorch itself gives different outputs for the same inputs in eval mode (a random op, or state)",
+        "remedy": "make forward deterministic in eval: F.dropout(x, p, training=self.training) (or nn.Dropout), "
+                  "no torch.rand*/bernoulli outside training, no state carried from call to call (a cache, a "
+                  "counter); ONNX cannot match a moving answer"},
     "model_error": {
         "summary": "the model callable raised, returned something unusable, or its forward failed",
         "remedy": "return (model, example_inputs_tuple) or {'model', 'inputs'}; run the callable by "
@@ -63,8 +71,9 @@ FAILURE_CLASSES = {
                   "writes an export report>"},
     "runtime_error": {
         "summary": "onnxruntime failed to load or run the model",
-        "remedy": "read the ORT message; ship the .onnx.data sidecar with the model; check opset/IR "
-                  "against this onnxruntime; retry on CPUExecutionProvider to isolate the EP"},
+        "remedy": "read the ORT message: a missing .onnx.data sidecar (ship it beside the model) or an opset/IR "
+                  "this onnxruntime does not read stops the load; on a GPU, retry on CPUExecutionProvider to "
+                  "isolate the EP"},
     "simplify_failure": {
         "summary": "onnxslim/onnxsim failed on the exported model",
         "remedy": "drop simplify for this target or pin a known-good simplifier version"},

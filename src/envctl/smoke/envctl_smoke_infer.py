@@ -7,7 +7,6 @@ before this one). Raises StageFailure (same protocol as envctl_smoke_stages').
 """
 import hashlib
 import json
-import re
 
 import numpy as np
 import torch
@@ -16,9 +15,10 @@ import envctl_smoke_compare as compare
 import envctl_smoke_domain as domain
 import envctl_smoke_inputs as inputs_mod
 import envctl_smoke_models as models
+import envctl_smoke_reference as reference
 
 
-from envctl_smoke_classes import StageFailure, warn  # noqa: E402,F401  (sibling: the one definition)
+from envctl_smoke_classes import StageFailure, classify, warn  # noqa: E402,F401  (sibling: the one definition)
 
 
 def _flatten(out):
@@ -67,9 +67,6 @@ def fingerprint(case, sizes, outs, tensors):
     return fp
 
 
-_SHAPE_ERROR = re.compile(r"shape|dimension|broadcast|reshape", re.I)
-
-
 def sizes_of(case, tensors):
     """{dim_name: size} read off actual tensors (samples, the example)."""
     out = {}
@@ -80,35 +77,95 @@ def sizes_of(case, tensors):
     return out
 
 
-def _verdict(details, export_info, failures, exp_sizes):
-    """The classified failure for the numeric mismatches seen (or None), and the waiver note."""
+def _at_export(f, exp_sizes):
+    """A failure on inputs shaped like the trace's, or on the user's own data: values, not shapes."""
+    return (f["sizes"] == exp_sizes or f["group"] in inputs_mod.ADVERSARIAL or f["group"] in domain.BRANCH
+            or f["group"] == "samples")
+
+
+def _verdict(details, export_info, failures, exp_sizes, providers):
+    """The classified failure for what was seen (or None), and the waiver note. Signals are
+    weighed in this order (docs/verdicts.md): ONNX Runtime naming its own problem (memory, a
+    kernel, an EP); a tracer warning in the model's own code (file:line) explains a failure on
+    export-shaped inputs as value_dependent_branch, and one only at other sizes as
+    dynamic_axis_ignored when the warned line reads a shape (else value_dependent_branch);
+    without one, ONNX Runtime refusing or reshaping other sizes while the export sizes run is
+    dynamic_axis_ignored; then numeric_mismatch; last, ONNX Runtime raising
+    at the export sizes (runtime_error, with a remedy about the runtime, not the export)."""
+    specific = [f for f in failures if f.get("cls") not in (None, "runtime_error")]
+    if specific:  # out of memory, a missing kernel, an EP: the runtime said what it is
+        return StageFailure(specific[0]["cls"], specific[0]["text"])
     sites = export_info.get("value_sites") or []
     signal = bool(sites) or bool(export_info.get("graphs_differ"))
     where = ("at " + ", ".join(sites)) if sites else "(the graphs exported from two input groups differ)"
-    # differences on inputs shaped like the trace's, or on the user's own data: values, not shapes
-    at_export = [f for f in failures if f["sizes"] == exp_sizes or f["group"] in inputs_mod.ADVERSARIAL
-                 or f["group"] in domain.BRANCH or f["group"] == "samples"]
+    at_export = [f for f in failures if _at_export(f, exp_sizes)]
+    elsewhere = [f for f in failures if not _at_export(f, exp_sizes)]
     if signal and at_export:
         f = at_export[0]
         return StageFailure("value_dependent_branch", "the trace kept one branch of value-dependent code %s: %s"
                             % (where, f["text"]))
+    shapes = [s for s in sites if s in (export_info.get("shape_sites") or [])]
+    if shapes and elsewhere:  # the warned line reads a shape: a size was frozen
+        return StageFailure("dynamic_axis_ignored", "the trace froze a size read from a tensor at %s: %s"
+                            % (", ".join(shapes), elsewhere[0]["text"]))
+    if sites and elsewhere:  # a value read (.tolist(), .item(), int(t.max())) that other sizes change
+        return StageFailure("value_dependent_branch", "the trace froze a value read from a tensor at %s: %s"
+                            % (", ".join(sites), elsewhere[0]["text"]))
+    shaped = [f for f in elsewhere if f["kind"] in ("onnxruntime", "shape")]
+    if shaped and not any(f["kind"] == "onnxruntime" for f in at_export):
+        return StageFailure("dynamic_axis_ignored", "a shape is frozen in the graph (exported at %s): %s"
+                            % (exp_sizes, shaped[0]["text"]))
     if signal and not failures:
         warn(details, "value-dependent code %s was waived: the branch-flipping inputs (%s) all match"
              % (where, ", ".join(inputs_mod.ADVERSARIAL + domain.BRANCH)))
         details.setdefault("caveats", []).extend(domain.branch_caveats(sites, ()))
-    if failures:
-        return StageFailure("numeric_mismatch", failures[0]["text"])
+    numeric = [f for f in failures if f["kind"] != "onnxruntime"]
+    if numeric:
+        return StageFailure("numeric_mismatch", numeric[0]["text"])
+    if failures:  # ONNX Runtime raised at the export sizes: the runtime's own problem
+        failure = StageFailure("runtime_error", failures[0]["text"])
+        failure.remedy = ("ONNX Runtime loaded the model but failed running it at the export sizes: read the node "
+                          "the message names and check its opset/IR against this onnxruntime"
+                          + ("; retry on CPUExecutionProvider to isolate the execution provider"
+                             if providers and providers[0] != "CPUExecutionProvider" else ""))
+        return failure
     return None
+
+
+def _judge(details, out, case, tensors, device, r, g, read, ctx):
+    """A failed comparison judged against float32's own error: PyTorch in float64 on the same
+    inputs. Within the factor: passed, marked precision_limited. Returns the text to add to a
+    mismatch ("" when passed)."""
+    ref64 = ctx["ref64"]
+    if ref64 is None:
+        ref64 = ctx["ref64"] = reference.float64_outputs(case, tensors, device)
+    outs64, why = ref64
+    if outs64 is None:
+        out["precision"] = {"skipped": why}
+        return "; no float64 reference: %s" % why
+    p = compare.precision(r, g, outs64[ctx["index"]], read, ctx["atol"], ctx["rtol"], reference.PRECISION_FACTOR)
+    if p is None:
+        return ""
+    out["precision"] = p
+    details.setdefault("precision", []).append(dict(p, output=out["name"], group=ctx["group"], sizes=ctx["sizes"]))
+    if p["precision_limited"]:
+        out.update(passed=True, precision_limited=True)
+        return ""
+    return ("; not float32's limit: against PyTorch in float64, float32 PyTorch is off by %.3g, ONNX by %.3g"
+            % (p["torch32_vs_torch64"], p["onnx_vs_torch64"]))
 
 
 def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device, export_info=None):
     """Run PyTorch and ORT on every case ({"group", "sizes"[, "sample"]}): the user's samples
-    first, the sweep, the adversarial groups at the export sizes; compare; return the
+    first, the sweep, the adversarial groups at the export sizes; compare where a user reads
+    (real tokens of a mask); judge a difference against PyTorch in float64; return the
     fingerprint of the all-2 random case. `refs` caches PyTorch outputs (simplify reuses them)."""
     atol, rtol = tol
     exp_sizes = models.export_sizes(case)
     details.update(atol=atol, rtol=rtol, export_sizes=exp_sizes, cases=[])
     problem, fp, failures = None, None, []
+    if case.get("_nondeterministic"):
+        raise StageFailure("nondeterministic_model", case["_nondeterministic"])
     for c in cases:
         group = c["group"]
         if group == "samples":
@@ -121,9 +178,10 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
             rec["sample"] = c["sample"]
         details["cases"].append(rec)
         key = json.dumps([group, c.get("sample"), sizes], sort_keys=True)
+        on_device = [t.to(device) for t in tensors]
         try:
             if key not in refs:
-                outs = torch_outputs(case["model"], [t.to(device) for t in tensors])
+                outs = torch_outputs(case["model"], on_device)
                 refs[key] = [t.cpu().numpy() for t in outs]
         except Exception as e:
             rec["error"] = "PyTorch: %s: %s" % (type(e).__name__, str(e)[:500])
@@ -143,43 +201,59 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
         if why:
             rec.update(passed=None, skipped=why)
             continue
+        if "_nondeterministic" not in case:  # once per model, on its first case: is PyTorch a fixed answer?
+            case["_nondeterministic"] = reference.nondeterminism(case["model"], on_device, refs[key], atol, rtol)
+            if case["_nondeterministic"]:
+                raise StageFailure("nondeterministic_model", case["_nondeterministic"])
         try:
             got = sess.run(None, _feed(case, sess, tensors))
         except Exception as e:
             rec["error"] = "onnxruntime: %s: %s" % (type(e).__name__, str(e)[:500])
-            if sizes != exp_sizes and _SHAPE_ERROR.search(str(e)):
-                e = StageFailure("dynamic_axis_ignored", "ORT fails at %s (exported at %s): a shape is "
-                                 "frozen in the graph. %s" % (sizes, exp_sizes, str(e)[:300]))
-            problem = problem or e
+            failures.append({"group": group, "sizes": sizes, "kind": "onnxruntime",
+                             "cls": getattr(e, "cls", None) or classify("inference", e)[0],
+                             "text": "ONNX Runtime fails on the %s inputs at %s: %s" % (group, sizes, str(e)[:300])})
             continue
         if c.get("fingerprint"):
             fp = fingerprint(case, sizes, got, tensors)
         ref = refs[key]
         if len(got) != len(ref):
-            problem = problem or StageFailure("numeric_mismatch", "ONNX has %d outputs, PyTorch %d"
-                                              % (len(got), len(ref)))
+            failures.append({"group": group, "sizes": sizes, "kind": "shape",
+                             "text": "ONNX has %d outputs, PyTorch %d" % (len(got), len(ref))})
         label = "on your data (sample %d)" % c["sample"] if group == "samples" else "on the %s inputs" % group
-        for name, r, g in zip(case["output_names"], ref, got):
+        arrays = [t.numpy() for t in tensors]
+        ctx = {"ref64": None, "atol": atol, "rtol": rtol, "group": group, "sizes": sizes}
+        for index, (name, r, g) in enumerate(zip(case["output_names"], ref, got)):
             out = {"name": name, "shape": list(r.shape), "ort_shape": list(g.shape)}
+            declared = (graph_outputs or {}).get(name) or []
             if r.shape != g.shape:
                 out["passed"] = False
-                cls = "dynamic_axis_ignored" if sizes != exp_sizes else "numeric_mismatch"
-                problem = problem or StageFailure(cls, "output %r at %s: ONNX shape %s, PyTorch %s"
-                                                  % (name, sizes, list(g.shape), list(r.shape)))
+                failures.append({"group": group, "sizes": sizes, "kind": "shape", "text": (
+                    "output %r at %s: ONNX shape %s, PyTorch %s" % (name, sizes, list(g.shape), list(r.shape)))})
             else:
-                out.update(compare.compare(r, g, atol * domain.ATOL_SCALE.get(group, 1.0), rtol))
+                mask_name, read = compare.read_positions(case["input_names"], arrays, case["domains"],
+                                                         case["dynamic_axes"], r.shape, declared,
+                                                         (export_info or {}).get("graph_inputs"))
+                out.update(compare.compare(r, g, atol * domain.ATOL_SCALE.get(group, 1.0), rtol, read))
+                if read is not None:
+                    out["read_through"] = mask_name
+                    if out["pad_violations"]:
+                        details.setdefault("pad_notes", []).append(
+                            "output %r %s at %s: %d pad positions (where %s marks padding) differ by up to %.3g; "
+                            "not compared" % (name, label, sizes, out["pad_violations"], mask_name, out["pad_max_abs"]))
                 if out["nonfinite_matched"]:
                     warn(details, "output %r: %d NaN/Inf at the same positions in PyTorch and ONNX Runtime "
                                   "%s at %s (counted as matching)" % (name, out["nonfinite_matched"], label, sizes))
+                extra = ""
+                if not out["passed"] and r.dtype.kind == "f":
+                    ctx["index"] = index
+                    extra = _judge(details, out, case, tensors, device, r, g, read, ctx)
                 if not out["passed"]:
-                    arrays = [t.numpy() for t in tensors]
                     note = compare.rows_note(out, r.shape[0] if r.ndim else 0, case["input_names"], arrays,
                                              case["domains"], inputs_mod.shared_by)
-                    failures.append({"group": group, "sizes": sizes, "text": (
+                    failures.append({"group": group, "sizes": sizes, "kind": "numeric", "text": (
                         "output %r %s at %s: max_abs %.3g, max_rel %.3g, %d elements outside atol=%g "
-                        "rtol=%g%s" % (name, label, sizes, out["max_abs"], out["max_rel"], out["violations"],
-                                       atol, rtol, note))})
-            declared = (graph_outputs or {}).get(name) or []
+                        "rtol=%g%s%s" % (name, label, sizes, out["max_abs"], out["max_rel"], out["violations"],
+                                         atol, rtol, note, extra))})
             if len(declared) == g.ndim and any(isinstance(d, int) and d != n for d, n in zip(declared, g.shape)):
                 note = "output %r is declared %s in the graph but its shape varies at run time" % (name, declared)
                 if note not in details.get("warnings", []):  # consumers that trust it (TensorRT) break
@@ -197,15 +271,30 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
         details["on_your_data"] = {"samples": len(mine), "passed": all(r["passed"] for r in mine),
                                    "max_abs": max((o.get("max_abs", 0) for r in mine for o in r["outputs"]),
                                                   default=None)}
-    verdict = _verdict(details, export_info or {}, failures, exp_sizes)
-    if verdict is not None and (problem is None or (verdict.cls == "value_dependent_branch"
-                                                    and getattr(problem, "cls", "") == "numeric_mismatch")):
-        problem = verdict
+    _notes(details)
+    verdict = _verdict(details, export_info or {}, failures, exp_sizes, sess.get_providers())
+    if verdict is not None and (problem is None or verdict.cls != "runtime_error"):
+        problem = verdict  # what the export got wrong outranks inputs PyTorch itself refuses
     if problem is not None:
         if isinstance(problem, StageFailure):
             problem.value = fp
         raise problem
     return fp
+
+
+def _notes(details):
+    """One warning each for what was left out at pad positions and what float32 explains."""
+    pads = details.get("pad_notes")
+    if pads:
+        warn(details, "compared only where the mask marks real tokens; pad positions differ in %d output(s) "
+                      "of the cases, e.g. %s" % (len(pads), pads[0]))
+    limited = [p for p in details.get("precision") or [] if p["precision_limited"]]
+    if limited:
+        worst = max(limited, key=lambda p: p["onnx_vs_torch32"])
+        warn(details, "precision_limited: output %r differs from PyTorch by %.3g, as far as float32 itself goes: "
+                      "against PyTorch in float64, float32 PyTorch is off by %.3g and ONNX by %.3g (factor %g)"
+             % (worst["output"], worst["onnx_vs_torch32"], worst["torch32_vs_torch64"], worst["onnx_vs_torch64"],
+                worst["factor"]))
 
 
 def cases_for(case, sizes, export_info=None, exact=False):

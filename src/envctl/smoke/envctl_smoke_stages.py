@@ -180,6 +180,7 @@ def export(details, case, exporter, path, opset, inputs, seed=0):
         details["caveats"] = domain.range_caveats(case, details["range_constraints"])
     sites = compare.value_sites(caught, os.path.dirname(os.path.abspath(torch.__file__)))
     details["value_sites"] = sites
+    details["shape_sites"] = compare.shape_sites(caught, os.path.dirname(os.path.abspath(torch.__file__)))
     if sites and exporter == "torchscript":  # the trace may have kept one branch: look twice
         details["graphs_differ"] = _graphs_differ(details, case, kw, path, seed)
     folder = os.path.dirname(path)

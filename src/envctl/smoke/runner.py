@@ -196,6 +196,18 @@ def _simplify_stage(details, S, ctx, path):
         ctx["refs"], info["outputs"], spec["device"], ctx["export_info"])
 
 
+def _verdict_notes(run, details):
+    """What the verdict rests on, at the run's top level (the certificate reads it): PyTorch
+    float32 and ONNX against float64 (the three numbers), and the pad-position notes."""
+    checked = details.get("precision") or []
+    if checked:  # a mismatch float32 does not explain first, else the worst it does
+        real = [p for p in checked if not p["precision_limited"]]
+        worst = real[0] if real else max(checked, key=lambda p: p["onnx_vs_torch32"])
+        run["precision"] = {k: worst[k] for k in ("precision_limited", "onnx_vs_torch32", "torch32_vs_torch64",
+                                                  "onnx_vs_torch64", "factor", "output")}
+    run["pad_notes"] = list(details.get("pad_notes") or [])[:20]
+
+
 def _fill_ladder(stages, why="an earlier stage failed"):
     done = {st["name"] for st in stages}
     stages.extend({"name": n, "status": "skipped", "seconds": 0.0, "details": {},
@@ -257,9 +269,10 @@ def run_model(spec, index, ref, M, S, emit, D):
             if sess is not None:
                 ctx.update(tol=_tolerances(spec, case, ref), export_info=rec["details"],
                            cases=S.cases_for(case, spec["sizes"], rec["details"], spec["exact_sizes"]))
-                run["fingerprint"], _ = step("inference", S.inference, case, sess, ctx["cases"], spec["seed"],
-                                             ctx["tol"], ctx["refs"], rec["details"].get("graph_outputs"),
-                                             spec["device"], ctx["export_info"])
+                run["fingerprint"], inf = step("inference", S.inference, case, sess, ctx["cases"], spec["seed"],
+                                               ctx["tol"], ctx["refs"], rec["details"].get("graph_outputs"),
+                                               spec["device"], ctx["export_info"])
+                _verdict_notes(run, inf["details"])
                 step("simplify", _simplify_stage, S, ctx, path)
         _fill_ladder(stages)
         run["status"] = "failed" if run["failure"] else "passed"
@@ -322,7 +335,8 @@ def run(spec, result_path, E):
                 lim["status"] = "warning"
             _load_sibling("envctl_smoke_builtins")  # the models module imports the names from it
             M = _load_sibling("envctl_smoke_models")
-            for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_domain", "envctl_smoke_infer"):
+            for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_domain",
+                            "envctl_smoke_reference", "envctl_smoke_infer"):
                 _load_sibling(sibling)  # before the stages module, which imports them
             D = sys.modules["envctl_smoke_domain"]
             S = _load_sibling("envctl_smoke_stages")
