@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
+from envctl.core.output import escape
 from rich.table import Table
 
-from envctl.core.output import RESULT_STYLE, SEVERITY_STYLE, console, err_console, human_size
+from envctl.core.output import RESULT_STYLE, SEVERITY_STYLE, console, err_console, escape_lines, human_size
 
 
 def emit_json(data: object) -> None:
@@ -158,7 +158,8 @@ def print_setup(result) -> None:
 
 def print_certificate(cert: dict, path: Path | None) -> None:
     result = cert["result"]
-    console.print(f"[{RESULT_STYLE.get(result, 'bold')}]{result}[/] {cert['target']}" + (f" -> {path}" if path else ""))
+    console.print(f"[{RESULT_STYLE.get(result, 'bold')}]{escape(result)}[/] {escape(cert['target'])}"
+                  + (f" -> {escape(path)}" if path else ""))
     if cert.get("reason"):
         console.print(f"  {escape(cert['reason'])}")
     table = Table(title_justify="left")
@@ -170,9 +171,9 @@ def print_certificate(cert: dict, path: Path | None) -> None:
         worst_text = f"{worst.get('max_abs', 0):.2e} / {worst.get('max_rel', 0):.2e}" if worst else "-"
         klass = (failure.get("class", "") + ("\n" + failure.get("remedy", "") if failure.get("remedy") else "")) if failure else ""
         table.add_row(
-            run["model"], run["exporter"], f"[{RESULT_STYLE.get(run['status'], 'bold')}]{run['status']}[/]",
-            f"{run.get('opset_written', '-')}/{run.get('ir_version', '-')}", worst_text,
-            failure.get("stage", "") if failure else "", escape(klass),
+            escape(run["model"]), escape(run["exporter"]), f"[{RESULT_STYLE.get(run['status'], 'bold')}]{escape(run['status'])}[/]",
+            escape(f"{run.get('opset_written', '-')}/{run.get('ir_version', '-')}"), worst_text,
+            escape(failure.get("stage", "")) if failure else "", escape_lines(klass),
         )
     if cert.get("runs"):
         console.print(table)
@@ -180,7 +181,8 @@ def print_certificate(cert: dict, path: Path | None) -> None:
         console.print(f"  [yellow]finding[/] {escape(finding['message'])}", soft_wrap=True)
     failure = cert.get("failure")
     if failure and not cert.get("runs"):
-        console.print(f"  [red]{failure.get('class')}[/]: {escape(str(failure.get('message', '')))}\n  remedy: {escape(failure.get('remedy', ''))}")
+        console.print(f"  [red]{escape(failure.get('class'))}[/]: {escape_lines(failure.get('message', ''))}\n"
+                      f"  remedy: {escape(failure.get('remedy', ''))}")
 
 
 def note(text: str) -> None:
@@ -188,7 +190,14 @@ def note(text: str) -> None:
     from envctl.core.output import verbosity
 
     if verbosity() >= 0:
-        sys.stderr.write(f"envctl: {text}\n")
+        from envctl.core.text import printable_lines
+
+        sys.stderr.write(f"envctl: {printable_lines(text)}\n")
+
+
+def warning(text: str) -> None:
+    """A warning on stderr (shown under -q too): something from data was skipped."""
+    err_console.print(f"[yellow]warning:[/] {escape_lines(text)}", soft_wrap=True)
 
 
 def setup_json(result) -> dict:

@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
-from envctl.core.limits import MAX_JSON_BYTES, read_project_text
+from envctl.core.limits import parse_json
+from envctl.everyday.envrecords import CondaRecord, conda_records
 from envctl.core.paths import lock_path
 
 # Drift in these breaks the certified combination (conda spellings included).
@@ -97,8 +98,11 @@ def probe(python: Path) -> dict:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"cannot run {python}: {exc}"}
     try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):  # a crash in native code while importing
+        data = parse_json(proc.stdout.strip().splitlines()[-1], "env probe's output")
+        if not isinstance(data, dict):
+            raise EnvctlError("the env probe's output is not a JSON object")
+        return data
+    except (EnvctlError, IndexError):  # a crash in native code while importing
         return {"error": f"{python} exited {proc.returncode} while importing: {proc.stderr.strip()[-800:]}"}
 
 
@@ -119,19 +123,10 @@ def _same(a: str | None, b: str | None) -> bool:
         return a == b
 
 
-def _conda_installed(prefix: Path) -> tuple[dict[str, dict], set[str]]:
+def _conda_installed(prefix: Path) -> tuple[dict[str, CondaRecord], set[str]]:
     """conda packages in the env (name -> record) and the dist-info folders they own."""
-    packages, owned = {}, set()
-    for path in sorted((prefix / "conda-meta").glob("*.json")):
-        try:
-            rec = json.loads(read_project_text(path, MAX_JSON_BYTES, "package record"))  # a FIFO here must not hang
-        except (OSError, ValueError, EnvctlError):
-            continue
-        if not isinstance(rec, dict) or "name" not in rec:
-            continue  # envctl-state.json and other non-package files
-        packages[rec["name"]] = rec
-        owned.update(part for f in rec.get("files", []) for part in f.split("/")[:-1]
-                     if part.endswith((".dist-info", ".egg-info")))
+    packages = {r.name: r for r in conda_records(prefix)}
+    owned = set().union(*(r.dist_folders() for r in packages.values()))
     return packages, owned
 
 
@@ -147,7 +142,7 @@ def drift(prefix: Path, lock: Path, platform: str, dists: list[dict]) -> dict:
     def add(kind, name, manager, locked, installed):
         out.append({"kind": kind, "name": name, "manager": manager, "locked": locked, "installed": installed,
                     "managed": _canon(name) in MANAGED})
-    for manager, have in (("conda", {n: f"{r['version']} {r.get('build', '')}".strip() for n, r in conda.items()}),
+    for manager, have in (("conda", {n: f"{r.version} {r.build}".strip() for n, r in conda.items()}),
                           ("pip", {n: d["version"] for n, d in pip.items()})):
         want = {(_canon(e.name) if manager == "pip" else e.name):
                 (f"{e.version} {e.build or ''}".strip() if manager == "conda" else e.version)
@@ -253,7 +248,7 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
     # drift against the lock the env was created from
     state = env_state(where) or {}
     conda, owned = _conda_installed(where)
-    found["channels"] = sorted({r.get("channel", "").rstrip("/") for r in conda.values() if r.get("channel")})
+    found["channels"] = sorted({r.channel.rstrip("/") for r in conda.values() if r.channel})
     found["pip_managed"] = [n for n in ("torch", "onnx", "onnxruntime", "protobuf", "numpy")
                             if any(_canon(d["name"]) in (n, n + "-gpu") and d["folder"] not in owned for d in found["dists"])]
     name = chosen.name if chosen else state.get("target")
@@ -298,7 +293,7 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
 
 
 def print_report(report: dict) -> None:
-    from rich.markup import escape
+    from envctl.core.output import escape
     from rich.table import Table
 
     from envctl.core.output import SEVERITY_STYLE, console

@@ -182,7 +182,7 @@ def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | No
 
 
 def print_report(report: dict) -> None:
-    from rich.markup import escape
+    from envctl.core.output import escape
     from rich.table import Table
 
     from envctl.core.output import RESULT_STYLE, human_size, console

@@ -91,15 +91,17 @@ def _str_list(value: Any, what: str, path: Path) -> list[str]:
 
 
 def _read_spec(path: Path, text: str) -> _EnvSpec:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise EnvctlError(f"not valid YAML: {exc}", file=path) from None
+    from envctl.core.yamlsource import parse_yaml
+
+    doc = parse_yaml(text, path, "environment.yml")
     if not isinstance(doc, dict):
         raise EnvctlError("an environment.yml must be a mapping", file=path)
     conda: list[str] = []
     pip: list[str] = []
-    for item in doc.get("dependencies") or []:
+    dependencies = doc.get("dependencies") or []
+    if not isinstance(dependencies, list):
+        raise EnvctlError("'dependencies' must be a list", file=path, key="dependencies")
+    for item in dependencies:
         if isinstance(item, str):
             conda.append(item)
         elif isinstance(item, dict) and set(item) == {"pip"}:

@@ -235,7 +235,7 @@ _SUMMARY_STYLE = {"certified": "green", "lock-only": "cyan", "failed": "bold red
 
 
 def _cell(*stages: Stage, ok_text: str = "ok") -> str:
-    from rich.markup import escape
+    from envctl.core.output import escape
 
     for stage in stages:
         if not stage.ok:
@@ -245,7 +245,7 @@ def _cell(*stages: Stage, ok_text: str = "ok") -> str:
 
 
 def print_status(statuses: list[TargetStatus]) -> None:
-    from rich.markup import escape
+    from envctl.core.output import escape
     from rich.table import Table
 
     from envctl.core.output import console
@@ -264,7 +264,7 @@ def print_status(statuses: list[TargetStatus]) -> None:
             cls = f" {escape(cert['failure_class'])}" if cert.get("failure_class") else ""
             if s.device:  # the local one only solved it; the device ran it
                 label = "solved only" if label == "lock-only" else label
-            cert_cell = f"[{style}]{label}[/]{cls}{fresh}"
+            cert_cell = f"[{style}]{escape(label)}[/]{cls}{fresh}"
         if s.device:
             colour = "green" if s.device.get("result") == "passed" and s.device["fresh"] else "yellow"
             cert_cell += f" [{colour}]{escape(device_label(s))}[/]"
