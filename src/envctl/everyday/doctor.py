@@ -12,7 +12,6 @@ installed versions.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from dataclasses import replace
