@@ -48,7 +48,7 @@ from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
 from envctl.core.limits import read_project_text
 from envctl.core.hashing import sha256_file
-from envctl.core.paths import default_prefix, lock_path
+from envctl.core.paths import EnvPrefix, default_prefix, lock_path
 from envctl.core.statedir import ensure_state_dir
 from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
                                       scratch_path, swap_in)
@@ -94,26 +94,30 @@ def create_env(
     root: Path,
     target: Target | str,
     *,
-    prefix: Path | None = None,
+    prefix: EnvPrefix | Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
 ) -> CreateResult:
-    """Install `root/locks/<target>.conda-lock.yml` at `prefix` (default: default_prefix)."""
+    """Install `root/locks/<target>.conda-lock.yml` at `prefix` (default: default_prefix).
+
+    A prefix in the project's .envctl/ (the default one, whoever passed it) is
+    checked to stay inside the project and gets .envctl/.gitignore first.
+    """
     started = time.monotonic()
     name = target if isinstance(target, str) else target.name
     _check_name(name)
     lock = lock_path(root, name)
     if not lock.is_file():
         raise EnvctlError(f"no lock for target '{name}': {lock} does not exist", hint=f"Run `envctl lock --target {name}`.")
-    if prefix is None:
+    place = EnvPrefix.of(root, name, prefix.path if isinstance(prefix, EnvPrefix) else prefix)
+    prefix = check_prefix_path(place.path)
+    if place.in_project_state:
         # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
-        prefix = ensure_inside(root, default_prefix(root, name), "env prefix")
+        ensure_inside(root, prefix, "env prefix")
         try:
             ensure_state_dir(root)  # .envctl/.gitignore: envs are never committed, in any project
         except OSError as exc:
             raise _os_error(prefix, exc) from None
-    else:
-        prefix = check_prefix_path(prefix)  # the user's explicit choice, wherever it is
     # Refuse a folder envctl did not make before anything (even the flock file) is written beside it.
     _refuse_foreign(prefix)
     lock_sha = sha256_file(lock)
