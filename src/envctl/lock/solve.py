@@ -329,7 +329,8 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
 def _body_problem(path: Path, env_path: Path, target: Target, info: LockInfo) -> str | None:
     """Recorded hashes match; check the body too (a lock cut short keeps its metadata intact)."""
     from envctl.core.limits import MAX_LOCK_BYTES, read_regular
-    from envctl.lock.lockcheck import content_hash_problem, missing_dependencies, missing_specs, parse, structure_problem
+    from envctl.lock.lockcheck import (content_hash_problem, missing_dependencies, missing_specs, parse,
+                                       structure_problem, unrequested_packages)
 
     try:
         doc = parse(read_regular(path, MAX_LOCK_BYTES, "lock"))
@@ -341,7 +342,8 @@ def _body_problem(path: Path, env_path: Path, target: Target, info: LockInfo) ->
     return (structure_problem(doc)
             or content_hash_problem(doc, info.spec_hash, lambda platform: _virtual(target, platform))
             or missing_specs(doc, spec.conda, spec.pip)
-            or missing_dependencies(doc))
+            or missing_dependencies(doc)
+            or unrequested_packages(doc, spec.conda, spec.pip))
 
 
 def _short(value: str | None) -> str:
