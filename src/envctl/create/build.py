@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
+from envctl.create.closure import check_closure
 from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
 from envctl.core.limits import read_project_text
@@ -288,6 +289,8 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
             raise EnvctlError(f"the lock has pip packages but no conda python for {host}", file=lock)
         emit(progress, "pip", total=len(pip), message=f"installing {len(pip)} pip packages")
         install_pip(pip, python=python, staging=staging, final=prefix)
+    emit(progress, "verify", manager="closure", transient=True, message="checking every declared dependency is installed")
+    check_closure(staging, lock)
 
 
 def _check_python(python: Path) -> str:

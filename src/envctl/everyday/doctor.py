@@ -19,7 +19,7 @@ from pathlib import Path
 
 from envctl.core.errors import EnvctlError
 from envctl.core.limits import parse_json
-from envctl.everyday.envrecords import CondaRecord, conda_records
+from envctl.create.envrecords import CondaRecord, conda_records
 from envctl.core.paths import lock_path
 
 # Drift in these breaks the certified combination (conda spellings included).

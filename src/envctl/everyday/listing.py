@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
-from envctl.everyday.envrecords import Warn, conda_records, distributions
+from envctl.create.envrecords import Warn, conda_records, distributions
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class CondaRecord:
     files: tuple[str, ...]
     path: Path
     channel: str = ""
+    depends: tuple[str, ...] = ()  # match specs, from the package's own index.json
 
     @classmethod
     def from_json(cls, data: Any, path: Path) -> "CondaRecord":
@@ -53,7 +54,10 @@ class CondaRecord:
         channel = data.get("channel") or ""
         if not isinstance(channel, str):
             raise EnvctlError(f"'channel' must be a string, not {short(channel)}", file=path, key="channel")
-        return cls(data["name"], data["version"], build, tuple(files), Path(path), channel)
+        depends = data.get("depends", [])
+        if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+            raise EnvctlError(f"'depends' must be a list of match specs, not {short(depends)}", file=path, key="depends")
+        return cls(data["name"], data["version"], build, tuple(files), Path(path), channel, tuple(depends))
 
     def dist_folders(self) -> set[str]:
         """The dist-info/egg-info folders among this package's files (pip must not list them again)."""
@@ -77,11 +81,12 @@ def conda_records(prefix: Path, warn: Warn = _ignore) -> list[CondaRecord]:
 
 @dataclass(frozen=True)
 class Distribution:
-    """A pip-installed distribution: its `Name:`/`Version:` and the folder they came from."""
+    """A pip-installed distribution: its `Name:`/`Version:`, the folder they came from, its `Requires-Dist:`."""
 
     name: str
     version: str
     folder: str
+    requires: tuple[str, ...] = ()
 
 
 def _metadata_file(folder: Path) -> Path:
@@ -106,5 +111,6 @@ def distributions(site: Path, warn: Warn = _ignore) -> list[Distribution]:
         except EnvctlError as exc:
             warn(f"skipped a pip package: {exc}")
             continue
-        found.append(Distribution(name.strip(), str(version or "").strip(), folder.name))
+        requires = tuple(str(r).strip() for r in headers.get_all("Requires-Dist") or ())
+        found.append(Distribution(name.strip(), str(version or "").strip(), folder.name, requires))
     return found
