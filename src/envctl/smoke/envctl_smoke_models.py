@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from envctl_smoke_builtins import BUILTIN_NAMES  # noqa: E402  (sibling file: the one list of names)
+from envctl_smoke_limits import InputTooLarge, check_input_file  # noqa: E402  (sibling: declared-size bounds)
 
 
 class ModelError(Exception):
@@ -309,6 +310,10 @@ def load_samples(case, files):
     or arr_0..; .pt: a tuple/dict, or a list of them) as tuples of tensors."""
     samples = [_sample(v, case, "samples[%d]" % i) for i, v in enumerate(case.get("samples") or [])]
     for path in files or []:
+        try:
+            check_input_file(path)  # by declared sizes, before numpy or torch allocates anything
+        except (InputTooLarge, OSError) as exc:
+            raise ModelError("--inputs %s" % exc) from None
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
                 keys = list(z.keys())
