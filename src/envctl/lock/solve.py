@@ -90,12 +90,35 @@ def _str_list(value: Any, what: str, path: Path) -> list[str]:
     return list(value)
 
 
+# What envctl's lock stage reads from an environment.yml; any other key (conda's `variables:`,
+# `prefix:`) would be silently left out of the lock, so it is refused.
+ENV_KEYS = ("name", "channels", "platforms", "dependencies", "envctl", "pip-repositories")
+
+
+def _known_keys(mapping: dict, known: tuple[str, ...], path: Path, where: str) -> None:
+    from envctl.core.errors import did_you_mean
+
+    for key in mapping:
+        if key not in known:
+            line = mapping.line_of(key) if hasattr(mapping, "line_of") else None
+            raise EnvctlError(f"unknown key '{where}{key}': envctl's lock would leave it out.{did_you_mean(str(key), known)}",
+                              file=path, line=line, key=f"{where}{key}",
+                              hint=f"An environment.yml here takes {', '.join(known)}; change the matrix and run `envctl render`.")
+
+
 def _read_spec(path: Path, text: str) -> _EnvSpec:
     from envctl.core.yamlsource import parse_yaml
 
     doc = parse_yaml(text, path, "environment.yml")
     if not isinstance(doc, dict):
         raise EnvctlError("an environment.yml must be a mapping", file=path)
+    _known_keys(doc, ENV_KEYS, path, "")
+    if isinstance(doc.get("envctl"), dict):
+        _known_keys(doc["envctl"], ("pip_options",), path, "envctl.")
+        if isinstance(doc["envctl"].get("pip_options"), dict):
+            from envctl.matrix.fields import PIP_OPTION_KEYS
+
+            _known_keys(doc["envctl"]["pip_options"], PIP_OPTION_KEYS, path, "envctl.pip_options.")
     conda: list[str] = []
     pip: list[str] = []
     dependencies = doc.get("dependencies") or []
