@@ -105,3 +105,21 @@ def test_default_create_writes_the_gitignore_and_git_sees_nothing(locked_project
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
                             capture_output=True, text=True, check=True).stdout
     assert ".envctl" not in status, status
+
+
+@pytest.mark.parametrize("command", [["run", "--target", TARGET, "--", "python", "-c", "print('ran outside')"],
+                                     ["list", "--target", TARGET], ["doctor", "--target", TARGET]])
+def test_an_env_behind_a_planted_symlink_is_never_used(locked_project, tmp_path, command):
+    """A committed `.envctl -> elsewhere` holding an env: commands that use the default env refuse it, run nothing."""
+    root = project_copy(locked_project, tmp_path / "project")
+    outside = tmp_path / "outside"
+    (outside / "envs" / TARGET / "bin").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    fake = outside / "envs" / TARGET / "bin" / "python"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    (root / ".envctl").symlink_to(outside, target_is_directory=True)
+    done = envctl(*command, cwd=root)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "outside the project" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not marker.exists() and "ran outside" not in done.stdout
