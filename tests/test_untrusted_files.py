@@ -230,3 +230,24 @@ def test_printable_leaves_nothing_that_acts_on_a_terminal(value):
 def test_printable_keeps_ordinary_text():
     assert printable("torch 2.13.0+cpu — ünïcode ✓") == "torch 2.13.0+cpu — ünïcode ✓"
     assert printable("a\x1b[31mb\nc\u202e") == "a\\x1b[31mb\\nc\\u202e"
+
+
+@pytest.mark.parametrize("state", [
+    {"lock_sha256": 5, "target": ["t"], "packages": [1, 2], "size_bytes": "big", "own_bytes": True},
+    {"lock_sha256": "ab", "packages": {"conda": "many", "pip": None}},
+    "[" * 100_000 + "]" * 100_000,
+    ["not", "an", "object"],
+])
+def test_a_forged_env_state_file_is_typed_not_trusted(tmp_path, state):
+    """The env's own conda-meta/envctl-state.json is data: wrong types are dropped, never crashed on."""
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "matrix.yaml").write_text(MATRIX)
+    prefix = tmp_path / ".envctl" / "envs" / "t"
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "bin").mkdir()
+    (prefix / "bin" / "python").symlink_to(sys.executable)
+    (prefix / "conda-meta" / "envctl-state.json").write_text(state if isinstance(state, str) else json.dumps(state))
+    for command in (["status"], ["list", "--target", "t"], ["status", "--json"]):
+        done = envctl(*command, cwd=tmp_path, timeout=60)
+        assert done.returncode == 0, text(done)
+        assert "Traceback" not in text(done)

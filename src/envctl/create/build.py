@@ -47,7 +47,6 @@ from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.create.closure import check_closure
 from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
-from envctl.core.limits import read_project_text
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import EnvPrefix, default_prefix, lock_path
 from envctl.core.statedir import ensure_state_dir
@@ -82,13 +81,30 @@ class CreateResult:
         return data | {"prefix": str(self.prefix), "python": str(self.python), "seconds": round(self.seconds, 3)}
 
 
+# The state file's fields and their types: anyone who can write the env can edit it, so a field
+# of another type is dropped (as if absent) rather than trusted or crashed on.
+STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "lock_sha256": str, "target": str, "created_at": str, "host_platform": str, "envctl_version": str,
+    "lock_file": str, "packages": dict, "python_version": str, "size_bytes": int, "own_bytes": int,
+}
+
+
 def env_state(prefix: Path) -> dict[str, Any] | None:
     """What create recorded in the env (lock sha256, target, ...), or None if not an envctl env."""
+    from envctl.core.limits import read_json
+
     try:
-        data = json.loads(read_project_text(Path(prefix) / STATE_FILE, what="env state file"))
-    except (OSError, ValueError, EnvctlError):  # a FIFO or device there is not an envctl env either
+        data = read_json(Path(prefix) / STATE_FILE, what="env state file")  # capped, regular, bounded depth
+    except EnvctlError:  # missing, a FIFO or device, not JSON: not an envctl env
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    typed = {k: v for k, v in data.items()
+             if k not in STATE_TYPES or (isinstance(v, STATE_TYPES[k]) and not isinstance(v, bool))}
+    if isinstance(typed.get("packages"), dict):
+        typed["packages"] = {k: v for k, v in typed["packages"].items()
+                             if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)}
+    return typed
 
 
 def create_env(
