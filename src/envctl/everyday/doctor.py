@@ -307,8 +307,8 @@ def print_report(report: dict) -> None:
     console.print(f"[bold]host[/] {h['platform']} ({h['os']} {h['os_release']}, {h.get('libc') or 'no glibc'}), "
                   f"CPU {escape(str(h['cpu']))} x{h['cpus']}, GPU: {escape(gpu)}", soft_wrap=True)
     env = report["env"]
-    console.print(f"[bold]env[/] {env['kind']}{' ' + env['target'] if env['target'] else ''}: {env['prefix']} "
-                  f"(python {env.get('python_version', '?')})", soft_wrap=True)
+    console.print(f"[bold]env[/] {env['kind']}{' ' + escape(env['target']) if env['target'] else ''}: {escape(env['prefix'])} "
+                  f"(python {escape(env.get('python_version', '?'))})", soft_wrap=True)
     table = Table(title_justify="left")
     for col in ("package", "version", "build / notes"):
         table.add_column(col, overflow="fold")
@@ -323,7 +323,8 @@ def print_report(report: dict) -> None:
             notes = f"IR {rec.get('ir_version')}, opsets <= {rec.get('max_opset')}"
         elif not notes and key == "protobuf":
             notes = f"{rec.get('implementation')} implementation"
-        table.add_row(key, rec.get("version") or "-", notes or "")
+        # What the env's own python reported: data, shown inert (notes already carry markup of their own).
+        table.add_row(key, escape(rec.get("version") or "-"), notes if rec.get("error") else escape(notes or ""))
     if report["packages"]:
         console.print(table)
     if report["targets"]:
@@ -341,7 +342,8 @@ def print_report(report: dict) -> None:
         console.print(f"[bold]drift[/] against {d['lock']}:")
         for p in d["packages"]:
             style = "red" if p["managed"] else "yellow"
-            console.print(f"  [{style}]{p['kind']}[/] {p['manager']} {p['name']}: {p['locked'] or '-'} -> {p['installed'] or '-'}")
+            console.print(f"  [{style}]{p['kind']}[/] {p['manager']} {escape(p['name'])}: {escape(p['locked'] or '-')} -> "
+                          f"{escape(p['installed'] or '-')}")
     if "rules_at" in report:
         at = report["rules_at"]
         console.print(f"[bold]rules[/] on the installed versions (opset {at['opset']}, {', '.join(at['exporters'])}): "
