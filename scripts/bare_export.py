@@ -38,7 +38,7 @@ def _load_models():
 
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src", "envctl", "smoke")
     module = None
-    for name in ("envctl_smoke_builtins", "envctl_smoke_models"):  # the models module imports the names
+    for name in ("envctl_smoke_builtins", "envctl_smoke_limits", "envctl_smoke_models"):  # the models module imports the names
         spec = importlib.util.spec_from_file_location(name, os.path.join(folder, name + ".py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

@@ -23,6 +23,7 @@ from typing import Any
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.limits import MAX_JSON_BYTES, parse_json, read_json
 from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
 from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree
@@ -168,9 +169,11 @@ def _run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple
                                            + _where(result_file))
             return None, facts
         try:
-            checked = RunnerResult.from_json(json.loads(result_file.read_text()))
-        except (OSError, ValueError) as exc:  # RunnerResultError is a ValueError: a wrong shape, named
-            facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({exc})")
+            # Written inside the env, where model code runs: capped, regular file, bounded depth.
+            checked = RunnerResult.from_json(read_json(result_file, MAX_JSON_BYTES, "smoke runner's result"))
+        except (OSError, ValueError, EnvctlError) as exc:  # RunnerResultError is a ValueError: a wrong shape, named
+            detail = exc.message if isinstance(exc, EnvctlError) else exc
+            facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({detail})")
             return None, facts
         return checked.raw, facts
 
@@ -188,10 +191,10 @@ def _tail(path: Path, limit: int = 4000) -> str:
 def _where(result_file: Path) -> str:
     """' during <model> with the <exporter> exporter', from the runner's in-progress result, if it left one."""
     try:
-        partial = json.loads(result_file.read_text())
+        partial = read_json(result_file, MAX_JSON_BYTES, "smoke runner's result")
         where = partial.get("in_progress") or {}
         model, exporter = where.get("model"), where.get("exporter")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, EnvctlError):
         return ""
     if not model:
         return ""
@@ -204,8 +207,9 @@ def probe_python(python: Path) -> dict:
     try:
         out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, errors="replace", timeout=300,
                              env=foreign_python_env())
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        probed = parse_json(out.stdout.strip().splitlines()[-1], "env probe's output")
+        return probed if isinstance(probed, dict) else {"cuda": False, "providers": []}
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError, EnvctlError):
         return {"cuda": False, "providers": []}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from envctl.core.errors import EnvctlError
 from envctl.smoke import BUILTIN_MODELS as BUILTINS
+from envctl.smoke.envctl_smoke_limits import MAX_INPUT_BYTES, InputTooLarge, check_input_file
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 RESOURCE = re.compile(r"No space left on device|ENOSPC|\[Errno 28\]|Cannot allocate memory|ENOMEM|\[Errno 12\]"
                       r"|MemoryError|std::bad_alloc|Too many open files|EMFILE|\[Errno 24\]|Disk quota exceeded")
@@ -55,6 +56,12 @@ def input_files(paths: list[Path] | tuple = ()) -> list[str]:
             raise EnvctlError(f"--inputs {p}: expected a .npz or .pt file", key="--inputs")
         if not path.is_file():
             raise EnvctlError(f"--inputs {p}: no such file", key="--inputs")
+        try:
+            check_input_file(str(path))  # declared sizes, before anything is built or loaded
+        except (InputTooLarge, OSError) as exc:
+            raise EnvctlError(f"--inputs {exc}", key="--inputs",
+                              hint=f"--inputs takes .npz (numpy.savez) or .pt (torch.save) files of at most {MAX_INPUT_BYTES >> 20} MiB "
+                                   "each, counted by what they declare once unpacked.") from None
         out.append(str(path.resolve()))
     return out
 

@@ -10,6 +10,7 @@ lives in cli/printing.py.
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
@@ -60,11 +61,14 @@ def _global_options(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and warnings; no progress or notes."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, show_default=False,
                                 help="Every progress step on its own line."),
+    debug: bool = typer.Option(False, "--debug", help="On an error, print the full Python trace too (also ENVCTL_DEBUG=1)."),
 ) -> None:
     """Checked, reproducible environments for exporting PyTorch models to ONNX."""
+    from envctl.cli.command import set_debug
     from envctl.core.output import set_verbosity
 
     set_verbosity(-1 if quiet else verbose)
+    set_debug(debug)
 
 # In this order `envctl --help` lists the commands (sub-groups follow them).
 for _group in (matrix, lock, certify, create, everyday, status, pack):
@@ -75,10 +79,11 @@ def main() -> None:
     # Subprocess children (smoke runner) must not inherit a broken pipe state;
     # and rich must not wrap JSON.
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    from envctl.cli.command import run_main
     from envctl.core.interrupts import install
 
     install()  # SIGTERM/SIGHUP unwind like Ctrl-C, so children are killed and temp files removed
-    app()
+    sys.exit(run_main(app))
 
 
 if __name__ == "__main__":

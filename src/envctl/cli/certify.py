@@ -47,6 +47,13 @@ def certify(
     if import_ is not None:
         if names or all_:
             raise EnvctlError("--import takes the certificate file alone; the target is the one it names.")
+        ignored = options.given({"--jobs": jobs != 1, "--junit": junit, "--markdown": markdown,
+                                 "--fail-on-drift": fail_on_drift, "--fail-on-lock-only": fail_on_lock_only,
+                                 "--prefix": prefix, "--timeout": timeout, "--out": out, "--inputs": inputs,
+                                 "--locked": locked, "--frozen": frozen, "--json": json_})
+        if ignored:
+            raise EnvctlError(f"--import files a certificate made on a device; {', '.join(ignored)} would do nothing "
+                              "with it.", key=ignored[0], hint="Run the import alone: envctl certify --import FILE.")
         from envctl.core.output import console
         from envctl.pack.importcert import import_certificate
 
@@ -61,6 +68,9 @@ def certify(
     single = len(target or []) == 1 and not targets and not (junit or markdown or fail_on_drift or fail_on_lock_only)
     if (prefix or out or inputs) and not single:
         raise EnvctlError("--prefix, --out and --inputs apply to one target given with --target.")
+    if single and jobs != 1:
+        raise EnvctlError("--jobs runs several targets at once; one target given with --target runs alone.",
+                          key="--jobs")
     if single:  # the one-target form prints the certificate in full
         from envctl.core.output import Progress
         from envctl.pipeline import stages

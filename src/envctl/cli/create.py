@@ -38,6 +38,11 @@ def create(
         raise EnvctlError("name the target to build: envctl create --target T", hint="`envctl matrix show` lists them.")
     if prefix is not None and len(chosen) > 1:
         raise EnvctlError("--prefix names one env: give one target with it.", key="--prefix")
+    if no_certify and timeout is not None:
+        raise EnvctlError("--timeout is for the certification, which --no-certify skips.", key="--timeout")
+    if channel and lock_mode is not pipeline.LockMode.AUTO:
+        raise EnvctlError("--channel overrides the channels of a lock being made; --locked and --frozen never make one.",
+                          key="--channel")
     project = Project.load(matrix)
     picked = project.select(chosen)  # every name checked before anything is built
     results = []

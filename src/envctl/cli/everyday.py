@@ -140,7 +140,7 @@ def list_cmd(
     from envctl.everyday.locate import locate_env
 
     where = locate_env(matrix, options.one_name(targets, target, "list"), prefix, current_ok=False)
-    packages = installed_packages(where.prefix)
+    packages = installed_packages(where.prefix, warn=printing.warning)
     if json_:
         printing.emit_json({"prefix": str(where.prefix), "packages": [p.to_json() for p in packages]})
     else:

@@ -74,3 +74,8 @@ def opset(help: str) -> Any:
 
 LOCKED = typer.Option(False, "--locked", help="Fail if the lock is missing or stale; never relock (for CI).")
 FROZEN = typer.Option(False, "--frozen", help="Use the lock as it is, without checking that it is fresh.")
+
+
+def given(flags: dict[str, object]) -> list[str]:
+    """The names among `flags` ({'--opt': value}) that were given (a true value): for refusing ignored combinations."""
+    return [name for name, value in flags.items() if value]

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
+from envctl.core.output import escape
+from envctl.core.text import printable
 from rich.table import Table
 
-from envctl.core.output import RESULT_STYLE, SEVERITY_STYLE, console, err_console, human_size, verbosity
+from envctl.core.output import RESULT_STYLE, SEVERITY_STYLE, console, err_console, escape_lines, human_size, verbosity
 
 
 def emit_json(data: object) -> None:
@@ -168,9 +169,11 @@ def print_certificate(cert: dict, path: Path | None) -> None:
     if verbosity() < 0:  # -q: the final line, with the failure when there is one
         failure = cert.get("failure") or {}
         why = f" ({failure.get('class', '?')}: {str(failure.get('message', ''))[:200]})" if failure else ""
-        console.print(f"{cert['target']}: {result}{why}" + (f" -> {path}" if path else ""), soft_wrap=True, markup=False)
+        console.print(printable(f"{cert['target']}: {result}{why}" + (f" -> {path}" if path else "")),
+                      soft_wrap=True, markup=False)
         return
-    console.print(f"[{RESULT_STYLE.get(result, 'bold')}]{result}[/] {cert['target']}" + (f" -> {path}" if path else ""))
+    console.print(f"[{RESULT_STYLE.get(result, 'bold')}]{escape(result)}[/] {escape(cert['target'])}"
+                  + (f" -> {escape(path)}" if path else ""))
     if cert.get("reason"):
         console.print(f"  {escape(cert['reason'])}")
     table = Table(title_justify="left")
@@ -182,11 +185,11 @@ def print_certificate(cert: dict, path: Path | None) -> None:
         worst_text = f"{worst.get('max_abs', 0):.2e} / {worst.get('max_rel', 0):.2e}" if worst else "-"
         klass = (failure.get("class", "") + ("\n" + failure.get("remedy", "") if failure.get("remedy") else "")) if failure else ""
         table.add_row(
-            run["model"], run["exporter"], f"[{RESULT_STYLE.get(run['status'], 'bold')}]{run['status']}[/]"
+            escape(run["model"]), escape(run["exporter"]), f"[{RESULT_STYLE.get(run['status'], 'bold')}]{escape(run['status'])}[/]"
             + (" (precision_limited)" if (run.get("precision") or {}).get("precision_limited") is True
                and run["status"] == "passed" else ""),
-            f"{run.get('opset_written', '-')}/{run.get('ir_version', '-')}", worst_text,
-            failure.get("stage", "") if failure else "", escape(klass),
+            escape(f"{run.get('opset_written', '-')}/{run.get('ir_version', '-')}"), worst_text,
+            escape(failure.get("stage", "")) if failure else "", escape_lines(klass),
         )
     if cert.get("runs"):
         console.print(table)
@@ -194,7 +197,8 @@ def print_certificate(cert: dict, path: Path | None) -> None:
         console.print(f"  [yellow]finding[/] {escape(finding['message'])}", soft_wrap=True)
     failure = cert.get("failure")
     if failure and not cert.get("runs"):
-        console.print(f"  [red]{failure.get('class')}[/]: {escape(str(failure.get('message', '')))}\n  remedy: {escape(failure.get('remedy', ''))}")
+        console.print(f"  [red]{escape(failure.get('class'))}[/]: {escape_lines(failure.get('message', ''))}\n"
+                      f"  remedy: {escape(failure.get('remedy', ''))}")
 
 
 def note(text: str) -> None:
@@ -202,7 +206,14 @@ def note(text: str) -> None:
     from envctl.core.output import verbosity
 
     if verbosity() >= 0:
-        sys.stderr.write(f"envctl: {text}\n")
+        from envctl.core.text import printable_lines
+
+        sys.stderr.write(f"envctl: {printable_lines(text)}\n")
+
+
+def warning(text: str) -> None:
+    """A warning on stderr (shown under -q too): something from data was skipped."""
+    err_console.print(f"[yellow]warning:[/] {escape_lines(text)}", soft_wrap=True)
 
 
 def setup_json(result) -> dict:

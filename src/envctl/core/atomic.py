@@ -25,7 +25,7 @@ from envctl.core.errors import EnvctlError
 SAFE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")  # use fullmatch; \Z, not $, which matches before a final newline
 
 
-def ensure_inside(root: Path, path: Path, what: str = "path") -> Path:
+def ensure_inside(root: Path, path: Path, what: str = "path", action: str = "write") -> Path:
     """`path`, checked to stay inside `root` once symlinks are followed; EnvctlError if not.
 
     A project's own files (envs/<t>/, locks/, certs/, .envctl/) must never
@@ -38,7 +38,7 @@ def ensure_inside(root: Path, path: Path, what: str = "path") -> Path:
     resolved = Path(os.path.realpath(path))
     if resolved != root_real and root_real not in resolved.parents:
         raise EnvctlError(
-            f"refusing to write the {what} {path}: it resolves to {resolved}, outside the project {root_real}",
+            f"refusing to {action} the {what} {path}: it resolves to {resolved}, outside the project {root_real}",
             hint="A target name or a symlink in the project points elsewhere; remove the symlink "
                  "(envctl writes only under envs/, locks/, certs/ and .envctl/ of the project).",
         )

@@ -8,11 +8,15 @@ parsed. `short` is the only way user values enter error messages: bounded
 whatever the value (reprlib caps every level, and the result is cut).
 `control_char` finds the characters no field may carry (a newline in
 `pip_extra` becomes a second line of a requirements file; one in a target
-name becomes a folder name and breaks generated YAML).
+name becomes a folder name and breaks generated YAML). `read_json` is the one
+way a JSON file a user or an env controls is parsed: capped, regular files
+only, UTF-8, and at most MAX_DEPTH levels deep (a deeper document would
+otherwise end in a RecursionError in the parser or in whatever walks it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import reprlib
@@ -30,6 +34,8 @@ MAX_JSON_BYTES = 16 << 20
 # YAML aliases let a few hundred bytes describe a tree of 10**9 nodes; what the
 # document would be with every alias written out is capped (scalars count by length).
 MAX_EXPANDED = 2_000_000
+# Nesting of lists and mappings: envctl's own files need under 10 levels.
+MAX_DEPTH = 64
 
 # C0 and C1 control characters, DEL, and the Unicode line/paragraph separators.
 # Free text (a description, an xfail reason) may span lines: FREE_TEXT_ALLOWED.
@@ -121,3 +127,40 @@ def read_project_text(path: Path, cap: int = MAX_MATRIX_BYTES, what: str = "file
     if not os.path.lexists(path):
         raise FileNotFoundError(2, "No such file or directory", str(path))
     return read_text(Path(path), cap, what)
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True if lists/dicts in `value` nest more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_json(text: str, what: str = "JSON file", file: Path | str | None = None, max_depth: int = MAX_DEPTH) -> Any:
+    """json.loads for untrusted text: every failure (syntax, nesting) is an EnvctlError naming `file`."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        data = None
+        deep = True
+    except json.JSONDecodeError as exc:
+        raise EnvctlError(f"the {what} is not valid JSON: {exc.msg} (column {exc.colno})", file=file,
+                          line=exc.lineno) from None
+    except ValueError as exc:  # e.g. a number too long to convert
+        raise EnvctlError(f"the {what} is not valid JSON: {short(str(exc), 200)}", file=file) from None
+    else:
+        deep = too_deep(data, max_depth)
+    if deep:
+        raise EnvctlError(f"the {what} nests lists or objects more than {max_depth} levels deep; refused", file=file)
+    return data
+
+
+def read_json(path: Path, cap: int = MAX_JSON_BYTES, what: str = "JSON file", max_depth: int = MAX_DEPTH) -> Any:
+    """The parsed JSON of `path`: a capped regular UTF-8 file, bounded in depth; EnvctlError otherwise."""
+    return parse_json(read_text(Path(path), cap, what), what, path, max_depth)

@@ -11,9 +11,10 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _escape_markup
 
 from envctl.core.errors import EnvctlError
+from envctl.core.text import printable, printable_lines
 
 # Logs and pipes get wide tables instead of rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -36,8 +37,18 @@ def verbosity() -> int:
     return _verbosity
 
 
+def escape(text: object) -> str:
+    """Data made safe to put in rich markup: control characters shown as escapes, `[` of markup escaped."""
+    return _escape_markup(printable(str(text)))
+
+
+def escape_lines(text: object) -> str:
+    """escape() for multi-line text: newlines kept."""
+    return _escape_markup(printable_lines(str(text)))
+
+
 def print_error(exc: EnvctlError) -> None:
-    err_console.print(f"[bold red]envctl:[/] {escape(str(exc))}", soft_wrap=True)
+    err_console.print(f"[bold red]envctl:[/] {escape_lines(str(exc))}", soft_wrap=True)
 
 
 class Progress:
@@ -71,7 +82,7 @@ class Progress:
             return
         message = info.get("message") or " ".join(f"{k}={v}" for k, v in info.items()
                                                    if k not in ("message", "transient"))
-        text = f"[bold]{escape(event)}[/] {escape(str(message))}"
+        text = f"[bold]{escape(event)}[/] {escape_lines(message)}"
         if self._status is not None and info.get("transient") and _verbosity < 1:
             self._line = _Running(text)  # the spinner's clock runs: how long this step has taken
             self._redraw()

@@ -13,6 +13,8 @@ that this module needs nothing from the later stages.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Union
 
@@ -66,6 +68,37 @@ def envs_home(root: Path) -> Path:
 
 def default_prefix(root: Path, target: TargetRef) -> Path:
     return envs_home(root) / _name(target)
+
+
+def state_home(root: Path) -> Path:
+    """<root>/.envctl: envctl's own files in a project (envs, caches), git-ignored."""
+    return Path(os.path.abspath(root)) / ".envctl"
+
+
+@dataclass(frozen=True)
+class EnvPrefix:
+    """Where a target's env goes: the path, and the project it was chosen in.
+
+    Whether the env lives in the project's own state folder (the default,
+    .envctl/envs/<target>, or anything else under .envctl/) follows from the
+    path itself, never from a flag a caller passes: such a prefix must not
+    lead out of the project through a symlink, and .envctl/.gitignore must
+    exist before it is built. Any other prefix is the user's explicit choice.
+    """
+
+    root: Path
+    path: Path
+
+    @classmethod
+    def of(cls, root: Path, target: TargetRef, chosen: Path | None = None) -> "EnvPrefix":
+        """The prefix `chosen` (default: the target's default prefix), made absolute."""
+        path = default_prefix(root, target) if chosen is None else Path(chosen)
+        return cls(Path(os.path.abspath(root)), Path(os.path.abspath(path)))
+
+    @property
+    def in_project_state(self) -> bool:
+        state = state_home(self.root)
+        return self.path == state or state in self.path.parents
 
 
 def certs_dir(root: Path) -> Path:

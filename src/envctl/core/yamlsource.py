@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 from envctl.core.errors import EnvctlError
-from envctl.core.limits import FREE_TEXT_ALLOWED, MAX_EXPANDED, MAX_MATRIX_BYTES, control_char, read_text, short
+from envctl.core.limits import (FREE_TEXT_ALLOWED, MAX_DEPTH, MAX_EXPANDED, MAX_MATRIX_BYTES, control_char, read_text, short,
+                                too_deep)
 
 
 class LineDict(dict):
@@ -119,19 +120,37 @@ def _check_expansion(root: yaml.Node, budget: int = MAX_EXPANDED) -> None:
     size(root)
 
 
-def load_yaml(path: Path) -> Any:
-    """Parse `path` safely; every failure is an EnvctlError naming file and line."""
-    text = read_text(Path(path), MAX_MATRIX_BYTES, "matrix file")
-    loader = _LineLoader(text)
+def load_yaml(path: Path, cap: int = MAX_MATRIX_BYTES, what: str = "matrix file") -> Any:
+    """Parse `path` safely; every failure is an EnvctlError naming file and line.
+
+    Not text (NUL bytes, control characters YAML forbids, a binary file), too
+    deep to walk, or an alias bomb: each is a clear error, never a traceback.
+    """
+    return parse_yaml(read_text(Path(path), cap, what), path, what)
+
+
+def parse_yaml(text: str, path: Path | str, what: str = "YAML file") -> Any:
+    """load_yaml for text already read (through read_text) from `path`."""
+    loader = None
     try:
+        loader = _LineLoader(text)  # the reader checks the characters here already
         node = loader.get_single_node()
         if node is None:
             return None
         _check_expansion(node)
-        return loader.construct_document(node)
+        doc = loader.construct_document(node)
+        if too_deep(doc):
+            raise EnvctlError(f"malformed YAML: the {what} nests lists or mappings more than {MAX_DEPTH} levels deep")
+        return doc
     except EnvctlError as exc:
         exc.file = str(path)
         raise
+    except RecursionError:
+        raise EnvctlError(f"malformed YAML: the {what} nests lists or mappings too deeply", file=path) from None
+    except yaml.reader.ReaderError as exc:
+        raise EnvctlError(f"the {what} is not text YAML accepts: character U+{exc.character:04X} at position "
+                          f"{exc.position} is not allowed", file=path,
+                          line=text.count("\n", 0, exc.position) + 1) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -141,5 +160,11 @@ def load_yaml(path: Path) -> Any:
         raise EnvctlError(f"malformed YAML: {problem}", file=path, line=line) from None
     except yaml.YAMLError as exc:
         raise EnvctlError(f"malformed YAML: {short(str(exc), 300)}", file=path) from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        # PyYAML's safe constructors raise plain errors for a well-formed but impossible
+        # value: a date such as 2001-13-40, `!!int "x"`, an empty `!!float`, `!!timestamp x`.
+        raise EnvctlError(f"malformed YAML: a value cannot be read ({short(str(exc), 200)})", file=path,
+                          hint="Quote values that are meant as text.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

@@ -44,11 +44,11 @@ from typing import TYPE_CHECKING, Any
 
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
+from envctl.create.closure import check_closure
 from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
-from envctl.core.limits import read_project_text
 from envctl.core.hashing import sha256_file
-from envctl.core.paths import default_prefix, env_python, lock_path
+from envctl.core.paths import EnvPrefix, default_prefix, env_python, lock_path
 from envctl.core.statedir import ensure_state_dir
 from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
                                       scratch_path, swap_in)
@@ -81,39 +81,60 @@ class CreateResult:
         return data | {"prefix": str(self.prefix), "python": str(self.python), "seconds": round(self.seconds, 3)}
 
 
+# The state file's fields and their types: anyone who can write the env can edit it, so a field
+# of another type is dropped (as if absent) rather than trusted or crashed on.
+STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "lock_sha256": str, "target": str, "created_at": str, "host_platform": str, "envctl_version": str,
+    "lock_file": str, "packages": dict, "python_version": str, "size_bytes": int, "own_bytes": int,
+}
+
+
 def env_state(prefix: Path) -> dict[str, Any] | None:
     """What create recorded in the env (lock sha256, target, ...), or None if not an envctl env."""
+    from envctl.core.limits import read_json
+
     try:
-        data = json.loads(read_project_text(Path(prefix) / STATE_FILE, what="env state file"))
-    except (OSError, ValueError, EnvctlError):  # a FIFO or device there is not an envctl env either
+        data = read_json(Path(prefix) / STATE_FILE, what="env state file")  # capped, regular, bounded depth
+    except EnvctlError:  # missing, a FIFO or device, not JSON: not an envctl env
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    typed = {k: v for k, v in data.items()
+             if k not in STATE_TYPES or (isinstance(v, STATE_TYPES[k]) and not isinstance(v, bool))}
+    if isinstance(typed.get("packages"), dict):
+        typed["packages"] = {k: v for k, v in typed["packages"].items()
+                             if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)}
+    return typed
 
 
 def create_env(
     root: Path,
     target: Target | str,
     *,
-    prefix: Path | None = None,
+    prefix: EnvPrefix | Path | None = None,
     force: bool = False,
     progress: Progress | None = None,
 ) -> CreateResult:
-    """Install `root/locks/<target>.conda-lock.yml` at `prefix` (default: default_prefix)."""
+    """Install `root/locks/<target>.conda-lock.yml` at `prefix` (default: default_prefix).
+
+    A prefix in the project's .envctl/ (the default one, whoever passed it) is
+    checked to stay inside the project and gets .envctl/.gitignore first.
+    """
     started = time.monotonic()
     name = target if isinstance(target, str) else target.name
     _check_name(name)
     lock = lock_path(root, name)
     if not lock.is_file():
         raise EnvctlError(f"no lock for target '{name}': {lock} does not exist", hint=f"Run `envctl lock --target {name}`.")
-    if prefix is None:
+    place = EnvPrefix.of(root, name, prefix.path if isinstance(prefix, EnvPrefix) else prefix)
+    prefix = check_prefix_path(place.path)
+    if place.in_project_state:
         # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
-        prefix = ensure_inside(root, default_prefix(root, name), "env prefix")
+        ensure_inside(root, prefix, "env prefix")
         try:
             ensure_state_dir(root)  # .envctl/.gitignore: envs are never committed, in any project
         except OSError as exc:
             raise _os_error(prefix, exc) from None
-    else:
-        prefix = check_prefix_path(prefix)  # the user's explicit choice, wherever it is
     # Refuse a folder envctl did not make before anything (even the flock file) is written beside it.
     _refuse_foreign(prefix)
     lock_sha = sha256_file(lock)
@@ -284,6 +305,8 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
             raise EnvctlError(f"the lock has pip packages but no conda python for {host}", file=lock)
         emit(progress, "pip", total=len(pip), message=f"installing {len(pip)} pip packages")
         install_pip(pip, python=python, staging=staging, final=prefix)
+    emit(progress, "verify", manager="closure", transient=True, message="checking every declared dependency is installed")
+    check_closure(staging, lock)
 
 
 def _check_python(python: Path) -> str:

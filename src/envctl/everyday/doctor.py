@@ -12,14 +12,14 @@ installed versions.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
-from envctl.core.limits import MAX_JSON_BYTES, read_project_text
+from envctl.core.limits import parse_json
+from envctl.create.envrecords import CondaRecord, conda_records
 from envctl.core.paths import lock_path
 
 # Drift in these breaks the certified combination (conda spellings included).
@@ -97,8 +97,11 @@ def probe(python: Path) -> dict:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"cannot run {python}: {exc}"}
     try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):  # a crash in native code while importing
+        data = parse_json(proc.stdout.strip().splitlines()[-1], "env probe's output")
+        if not isinstance(data, dict):
+            raise EnvctlError("the env probe's output is not a JSON object")
+        return data
+    except (EnvctlError, IndexError):  # a crash in native code while importing
         return {"error": f"{python} exited {proc.returncode} while importing: {proc.stderr.strip()[-800:]}"}
 
 
@@ -119,19 +122,10 @@ def _same(a: str | None, b: str | None) -> bool:
         return a == b
 
 
-def _conda_installed(prefix: Path) -> tuple[dict[str, dict], set[str]]:
+def _conda_installed(prefix: Path) -> tuple[dict[str, CondaRecord], set[str]]:
     """conda packages in the env (name -> record) and the dist-info folders they own."""
-    packages, owned = {}, set()
-    for path in sorted((prefix / "conda-meta").glob("*.json")):
-        try:
-            rec = json.loads(read_project_text(path, MAX_JSON_BYTES, "package record"))  # a FIFO here must not hang
-        except (OSError, ValueError, EnvctlError):
-            continue
-        if not isinstance(rec, dict) or "name" not in rec:
-            continue  # envctl-state.json and other non-package files
-        packages[rec["name"]] = rec
-        owned.update(part for f in rec.get("files", []) for part in f.split("/")[:-1]
-                     if part.endswith((".dist-info", ".egg-info")))
+    packages = {r.name: r for r in conda_records(prefix)}
+    owned = set().union(*(r.dist_folders() for r in packages.values()))
     return packages, owned
 
 
@@ -147,7 +141,7 @@ def drift(prefix: Path, lock: Path, platform: str, dists: list[dict]) -> dict:
     def add(kind, name, manager, locked, installed):
         out.append({"kind": kind, "name": name, "manager": manager, "locked": locked, "installed": installed,
                     "managed": _canon(name) in MANAGED})
-    for manager, have in (("conda", {n: f"{r['version']} {r.get('build', '')}".strip() for n, r in conda.items()}),
+    for manager, have in (("conda", {n: f"{r.version} {r.build}".strip() for n, r in conda.items()}),
                           ("pip", {n: d["version"] for n, d in pip.items()})):
         want = {(_canon(e.name) if manager == "pip" else e.name):
                 (f"{e.version} {e.build or ''}".strip() if manager == "conda" else e.version)
@@ -253,7 +247,7 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
     # drift against the lock the env was created from
     state = env_state(where) or {}
     conda, owned = _conda_installed(where)
-    found["channels"] = sorted({r.get("channel", "").rstrip("/") for r in conda.values() if r.get("channel")})
+    found["channels"] = sorted({r.channel.rstrip("/") for r in conda.values() if r.channel})
     found["pip_managed"] = [n for n in ("torch", "onnx", "onnxruntime", "protobuf", "numpy")
                             if any(_canon(d["name"]) in (n, n + "-gpu") and d["folder"] not in owned for d in found["dists"])]
     name = chosen.name if chosen else state.get("target")
@@ -298,7 +292,7 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
 
 
 def print_report(report: dict) -> None:
-    from rich.markup import escape
+    from envctl.core.output import escape
     from rich.table import Table
 
     from envctl.core.output import SEVERITY_STYLE, console
@@ -313,8 +307,8 @@ def print_report(report: dict) -> None:
     console.print(f"[bold]host[/] {h['platform']} ({h['os']} {h['os_release']}, {h.get('libc') or 'no glibc'}), "
                   f"CPU {escape(str(h['cpu']))} x{h['cpus']}, GPU: {escape(gpu)}", soft_wrap=True)
     env = report["env"]
-    console.print(f"[bold]env[/] {env['kind']}{' ' + env['target'] if env['target'] else ''}: {env['prefix']} "
-                  f"(python {env.get('python_version', '?')})", soft_wrap=True)
+    console.print(f"[bold]env[/] {env['kind']}{' ' + escape(env['target']) if env['target'] else ''}: {escape(env['prefix'])} "
+                  f"(python {escape(env.get('python_version', '?'))})", soft_wrap=True)
     table = Table(title_justify="left")
     for col in ("package", "version", "build / notes"):
         table.add_column(col, overflow="fold")
@@ -329,7 +323,8 @@ def print_report(report: dict) -> None:
             notes = f"IR {rec.get('ir_version')}, opsets <= {rec.get('max_opset')}"
         elif not notes and key == "protobuf":
             notes = f"{rec.get('implementation')} implementation"
-        table.add_row(key, rec.get("version") or "-", notes or "")
+        # What the env's own python reported: data, shown inert (notes already carry markup of their own).
+        table.add_row(key, escape(rec.get("version") or "-"), notes if rec.get("error") else escape(notes or ""))
     if report["packages"]:
         console.print(table)
     if report["targets"]:
@@ -347,7 +342,8 @@ def print_report(report: dict) -> None:
         console.print(f"[bold]drift[/] against {d['lock']}:")
         for p in d["packages"]:
             style = "red" if p["managed"] else "yellow"
-            console.print(f"  [{style}]{p['kind']}[/] {p['manager']} {p['name']}: {p['locked'] or '-'} -> {p['installed'] or '-'}")
+            console.print(f"  [{style}]{p['kind']}[/] {p['manager']} {escape(p['name'])}: {escape(p['locked'] or '-')} -> "
+                          f"{escape(p['installed'] or '-')}")
     if "rules_at" in report:
         at = report["rules_at"]
         console.print(f"[bold]rules[/] on the installed versions (opset {at['opset']}, {', '.join(at['exporters'])}): "

@@ -25,15 +25,12 @@ KINDS = ("env", "explicit")
 
 def _pip_options(env_file: Path, root: Path) -> list[str] | None:
     """`--index-url ...` lines from the rendered spec's envctl block; None if it is missing."""
-    import yaml
-
+    from envctl.core.yamlsource import load_yaml
     from envctl.lock.pip_resolve import resolve_location
 
     try:
-        from envctl.core.limits import read_project_text
-
-        doc = yaml.safe_load(read_project_text(env_file, what="environment.yml")) or {}
-    except (OSError, yaml.YAMLError, EnvctlError):
+        doc = load_yaml(env_file, what="environment.yml") or {}
+    except EnvctlError:
         return None
     opts = ((doc.get("envctl") or {}).get("pip_options") or {}) if isinstance(doc, dict) else {}
     lines = [f"--index-url {opts['index_url']}"] if opts.get("index_url") else []

@@ -186,7 +186,7 @@ def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | No
 
 
 def print_report(report: dict) -> None:
-    from rich.markup import escape
+    from envctl.core.output import escape
     from rich.table import Table
 
     from envctl.core.output import RESULT_STYLE, human_size, console
@@ -233,12 +233,12 @@ def print_report(report: dict) -> None:
     seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
     if report["status"] == "passed":
         size = human_size(report["model_bytes"]) if report["model_bytes"] is not None else "?"
-        console.print(f"[green]passed[/]{seconds}: opset {report['opset_written']}, IR {report['ir_version']}, {size}")
+        console.print(f"[green]passed[/]{seconds}: opset {escape(report['opset_written'])}, IR {escape(report['ir_version'])}, {size}")
         console.print("files to ship: " + ", ".join(f"{f['path']} ({human_size(f['bytes'])})" for f in report["files"]),
                       soft_wrap=True)
         return
     f = report["failure"] or {}
-    console.print(f"[bold red]failed[/]{seconds}: [red]{escape(str(f.get('class', '?')))}[/] at {f.get('stage', '?')}: "
+    console.print(f"[bold red]failed[/]{seconds}: [red]{escape(str(f.get('class', '?')))}[/] at {escape(f.get('stage', '?'))}: "
                   f"{escape(str(f.get('message', ''))[:600])}", soft_wrap=True)
     if f.get("remedy"):
         console.print(f"remedy: {escape(f['remedy'])}", soft_wrap=True)

@@ -7,13 +7,11 @@ dist-info is listed once, as conda).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
-from envctl.core.limits import MAX_JSON_BYTES, read_project_text
+from envctl.create.envrecords import Warn, conda_records, distributions
 
 
 @dataclass(frozen=True)
@@ -27,28 +25,21 @@ class InstalledPackage:
         return asdict(self)
 
 
-def installed_packages(prefix: Path) -> list[InstalledPackage]:
+def installed_packages(prefix: Path, warn: Warn | None = None) -> list[InstalledPackage]:
+    """Every package in the env; a malformed record is skipped and reported through `warn`."""
     prefix = Path(prefix)
     meta = prefix / "conda-meta"
-    if not meta.is_dir() and not any(prefix.glob("lib/python*/site-packages")):
+    sites = sorted(prefix.glob("lib/python*/site-packages")) + sorted(prefix.glob("Lib/site-packages"))
+    if not meta.is_dir() and not sites:
         raise EnvctlError(f"{prefix} is not an env (no conda-meta/, no site-packages)")
+    warn = warn or (lambda message: None)
     found: list[InstalledPackage] = []
     owned: set[str] = set()
-    for record in sorted(meta.glob("*.json")) if meta.is_dir() else []:
-        try:
-            data = json.loads(read_project_text(record, MAX_JSON_BYTES, "package record"))  # a FIFO here must not hang
-        except (OSError, ValueError, EnvctlError):
-            continue  # envctl's own state file and anything unreadable are not packages
-        if not isinstance(data, dict) or "name" not in data or "version" not in data:
-            continue
-        found.append(InstalledPackage(str(data["name"]), str(data["version"]), "conda", str(data.get("build", ""))))
-        owned.update(part for f in data.get("files", []) for part in str(f).split("/")[:-1]
-                     if part.endswith((".dist-info", ".egg-info")))
-    for site in sorted(prefix.glob("lib/python*/site-packages")) + sorted(prefix.glob("Lib/site-packages")):
-        for dist in metadata.distributions(path=[str(site)]):
-            folder = Path(str(getattr(dist, "_path", ""))).name
-            name = dist.metadata.get("Name") if dist.metadata else None
-            if not name or folder in owned:
-                continue
-            found.append(InstalledPackage(name, dist.version, "pip"))
+    for record in conda_records(prefix, warn):
+        found.append(InstalledPackage(record.name, record.version, "conda", record.build))
+        owned |= record.dist_folders()
+    for site in sites:
+        for dist in distributions(site, warn):
+            if dist.folder not in owned:
+                found.append(InstalledPackage(dist.name, dist.version, "pip"))
     return sorted(found, key=lambda p: (p.name.lower(), p.manager))

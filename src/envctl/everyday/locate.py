@@ -5,13 +5,13 @@ run, doctor and export all ask the same question; this is its one answer.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
-from envctl.core.paths import default_prefix, env_python, project_root
+from envctl.core.atomic import ensure_inside
+from envctl.core.paths import EnvPrefix, env_python, project_root
 from envctl.matrix.loader import Target
 from envctl.matrix.project import Project
 
@@ -48,7 +48,11 @@ def locate_env(matrix_path: Path, target_name: str | None = None, prefix: Path |
         if not current_ok:
             raise EnvctlError("name the env: --target T (or --prefix PATH)")
         return EnvLocation(None, Path(sys.prefix), Path(sys.executable), "current interpreter")
-    prefix = Path(os.path.abspath(prefix)) if prefix is not None else default_prefix(project_root(matrix_path), target)
+    root = project_root(matrix_path)
+    place = EnvPrefix.of(root, target if target is not None else "-", prefix)
+    prefix = place.path
+    if place.in_project_state:  # never run an env a committed .envctl symlink points at, outside the project
+        ensure_inside(root, prefix, "env prefix", action="use")
     python = env_python(prefix)
     if not python.exists():
         made_for = (env_state(prefix) or {}).get("target")

@@ -14,7 +14,15 @@ checked against itself and its spec:
   computes from the spec hash, channels and virtual packages;
 * every package the spec asks for (conda dependency names, pip requirement
   names) is locked for every platform, and so is every dependency a locked
-  package records (a lock cut short just before a dependency's entry).
+  package records (a lock cut short just before a dependency's entry);
+* every locked package is reachable from what the spec asks for through the
+  locked records' dependencies (conda and pip alike): a package nothing asked
+  for (an entry added by hand, a lock of another spec spliced in) is refused.
+  A solver and pip's resolver only ever lock that closure.
+
+What the records themselves claim (a dependency edited out of a record
+together with the package) cannot be seen in the lock alone; create checks
+the built env against the packages' own metadata (create/closure.py).
 
 Used by `check_locks` (lock --check, status, create through the pipeline)
 and by create itself before anything is linked.
@@ -147,6 +155,42 @@ def missing_specs(doc: dict, conda: list[str], pip: list[str]) -> str | None:
             name = pip_name(requirement)
             if name and name not in have.get((platform, "pip"), set()):
                 return f"the spec asks for {name} (pip) but the lock has no {name} for {platform} (cut short?)"
+    return None
+
+
+def _requested_name(requirement: str) -> str | None:
+    """The name a pip requirement asks for, with or without markers (a root of the lock's closure)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return _norm(Requirement(requirement).name)
+    except InvalidRequirement:
+        return None
+
+
+def unrequested_packages(doc: dict, conda: list[str], pip: list[str]) -> str | None:
+    """A locked package that nothing the spec asks for needs, on some platform, as a reason; or None."""
+    roots = {_norm(conda_name(spec)) for spec in conda} | {n for n in map(_requested_name, pip) if n}
+    for platform in doc["metadata"]["platforms"]:
+        records: dict[str, list[dict]] = {}
+        for entry in doc["package"]:
+            if entry["platform"] == platform:
+                records.setdefault(_norm(entry["name"]), []).append(entry)
+        reached: set[str] = set()
+        pending = [name for name in roots if name in records]
+        while pending:
+            name = pending.pop()
+            if name in reached:
+                continue
+            reached.add(name)
+            for entry in records[name]:
+                deps = entry.get("dependencies") or {}
+                pending.extend(n for n in (_norm(str(d).split("[", 1)[0]) for d in deps) if n in records)
+        extra = sorted(set(records) - reached)
+        if extra:
+            names = ", ".join(f"{records[n][0]['name']} ({records[n][0]['manager']})" for n in extra[:5])
+            return (f"the lock has {names} for {platform}, which nothing the spec asks for needs "
+                    "(an entry added by hand, or a lock made from another spec?)")
     return None
 
 

@@ -70,6 +70,9 @@ def _requirements(target: Target) -> tuple[list[str], list[str]]:
     for implied in implied_requirements(target):
         if implied.package not in wanted or wanted[implied.package] is None:
             wanted[implied.package] = implied.spec
+    # A package `pip:` names is taken from pip even with no version given (unpinned), never dropped.
+    for name in target.pip:
+        wanted.setdefault(name, None)
     # Packages the matrix did not place follow the package that needs them.
     follows = {"onnxscript": "torch", "numpy": "onnxruntime"}
     conda: list[str] = [_conda_spec("python", target.python)]

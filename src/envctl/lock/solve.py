@@ -90,16 +90,41 @@ def _str_list(value: Any, what: str, path: Path) -> list[str]:
     return list(value)
 
 
+# What envctl's lock stage reads from an environment.yml; any other key (conda's `variables:`,
+# `prefix:`) would be silently left out of the lock, so it is refused.
+ENV_KEYS = ("name", "channels", "platforms", "dependencies", "envctl", "pip-repositories")
+
+
+def _known_keys(mapping: dict, known: tuple[str, ...], path: Path, where: str) -> None:
+    from envctl.core.errors import did_you_mean
+
+    for key in mapping:
+        if key not in known:
+            line = mapping.line_of(key) if hasattr(mapping, "line_of") else None
+            raise EnvctlError(f"unknown key '{where}{key}': envctl's lock would leave it out.{did_you_mean(str(key), known)}",
+                              file=path, line=line, key=f"{where}{key}",
+                              hint=f"An environment.yml here takes {', '.join(known)}; change the matrix and run `envctl render`.")
+
+
 def _read_spec(path: Path, text: str) -> _EnvSpec:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise EnvctlError(f"not valid YAML: {exc}", file=path) from None
+    from envctl.core.yamlsource import parse_yaml
+
+    doc = parse_yaml(text, path, "environment.yml")
     if not isinstance(doc, dict):
         raise EnvctlError("an environment.yml must be a mapping", file=path)
+    _known_keys(doc, ENV_KEYS, path, "")
+    if isinstance(doc.get("envctl"), dict):
+        _known_keys(doc["envctl"], ("pip_options",), path, "envctl.")
+        if isinstance(doc["envctl"].get("pip_options"), dict):
+            from envctl.matrix.fields import PIP_OPTION_KEYS
+
+            _known_keys(doc["envctl"]["pip_options"], PIP_OPTION_KEYS, path, "envctl.pip_options.")
     conda: list[str] = []
     pip: list[str] = []
-    for item in doc.get("dependencies") or []:
+    dependencies = doc.get("dependencies") or []
+    if not isinstance(dependencies, list):
+        raise EnvctlError("'dependencies' must be a list", file=path, key="dependencies")
+    for item in dependencies:
         if isinstance(item, str):
             conda.append(item)
         elif isinstance(item, dict) and set(item) == {"pip"}:
@@ -327,7 +352,8 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
 def _body_problem(path: Path, env_path: Path, target: Target, info: LockInfo) -> str | None:
     """Recorded hashes match; check the body too (a lock cut short keeps its metadata intact)."""
     from envctl.core.limits import MAX_LOCK_BYTES, read_regular
-    from envctl.lock.lockcheck import content_hash_problem, missing_dependencies, missing_specs, parse, structure_problem
+    from envctl.lock.lockcheck import (content_hash_problem, missing_dependencies, missing_specs, parse,
+                                       structure_problem, unrequested_packages)
 
     try:
         doc = parse(read_regular(path, MAX_LOCK_BYTES, "lock"))
@@ -339,7 +365,8 @@ def _body_problem(path: Path, env_path: Path, target: Target, info: LockInfo) ->
     return (structure_problem(doc)
             or content_hash_problem(doc, info.spec_hash, lambda platform: _virtual(target, platform))
             or missing_specs(doc, spec.conda, spec.pip)
-            or missing_dependencies(doc))
+            or missing_dependencies(doc)
+            or unrequested_packages(doc, spec.conda, spec.pip))
 
 
 def _short(value: str | None) -> str:

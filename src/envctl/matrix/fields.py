@@ -27,9 +27,10 @@ EXECUTION_PROVIDERS = (
     "DmlExecutionProvider",
     "OpenVINOExecutionProvider",
 )
-# Packages a target manages; `pip:` may name any of these (or any other
-# package it adds through pip_extra).
+# Packages a target manages; `pip:` names which of them (python aside) come
+# from pip. Any other pip package goes under pip_extra.
 MANAGED = ("python", "torch", "onnx", "onnxruntime", "protobuf", "numpy", "onnxscript")
+PIP_MANAGED = tuple(name for name in MANAGED if name != "python")
 PIP_OPTION_KEYS = ("index_url", "extra_index_urls", "find_links")
 # What a machine can supply instead of the env; the Jetson rules key on these,
 # so a typo must not silently switch them off.
@@ -158,6 +159,23 @@ def _requirements(value: Any, *, nonempty: bool = False) -> tuple[str, ...]:
         if item.startswith("-"):
             raise FieldError(f"{short(item)} is an installer option, not a package spec; "
                              "set indexes and find-links under pip_options, where check and render show them")
+    return items
+
+
+def _pip_managed(value: Any) -> tuple[str, ...]:
+    """`pip:` names managed packages only: anything else would be silently left out of the env."""
+    items = _requirements(value, nonempty=True)
+    for item in items:
+        if item not in PIP_MANAGED:
+            from envctl.core.errors import did_you_mean
+
+            hint = did_you_mean(item, PIP_MANAGED)
+            if item == "python":
+                raise FieldError("python comes from the conda channel, never from pip; remove it from 'pip'")
+            raise FieldError(
+                f"{short(item)} is not a package this target manages, so 'pip' cannot place it.{hint} "
+                f"'pip' says which of {', '.join(PIP_MANAGED)} come from pip (plain names, versions go in their own "
+                f"keys); put any other pip package, with its version, under 'pip_extra'")
     return items
 
 
@@ -292,7 +310,7 @@ TARGET_FIELDS: dict[str, FieldSpec] = {
     "onnxscript": FieldSpec(_spec, "onnxscript version spec (default: the minimum the dynamo exporter needs)"),
     "opset": FieldSpec(_opset, "ai.onnx opset to export at", True),
     "exporters": FieldSpec(lambda v: _str_list(v, choices=EXPORTERS), "torchscript and/or dynamo", True),
-    "pip": FieldSpec(lambda v: _requirements(v, nonempty=True), "packages taken from pip instead of the conda channel"),
+    "pip": FieldSpec(_pip_managed, "packages taken from pip instead of the conda channel"),
     "pip_options": FieldSpec(_pip_options, "index_url, extra_index_urls, find_links for the pip part"),
     "conda_extra": FieldSpec(_requirements, "more conda match specs"),
     "pip_extra": FieldSpec(_requirements, "more pip requirements"),

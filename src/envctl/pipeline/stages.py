@@ -16,7 +16,7 @@ from typing import Callable
 
 from envctl.certify.certificate import Certificate, CertificateError, read_certificate
 from envctl.core.errors import EnvctlError
-from envctl.core.paths import cert_path, default_prefix
+from envctl.core.paths import EnvPrefix, cert_path
 from envctl.matrix.loader import Target
 from envctl.matrix.project import Project
 
@@ -203,7 +203,8 @@ def run_chain(project: Project, target: Target, *, prefix: Path | None = None, f
                                                                           facts=facts, out=out),
                                certification="lock-only")
         stage = "create"
-        created = create_env(project.root, target, prefix=prefix or default_prefix(project.root, target),
+        # The record, not the bare path: a default prefix stays guarded however it was chosen.
+        created = create_env(project.root, target, prefix=EnvPrefix.of(project.root, target, prefix),
                              force=force, progress=progress)
         if not certify:
             return ChainResult(target.name, created, certification="not run")

@@ -380,3 +380,13 @@ def _opset27(c: RuleContext) -> None:
                "onnxruntime>=1.32")
 
 
+
+
+@rule("ignored-setting")
+def _ignored_setting(c: RuleContext) -> None:
+    """A setting the target gives that nothing in its env uses (it would be dropped without a word)."""
+    options = c.t.pip_options
+    if (options.index_url or options.extra_index_urls or options.find_links) and not (c.t.pip or c.t.pip_extra):
+        c.emit("warning", "pip_options is set, but nothing in this target comes from pip, so no index or "
+               "find-links is used", "envctl: lock/render.py writes pip options only beside pip requirements",
+               "drop pip_options from this target (or its defaults), or list packages under pip / pip_extra")

@@ -5,6 +5,7 @@ this file by path, so its name is prefixed to never shadow a user's module.
 """
 import importlib
 import math
+import os
 import re
 import sys
 
@@ -354,11 +355,29 @@ def _sample(value, case, where):
     return tuple(out)
 
 
+def _limits():
+    """The sibling envctl_smoke_limits (declared-size bounds), however this file was loaded."""
+    if "envctl_smoke_limits" not in sys.modules:
+        import importlib.util
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envctl_smoke_limits.py")
+        spec = importlib.util.spec_from_file_location("envctl_smoke_limits", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["envctl_smoke_limits"] = module
+    return sys.modules["envctl_smoke_limits"]
+
+
 def load_samples(case, files):
     """The callable's `samples` and the --inputs files (.npz: one sample keyed by input name
     or arr_0..; .pt: a tuple/dict, or a list of them) as tuples of tensors."""
     samples = [_sample(v, case, "samples[%d]" % i) for i, v in enumerate(case.get("samples") or [])]
     for path in files or []:
+        limits = _limits()
+        try:
+            limits.check_input_file(path)  # by declared sizes, before numpy or torch allocates anything
+        except (limits.InputTooLarge, OSError) as exc:
+            raise ModelError("--inputs %s" % exc) from None
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
                 keys = list(z.keys())

@@ -334,6 +334,7 @@ def run(spec, result_path, E):
             if lim["status"] == "failed":  # a probe that breaks says nothing about the models
                 lim["status"] = "warning"
             _load_sibling("envctl_smoke_builtins")  # the models module imports the names from it
+            _load_sibling("envctl_smoke_limits")  # and the --inputs bounds
             M = _load_sibling("envctl_smoke_models")
             for sibling in ("envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_domain",
                             "envctl_smoke_reference", "envctl_smoke_infer"):

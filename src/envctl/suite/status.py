@@ -236,7 +236,7 @@ _SUMMARY_STYLE = {"certified": "green", "lock-only": "cyan", "failed": "bold red
 
 
 def _cell(*stages: Stage, ok_text: str = "ok") -> str:
-    from rich.markup import escape
+    from envctl.core.output import escape
 
     for stage in stages:
         if not stage.ok:
@@ -246,7 +246,7 @@ def _cell(*stages: Stage, ok_text: str = "ok") -> str:
 
 
 def print_status(statuses: list[TargetStatus]) -> None:
-    from rich.markup import escape
+    from envctl.core.output import escape
     from rich.table import Table
 
     from envctl.core.output import console
@@ -267,7 +267,7 @@ def print_status(statuses: list[TargetStatus]) -> None:
                 label = "solved only" if label == "lock-only" else label
             caveats = len(cert.get("caveats") or [])
             noted = f" [yellow]({caveats} caveat{'s' if caveats != 1 else ''})[/]" if caveats else ""
-            cert_cell = f"[{style}]{label}[/]{cls}{noted}{fresh}"
+            cert_cell = f"[{style}]{escape(label)}[/]{cls}{noted}{fresh}"
         if s.device:
             colour = "green" if s.device.get("result") == "passed" and s.device["fresh"] else "yellow"
             cert_cell += f" [{colour}]{escape(device_label(s))}[/]"

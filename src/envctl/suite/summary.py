@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from rich.markup import escape
+from envctl.core.output import escape
 from rich.table import Table
 
 from envctl.core.output import RESULT_STYLE, console, err_console
