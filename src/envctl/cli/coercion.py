@@ -98,5 +98,6 @@ def install() -> bool:
         return original(self)
 
     get_runtime_param.envctl_plain = True  # type: ignore[attr-defined]
+    get_runtime_param.typer_original = original  # type: ignore[attr-defined]  # what tests compare against
     parameter.get_runtime_param = get_runtime_param
     return True

@@ -93,13 +93,28 @@ def norm_version(v):
     return ".".join(parts)
 
 
+def _installed_version(distribution):
+    """A distribution's version from its metadata, without importing it; raises if it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        raise ImportError("No module named %r (no %s distribution installed)" % (distribution, distribution)) from None
+
+
 def versions_stage(details, spec):
     v = {"python": platform.python_version(), "platform": platform.platform()}
     errors = {}
+    # onnxscript is imported only when the dynamo exporter (its one user) runs: the TorchScript exporter
+    # never imports it, and importing it just for a version costs a run about as much as onnx does.
     for key, mod in (("numpy", "numpy"), ("protobuf", "google.protobuf"), ("onnx", "onnx"),
                      ("onnxruntime", "onnxruntime"), ("torch", "torch"), ("onnxscript", "onnxscript")):
         try:
-            v[key] = getattr(importlib.import_module(mod), "__version__", "unknown")
+            if key == "onnxscript" and "dynamo" not in spec["exporters"]:
+                v[key] = _installed_version("onnxscript")
+            else:
+                v[key] = getattr(importlib.import_module(mod), "__version__", "unknown")
         except Exception as e:
             v[key], errors[key] = None, _first_line(e)
     details.update(versions=v, import_errors=errors)
