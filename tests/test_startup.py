@@ -13,33 +13,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from support.cliprobe import EXPORT_STACK, HEAVY_HOST, loaded, probe
 from support.project import pip_target, write_project
-
-REPO = Path(__file__).resolve().parents[1]
-PROBE = REPO / "tests" / "support" / "cliprobe.py"
-HEAVY_HOST = ("pydantic", "conda_lock", "rattler", "typer._adapters")
-EXPORT_STACK = ("torch", "onnx", "onnxruntime", "numpy")
-
-
-def probe(args: list[str], cwd: Path, report: Path, timeout: float = 120) -> tuple[subprocess.CompletedProcess, dict]:
-    """`envctl ARGS` through cliprobe: (the process, {exit_code, modules, processes})."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(PROBE), str(report), "--", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc, json.loads(report.read_text())
-
-
-def loaded(report: dict, names: tuple[str, ...]) -> list[str]:
-    """Which of `names` (packages, or modules such as typer._adapters) the process had imported."""
-    return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in report["modules"]))
 
 
 @pytest.fixture(scope="module")
