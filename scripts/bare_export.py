@@ -4,12 +4,19 @@ Same work as the smoke runner's ladder for each model and exporter: build the
 model (the same three built-in architectures, seeded the same way), run it in
 PyTorch at the export sizes, torch.onnx.export (TorchScript with dynamic_axes,
 dynamo with dynamic_shapes), onnx.checker (full_check), an ONNX Runtime
-session, then every size of the sweep plus the all-2 case through PyTorch and
-ORT, compared with numpy (atol/rtol as allclose). Nothing else: no version
-probe, no result file, no classification, no certificate.
+session, then each case through PyTorch and ORT, compared with numpy
+(atol/rtol as allclose). Nothing else: no version probe, no result file, no
+classification, no certificate.
+
+The cases: with --cases FILE, exactly the input sizes envctl's runner compared
+for each model and exporter (scripts/bench writes FILE from the certificate or
+the `envctl export --json` report of the same work, so both sides run the same
+number of PyTorch and ONNX Runtime passes at the same shapes; values are
+random, which costs these models the same). Without it, every size of the
+sweep plus the all-2 case.
 
     <env>/bin/python -I scripts/bare_export.py [--opset 18] [--exporters torchscript,dynamo]
-                                                 [--sizes 1,2,5] [--models cnn,transformer,rnn]
+                                                 [--sizes 1,2,5] [--models cnn,transformer,rnn] [--cases FILE]
 
 Imports only torch, onnx, onnxruntime and numpy; prints one JSON line with
 the seconds it took (from the first import to the end) and what it checked.
@@ -76,6 +83,22 @@ def sweep(dims, sizes):
     return cases + ([all2] if all2 not in cases else [])
 
 
+def planned_cases(cases, name, exporter, dims, sizes):
+    """[(key, {dim: size})]: the runner's cases for this model and exporter (--cases), else the sweep.
+    The key names one PyTorch reference, shared by the exporters as the runner shares it."""
+    if cases is None:
+        return [(json.dumps(case, sort_keys=True), case) for case in sweep(dims, sizes)]
+    planned = cases.get("%s/%s" % (name, exporter))
+    if planned is None:
+        raise SystemExit("--cases has no entry %s/%s" % (name, exporter))
+    out = []
+    for i, case in enumerate(planned):
+        if set(case) != set(dims):
+            raise SystemExit("--cases %s/%s #%d names %s; the model's dims are %s" % (name, exporter, i, sorted(case), dims))
+        out.append(("%d:%s" % (i, json.dumps(case, sort_keys=True)), {d: int(case[d]) for d in dims}))
+    return out
+
+
 def export(model, x, path, exporter, opset, axes):
     kw = dict(input_names=["x"], output_names=["y"], opset_version=opset, do_constant_folding=True)
     if exporter == "torchscript":
@@ -96,8 +119,13 @@ def main(argv=None):
     parser.add_argument("--models", default="cnn,transformer,rnn")
     parser.add_argument("--atol", type=float, default=1e-4)
     parser.add_argument("--rtol", type=float, default=1e-3)
+    parser.add_argument("--cases", help="JSON {\"model/exporter\": [{dim: size}, ...]}: the cases to run")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    cases = None
+    if args.cases:
+        with open(args.cases, encoding="utf-8") as handle:
+            cases = json.load(handle)
     checked, worst = 0, 0.0
     with tempfile.TemporaryDirectory(prefix="bare-export-") as tmp:
         for name in args.models.split(","):
@@ -116,9 +144,8 @@ def main(argv=None):
                 onnx.checker.check_model(path, full_check=True)
                 sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
                 feed_name = sess.get_inputs()[0].name
-                for i, case in enumerate(sweep(dims, sizes)):
+                for i, (key, case) in enumerate(planned_cases(cases, name, exporter, dims, sizes)):
                     xi = inputs_for(shape, axes, case, 0, i)
-                    key = json.dumps(case, sort_keys=True)
                     if key not in refs:
                         with torch.no_grad():
                             refs[key] = model(xi).numpy()

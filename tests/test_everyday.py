@@ -130,6 +130,15 @@ def test_create_again_is_a_noop_already_certified(project, created):
     assert cert.stat().st_mtime_ns == before  # not re-certified (how fast: scripts/bench)
 
 
+def test_the_already_certified_noop_imports_no_pydantic_conda_lock_or_rattler(project, created, tmp_path):
+    from support.cliprobe import HEAVY_HOST, loaded, probe
+
+    root, matrix = project
+    proc, report = probe(["create", "--target", "t", "--matrix", str(matrix)], root, tmp_path / "report.json")
+    assert report["exit_code"] == 0 and "already certified" in proc.stdout, proc.stdout + proc.stderr
+    assert loaded(report, HEAVY_HOST) == [] and report["processes"] == []
+
+
 def test_run_uses_the_env_and_passes_exit_codes(project, created):
     root, matrix = project
     prefix = root / ".envctl" / "envs" / "t"

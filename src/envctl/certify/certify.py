@@ -201,19 +201,14 @@ def _where(result_file: Path) -> str:
     return f" while loading {model}" if not exporter else f" during {model} with the {exporter} exporter"
 
 
-def probe_python(python: Path) -> dict:
-    code = ("import json, torch, onnxruntime as o; print(json.dumps({'cuda': torch.cuda.is_available(), "
-            "'providers': o.get_available_providers()}))")
-    try:
-        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, errors="replace", timeout=300,
-                             env=foreign_python_env())
-        probed = parse_json(out.stdout.strip().splitlines()[-1], "env probe's output")
-        return probed if isinstance(probed, dict) else {"cuda": False, "providers": []}
-    except (OSError, ValueError, IndexError, subprocess.SubprocessError, EnvctlError):
-        return {"cuda": False, "providers": []}
+def interpreter_placement() -> dict[str, Any]:
+    """build_spec's placement for an interpreter with no target (the host's, `envctl export` without one):
+    the runner settles "auto" to CUDA when that torch sees a GPU, else the CPU, and reports what it used.
+    Asking torch here would start (or import) torch twice per certification."""
+    return {"device": "auto", "providers": provider_order("CUDAExecutionProvider"), "required": None}
 
 
-def build_spec(target: Target | None, root: Path, *, device: str, providers: list[str], required: str,
+def build_spec(target: Target | None, root: Path, *, device: str, providers: list[str], required: str | None,
                expected: dict[str, str]) -> dict:
     if target is None:
         # Opset 18 is the dynamo exporter's native opset (docs/compatibility.md §5); at
@@ -300,9 +295,7 @@ def certify_host(root: Path, *, timeout: float | None = None, out: Path | None =
     files = input_files(inputs)
     started = time.monotonic()
     python = Path(sys.executable)
-    cuda = bool(probe_python(python).get("cuda"))
-    device, required = ("cuda", "CUDAExecutionProvider") if cuda else ("cpu", "CPUExecutionProvider")
-    spec = build_spec(None, root, device=device, providers=provider_order(required), required=required, expected={})
+    spec = build_spec(None, root, **interpreter_placement(), expected={})
     spec.update(models=host_models(matrix), input_files=files)  # user models are certified, never dropped
     data = _base(HOST, host_facts())
     data.update(lock=None, target_hash=None, environment={"prefix": sys.prefix, "python": str(python)},
@@ -316,13 +309,17 @@ def certify_host(root: Path, *, timeout: float | None = None, out: Path | None =
 def _finish(root: Path, name: str, data: dict, spec: dict, runner_result: dict | None, process: dict,
             started: float, out: Path | None) -> Certificate:
     status, failure, runs = _summarise(runner_result, process)
+    ran = {k: spec[k] for k in ("opset", "exporters", "providers", "required_provider", "device", "models", "tolerances", "sizes", "seed", "simplify")}
+    placement = RunnerResult.from_json(runner_result).placement if runner_result is not None else None
+    if placement is not None:  # what the runner used, "auto" settled
+        ran.update(placement.as_spec())
     data.update(
         result=status, reason=None, failure=failure, runs=runs, caveats=[c.to_json() for c in run_caveats(runs)],
         versions=(runner_result or {}).get("versions"), versions_expected=spec["expected_versions"],
         providers_available=(runner_result or {}).get("providers_available"),
         measured_limits=(runner_result or {}).get("measured_limits"),
         findings=limit_findings((runner_result or {}).get("versions"), (runner_result or {}).get("measured_limits")),
-        spec={k: spec[k] for k in ("opset", "exporters", "providers", "required_provider", "device", "models", "tolerances", "sizes", "seed", "simplify")},
+        spec=ran,
         runner={k: v for k, v in process.items() if k != "failure"} | {"stages": (runner_result or {}).get("stages", [])},
         seconds=round(time.monotonic() - started, 3),
     )

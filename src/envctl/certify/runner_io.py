@@ -120,6 +120,35 @@ def check_verdict_fields(run: dict, where: str) -> None:
         raise RunnerResultError(f"'{where}pad_notes' is not a list of text")
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the run went: the device the PyTorch reference ran on and the ONNX Runtime providers asked
+    for. The runner settles a spec's device "auto" itself, so the host never imports torch to ask."""
+
+    device: str  # "cpu" | "cuda"
+    providers: tuple[str, ...]
+    required_provider: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Placement | None":
+        if data is None:
+            return None  # a runner that stopped before it imported torch
+        if not isinstance(data, dict):
+            raise RunnerResultError(f"'placement' is {type(data).__name__}, not an object")
+        device = data.get("device")
+        if device not in ("cpu", "cuda"):
+            raise RunnerResultError(f"'placement.device' is {device!r}, not 'cpu' or 'cuda'")
+        providers = data.get("providers")
+        if not isinstance(providers, list) or not providers or not all(isinstance(p, str) for p in providers):
+            raise RunnerResultError("'placement.providers' is not a non-empty list of provider names")
+        required = _expect(data, "required_provider", str, optional=False, where="placement.")
+        return cls(device=device, providers=tuple(providers), required_provider=required)
+
+    def as_spec(self) -> dict[str, Any]:
+        """The spec's own keys, settled: what a certificate records as the run's spec."""
+        return {"device": self.device, "providers": list(self.providers), "required_provider": self.required_provider}
+
+
 @dataclass
 class RunnerResult:
     status: str  # "passed" | "failed"
@@ -130,6 +159,7 @@ class RunnerResult:
     providers_available: list[str] | None = None
     measured_limits: dict[str, Any] | None = None
     caveats: list[Caveat] = field(default_factory=list)  # what the verdicts could not prove
+    placement: Placement | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the checked JSON, for fields only some readers use
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -165,4 +195,5 @@ class RunnerResult:
         return cls(status=status, runs=runs, stages=stages, failure=failure,
                    versions=_expect(data, "versions", dict),
                    providers_available=_expect(data, "providers_available", list),
-                   measured_limits=_expect(data, "measured_limits", dict), caveats=run_caveats(runs), raw=data)
+                   measured_limits=_expect(data, "measured_limits", dict), caveats=run_caveats(runs),
+                   placement=Placement.from_json(data.get("placement")), raw=data)

@@ -16,7 +16,9 @@ import typer
 
 # One module per command group, imported and registered explicitly: a missing
 # module is an ImportError here, never a silently absent command.
-from envctl.cli import certify, create, everyday, lock, matrix, pack, status
+from envctl.cli import certify, coercion, create, everyday, lock, matrix, pack, status
+
+coercion.install()  # str/int/bool/Path options without importing pydantic (see cli/coercion.py)
 
 
 def _flags_as_flags() -> None:

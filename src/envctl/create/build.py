@@ -44,8 +44,6 @@ from typing import TYPE_CHECKING, Any
 
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
-from envctl.create.closure import check_closure
-from envctl.create.conda_install import install_conda, read_lock_entries
 from envctl.core.errors import EnvctlError
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import EnvPrefix, default_prefix, env_python, lock_path
@@ -217,6 +215,8 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
     from envctl.host.platform import host_platform
 
     host = host_platform()
+    from envctl.create.conda_install import read_lock_entries  # rattler and the lock's parser: only to build
+
     conda, pip = read_lock_entries(lock, name, host, lock_sha)
     staging = scratch_path(prefix, "staging")
     if os.path.lexists(staging):  # not provably envctl's (recovery removes those): never build into it, never delete it
@@ -294,6 +294,8 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
     staging.mkdir(parents=True)
     mark_scratch(staging, prefix)  # before anything else: a kill from here on leaves a provable leftover
     emit(progress, "conda", total=len(conda), message=f"linking {len(conda)} conda packages")
+    from envctl.create.conda_install import install_conda
+
     install_conda(conda, staging, prefix, progress, lock)
     emit(progress, "verify", manager="conda", transient=True, message="checking the linked conda files against their packages")
     verify_conda(staging)
@@ -306,6 +308,8 @@ def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, stagin
         emit(progress, "pip", total=len(pip), message=f"installing {len(pip)} pip packages")
         install_pip(pip, python=python, staging=staging, final=prefix)
     emit(progress, "verify", manager="closure", transient=True, message="checking every declared dependency is installed")
+    from envctl.create.closure import check_closure  # only when building
+
     check_closure(staging, lock)
 
 

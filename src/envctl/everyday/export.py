@@ -54,7 +54,7 @@ def parse_sizes(text: str | None) -> list[int] | None:
 
 def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Path, *, opset, exporter, dynamic,
                       simplify, sizes, path: Path | None) -> dict:
-    from envctl.certify.certify import build_spec, expected_versions, probe_python, provider_order
+    from envctl.certify.certify import build_spec, expected_versions, interpreter_placement, provider_order
     from envctl.host.runnable import needs_gpu
     from envctl.core.paths import project_root
     from envctl.host.platform import host_platform
@@ -66,11 +66,8 @@ def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Pa
         spec = build_spec(target, root, device=device, providers=provider_order(target.execution_provider),
                           required=target.execution_provider,
                           expected=expected_versions(lock, host_platform()) if lock.exists() else {})
-    else:  # what certify does for --target host: CUDA when this python's torch sees a GPU
-        cuda = bool(probe_python(python).get("cuda"))
-        required = "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
-        spec = build_spec(None, root, device="cuda" if cuda else "cpu", providers=provider_order(required),
-                          required=required, expected={})
+    else:  # what certify does for --target host: the runner picks CUDA when this python's torch sees a GPU
+        spec = build_spec(None, root, **interpreter_placement(), expected={})
     spec.update(target=target.name if target else "export", models=[ref], exporters=[exporter],
                 model_paths=[str(Path(path or Path.cwd()).absolute())], dynamic=dynamic, out=str(out))
     if opset is not None:

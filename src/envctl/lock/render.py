@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -22,8 +23,10 @@ from envctl.core.limits import read_project_text
 from envctl.core.paths import env_dir, env_file, virtual_packages_file
 from envctl.matrix.loader import Target
 from envctl.host.platform import virtual_packages
-from envctl.rules.api import Finding, check_target, implied_requirements
 from envctl.matrix.versions import Spec
+
+if TYPE_CHECKING:  # the rules load only where a target is rendered or checked: a freshness check needs none
+    from envctl.rules.api import Finding
 
 HASH_LINE = "# envctl-target-hash: "
 CONDA_NAMES = {"torch": "pytorch"}
@@ -67,6 +70,8 @@ def _requirements(target: Target) -> tuple[list[str], list[str]]:
         wanted["numpy"] = target.numpy
     if target.onnxscript is not None:
         wanted["onnxscript"] = target.onnxscript
+    from envctl.rules.api import implied_requirements
+
     for implied in implied_requirements(target):
         if implied.package not in wanted or wanted[implied.package] is None:
             wanted[implied.package] = implied.spec
@@ -169,6 +174,8 @@ def blocking_findings(target: Target) -> list[Finding]:
     """
     if target.xfail:
         return []
+    from envctl.rules.api import check_target
+
     return [f for f in check_target(target) if f.severity == "error"]
 
 

@@ -181,7 +181,6 @@ def run_chain(project: Project, target: Target, *, prefix: Path | None = None, f
     lock-only (what `certify` and the whole-matrix run want). An unchanged env
     with a fresh passing certificate is not re-certified when `reuse_certificate`.
     """
-    from envctl.certify.certify import certify_env, certify_lock_only
     from envctl.create.build import create_env
     from envctl.host.runnable import runnability
 
@@ -199,6 +198,8 @@ def run_chain(project: Project, target: Target, *, prefix: Path | None = None, f
             if not certify:
                 return ChainResult(target.name, certification="not run")
             stage = "certify"
+            from envctl.certify.certify import certify_lock_only
+
             return ChainResult(target.name, certificate=certify_lock_only(project.root, target, runnable.reason,
                                                                           facts=facts, out=out),
                                certification="lock-only")
@@ -215,6 +216,8 @@ def run_chain(project: Project, target: Target, *, prefix: Path | None = None, f
                 if progress:
                     progress("certify", target=target.name, message=f"already certified: {fresh.path} passed for this lock")
                 return ChainResult(target.name, created, fresh, "already certified")
+        from envctl.certify.certify import certify_env  # not on the no-op path: its imports cost
+
         cert = certify_env(project.root, target, created.prefix, facts=facts, timeout=timeout, out=out,
                            progress=progress, inputs=inputs)
         return ChainResult(target.name, created, cert, "passed" if cert.passed else "failed")

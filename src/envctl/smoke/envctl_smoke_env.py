@@ -10,6 +10,7 @@ import os
 import platform
 
 SPEC_VERSION = 1
+DEVICES = ("cpu", "cuda", "auto")  # "auto": whatever this interpreter's torch sees (resolve_placement)
 
 
 from envctl_smoke_classes import StageFailure  # noqa: E402  (sibling: the one definition)
@@ -58,12 +59,32 @@ def load_spec(path, result_path):
          "input_files must be a list of .npz/.pt paths"),
         (spec["out"] is None or (isinstance(spec["out"], str) and spec["out"].endswith(".onnx")),
          "out must be a path ending in .onnx"),
+        (spec["device"] in DEVICES, "device must be one of %s" % ", ".join(DEVICES)),
+        (spec["required_provider"] is None or isinstance(spec["required_provider"], str),
+         "required_provider must be a provider name"),
     ]
     for ok, why in checks:
         if not ok:
             raise SpecError(why)
-    spec["required_provider"] = spec["required_provider"] or spec["providers"][0]
+    if spec["device"] != "auto":  # "auto" is settled by resolve_placement, once torch is imported
+        spec["required_provider"] = spec["required_provider"] or spec["providers"][0]
     return spec
+
+
+def resolve_placement(spec, versions):
+    """Settle device "auto" (the host's own interpreter: envctl starts no second Python just to ask
+    torch about a GPU): CUDA and the spec's providers when this torch sees a GPU, else the CPU and
+    the CPU provider only. Returns the placement the run used, for the result."""
+    if spec["device"] == "auto":
+        if versions.get("cuda_available"):
+            spec["device"] = "cuda"
+        else:
+            spec["device"] = "cpu"
+            spec["providers"] = ["CPUExecutionProvider"]
+            spec["required_provider"] = None
+        spec["required_provider"] = spec["required_provider"] or spec["providers"][0]
+    return {"device": spec["device"], "providers": list(spec["providers"]),
+            "required_provider": spec["required_provider"]}
 
 
 def norm_version(v):
@@ -73,13 +94,28 @@ def norm_version(v):
     return ".".join(parts)
 
 
+def _installed_version(distribution):
+    """A distribution's version from its metadata, without importing it; raises if it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        raise ImportError("No module named %r (no %s distribution installed)" % (distribution, distribution)) from None
+
+
 def versions_stage(details, spec):
     v = {"python": platform.python_version(), "platform": platform.platform()}
     errors = {}
+    # onnxscript is imported only when the dynamo exporter (its one user) runs: the TorchScript exporter
+    # never imports it, and importing it just for a version costs a run about as much as onnx does.
     for key, mod in (("numpy", "numpy"), ("protobuf", "google.protobuf"), ("onnx", "onnx"),
                      ("onnxruntime", "onnxruntime"), ("torch", "torch"), ("onnxscript", "onnxscript")):
         try:
-            v[key] = getattr(importlib.import_module(mod), "__version__", "unknown")
+            if key == "onnxscript" and "dynamo" not in spec["exporters"]:
+                v[key] = _installed_version("onnxscript")
+            else:
+                v[key] = getattr(importlib.import_module(mod), "__version__", "unknown")
         except Exception as e:
             v[key], errors[key] = None, _first_line(e)
     details.update(versions=v, import_errors=errors)

@@ -12,7 +12,8 @@ SPEC (JSON object; only spec_version is required, the rest have these defaults):
   exporters: ["torchscript", "dynamo"]   (dynamo is skipped, with reason, on torch < 2.5)
   providers: ["CPUExecutionProvider"]    asked of ORT, in order
   required_provider: providers[0]        must be first in session.get_providers()
-  device: "cpu" | "cuda"                 where the model runs for the PyTorch reference
+  device: "cpu" | "cuda" | "auto"        where the model runs for the PyTorch reference; "auto": CUDA
+                               (with `providers`) when torch sees a GPU, else CPU (CPU provider only)
   expected_versions: {}        {"torch": "2.13.0", ...} vs installed; local labels (+cpu)
                                and trailing ".0"s ignored; keys are import names, "python",
                                or any distribution name (e.g. "onnxruntime-gpu")
@@ -42,6 +43,7 @@ RESULT (JSON, written atomically; also rewritten before each run, with "complete
 and "in_progress": {"model", "exporter"}, so a crash still tells where it happened):
   {"result_version": 1, "target", "status": "passed" | "failed", "complete": true,
    "versions": {...}, "providers_available": [...], "stages": [the "versions" stage],
+   "placement": {"device", "providers", "required_provider"} the run used ("auto" settled),
    "runs": [{"model", "exporter", "status": "passed" | "failed" | "skipped", "stages": [...],
              "failure", "files", "opset_written", "ir_version", "fingerprint",
              "caveats": [{"kind", "message", "where"}]}],
@@ -327,6 +329,7 @@ def run(spec, result_path, E):
         _, fail, rec = run_stage(result["stages"], "versions", E.versions_stage, spec)
         result["versions"] = rec["details"].get("versions", {})
         result["providers_available"] = rec["details"].get("providers_available", [])
+        result["placement"] = E.resolve_placement(spec, result["versions"])
         failures = [fail] if fail else []
         if not rec["details"].get("import_errors") or set(rec["details"]["import_errors"]) == {"onnxscript"}:
             _, _, lim = run_stage(result["stages"], "limits", _load_sibling("envctl_smoke_probe").limits_stage)
