@@ -48,11 +48,10 @@ def certify(
         if names or all_:
             raise EnvctlError("--import takes the certificate file alone; the target is the one it names.")
         from envctl.core.output import console
-        from envctl.pack.importcert import import_certificate
+        from envctl.pack.importcert import import_certificate, summary
 
         path, data = import_certificate(matrix, import_)
-        console.print(f"filed {path}: {data['target']} {data['result']} on device {(data.get('host') or {}).get('hostname', '?')} "
-                      f"({data.get('created_at', '?')})", markup=False, soft_wrap=True)
+        console.print(summary(path, data), markup=False, soft_wrap=True, highlight=False)
         return 0
     if all_ and names:
         raise EnvctlError("name targets or pass --all, not both.")

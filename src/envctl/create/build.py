@@ -50,6 +50,7 @@ from envctl.core.limits import read_project_text
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import default_prefix, lock_path
 from envctl.core.statedir import ensure_state_dir
+from envctl.core.prefixrule import check_prefix
 from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
                                       scratch_path, swap_in)
 from envctl.create.verify import STATE_FILE, CorruptFiles, verify_conda, verify_files
@@ -114,6 +115,7 @@ def create_env(
             raise _os_error(prefix, exc) from None
     else:
         prefix = check_prefix_path(prefix)  # the user's explicit choice, wherever it is
+    check_prefix(str(prefix))  # shell or Python syntax in a prefix would run from its launchers (core/prefixrule)
     # Refuse a folder envctl did not make before anything (even the flock file) is written beside it.
     _refuse_foreign(prefix)
     lock_sha = sha256_file(lock)
