@@ -42,14 +42,16 @@ envctl bundle of target '$TARGET' for $PLATFORM (an env packed from its lock, wi
 EOF
 }
 
-PREFIX=; EXTRACT=; CERTIFY=0; CERT_OUT=; TIMEOUT=
+PREFIX=; EXTRACT=; CERTIFY=0; CERT_OUT=; TIMEOUT=; TIMEOUT_SET=
 while [ $# -gt 0 ]; do
   case $1 in
     --prefix|--extract-only|--cert-out|--timeout)
       [ $# -ge 2 ] || die "$1 needs a value (see --help)"
-      case $1 in --prefix) PREFIX=$2;; --extract-only) EXTRACT=$2;; --cert-out) CERT_OUT=$2;; --timeout) TIMEOUT=$2;; esac
+      case $1 in --prefix) PREFIX=$2;; --extract-only) EXTRACT=$2;; --cert-out) CERT_OUT=$2;; --timeout) TIMEOUT=$2; TIMEOUT_SET=1;; esac
       shift 2;;
     --prefix=*) PREFIX=${1#--prefix=}; shift;;
+    --timeout=*) TIMEOUT=${1#--timeout=}; TIMEOUT_SET=1; shift;;
+    --cert-out=*) CERT_OUT=${1#--cert-out=}; shift;;
     --extract-only=*) EXTRACT=${1#--extract-only=}; shift;;
     --certify) CERTIFY=1; shift;;
     -h|--help) usage; exit 0;;
@@ -74,7 +76,7 @@ EXPECTED=$((HEADER_SIZE + ENV_SIZE + PKGS_SIZE))
 [ "$ACTUAL" -eq "$EXPECTED" ] || fail "the bundle is damaged: it has $ACTUAL bytes, its header says $EXPECTED (truncated or appended to); nothing was written"
 [ "$(head -c "$HEADER_SIZE" "$SELF" | tail -n 1)" = "# end of the envctl bundle header" ] ||
   fail "the bundle's header is damaged (HEADER_SIZE does not end the header); nothing was written"
-if [ -n "$TIMEOUT" ]; then  # the rule of envctl's own --timeout (devcert.py applies it too): whole seconds, at least 1
+if [ -n "$TIMEOUT_SET" ]; then  # the rule of envctl's own --timeout (devcert.py applies it too): whole seconds, at least 1
   t=${TIMEOUT#-}
   case $t in ''|*[!0-9]*) die "Invalid value for '--timeout': Input should be a valid integer";; esac
   [ "$t" = "$TIMEOUT" ] && [ -n "${t#"${t%%[!0]*}"}" ] ||
@@ -221,7 +223,7 @@ fi
 if [ "$CERTIFY" = 1 ]; then
   set -- --prefix "$DIR"
   [ -n "$CERT_OUT" ] && set -- "$@" --out "$(absolute "$CERT_OUT")"
-  [ -n "$TIMEOUT" ] && set -- "$@" --timeout "$TIMEOUT"
+  [ -n "$TIMEOUT_SET" ] && set -- "$@" --timeout "$TIMEOUT"
   # In the background so that a signal to this shell reaches devcert.py at once (a foreground child would
   # delay the trap until it ends); devcert.py then stops the smoke run's whole session and exits.
   "$DIR/bin/python" -I -B "$DIR/$META/devcert.py" "$@" &
