@@ -112,3 +112,20 @@ def test_oci_env_path_with_code_in_it_is_refused_before_anything_is_built(tmp_pa
                 "--matrix", str(tmp_path / "envs" / "matrix.yaml"), cwd=tmp_path)
     assert proc.returncode == 2 and "--env-path" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("hostile", ["$(touch PWNED)", "`touch PWNED`", 'a"b', "a'b", "a\\b", "a\nb", "a;b", "a%b"])
+def test_create_refuses_a_prefix_with_code_in_it_explicit_or_default(pack_project: Path, tmp_path: Path, hostile: str):
+    """`create --prefix P`, and the default prefix under a project whose own path holds the characters."""
+    from support.packing import PACK_TARGET
+
+    prefix = tmp_path / f"env{hostile}"
+    proc = _cli("create", "--target", PACK_TARGET, "--prefix", str(prefix), "--matrix",
+                str(pack_project / "envs" / "matrix.yaml"), cwd=tmp_path)
+    assert proc.returncode == 2 and "refusing the env prefix" in proc.stderr, proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    root = tmp_path / f"proj{hostile}"
+    shutil.copytree(pack_project, root, ignore=shutil.ignore_patterns(".envctl"))
+    proc = _cli("create", "--target", PACK_TARGET, "--matrix", str(root / "envs" / "matrix.yaml"), cwd=tmp_path)
+    assert proc.returncode == 2 and "refusing the env prefix" in proc.stderr, proc.stdout + proc.stderr
+    assert not (root / ".envctl" / "envs").exists() and not (tmp_path / "PWNED").exists()
