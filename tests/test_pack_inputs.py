@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def cli(*args: str, cwd: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
     """envctl in a subprocess: a read that hangs fails the test by its timeout instead of hanging the suite."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), COLUMNS="200")
+    env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH") or str(REPO / "src"), COLUMNS="200")
     return subprocess.run([sys.executable, "-m", "envctl", *args], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=timeout)
 
@@ -244,7 +244,7 @@ def test_base_layers_are_streamed_not_read_whole(project: Path, tmp_path: Path):
               "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
               "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024); "
               "sys.stderr.write(p.stderr)")
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH") or str(REPO / "src"))
     proc = subprocess.run([sys.executable, "-c", script, sys.executable, "-m", "envctl", "pack", "--target", TARGET,
                            "--format", "oci", "--base", str(base), "--out", str(tmp_path / "image.tar"), "--matrix",
                            matrix(project)], capture_output=True, text=True, env=env, timeout=600)
