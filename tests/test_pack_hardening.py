@@ -372,6 +372,7 @@ def test_a_second_install_keeps_a_running_first_install_whose_shell_is_gone(pack
     needle = "installer.py install --root "
     installer = wait_for(lambda: [p for p in pids_running(needle) if str(prefix) in Path(f"/proc/{p}/cmdline").read_text()],
                          600, "the first install's python installer")[0]
+    time.sleep(1)  # the first install is well under way
     try:
         os.kill(installer, signal.SIGSTOP)
         first.kill()  # its sh only

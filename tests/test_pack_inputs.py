@@ -79,9 +79,9 @@ def test_import_refuses_special_oversized_and_pathological_files(project: Path, 
     elif kind == "folder":
         path.mkdir()
     elif kind == "sparse-60MiB":
-        with open(path, "wb") as handle:
-            handle.write(json.dumps(device_cert(project)).encode()[:-1] + b', "pad": "')
-            handle.truncate(60 << 20)
+        with open(path, "wb") as handle:  # valid JSON: the certificate, then 60 MiB of whitespace
+            handle.write(json.dumps(device_cert(project)).encode())
+            handle.write(b" " * (60 << 20))
     elif kind.startswith("nested"):
         depth = int(kind.split("-")[1])
         body = json.dumps(device_cert(project))[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"

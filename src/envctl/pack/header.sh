@@ -207,10 +207,27 @@ else
     PKGS_CHECKED=--pkgs-checked  # a mismatch is left to the (now checked) installer, which names the first bad archive
   fi
   SUM_PID=
+  STOPPED=; INST_PID=
+  trap 'STOPPED=130; [ -z "$INST_PID" ] || kill -TERM "$INST_PID" 2>/dev/null' INT
+  trap 'STOPPED=143; [ -z "$INST_PID" ] || kill -TERM "$INST_PID" 2>/dev/null' TERM
+  trap 'STOPPED=129; [ -z "$INST_PID" ] || kill -TERM "$INST_PID" 2>/dev/null' HUP
+  # In the background: the marker names the installer's pid at once (a second install must see this folder
+  # in use even if this shell is killed), and a signal to this shell reaches the installer as SIGTERM at
+  # once. (SIGINT is ignored by a background child: Ctrl-C during python's own start-up would be a traceback.)
   "$PY" -I -B "$ROOT/$META/installer.py" install --root "$ROOT" --prefix "$DIR" --bundle "$SELF" \
     --manifest-sha256 "$MANIFEST_SHA256" --pkgs-offset $((HEADER_SIZE + ENV_SIZE)) --pkgs-size "$PKGS_SIZE" \
-    --pkgs-sha256 "$PKGS_SHA256" --bundle-id "$BUNDLE_ID" --marker "$STAGING/$MARK" $PKGS_CHECKED
-  rc=$?
+    --pkgs-sha256 "$PKGS_SHA256" --bundle-id "$BUNDLE_ID" --marker "$STAGING/$MARK" $PKGS_CHECKED &
+  INST_PID=$!
+  printf 'installer_pid=%s\n' "$INST_PID" >> "$STAGING/$MARK"
+  [ -z "$STOPPED" ] || kill -TERM "$INST_PID" 2>/dev/null  # a signal that came just before the start
+  while :; do
+    wait "$INST_PID"; rc=$?
+    kill -0 "$INST_PID" 2>/dev/null || break
+  done
+  if [ "$rc" -ne 0 ] && [ -n "$STOPPED" ]; then
+    printf 'envctl bundle: interrupted. Nothing was written to %s.\n' "$DIR" >&2
+    exit "$STOPPED"
+  fi
   if [ "$rc" -ne 0 ]; then
     [ "$rc" -ge 126 ] && [ "$rc" -ne 130 ] && [ "$rc" -ne 143 ] &&
       fail "the env's python failed (exit $rc): the bundle is damaged or not for this machine. Nothing was written to $DIR."
@@ -228,9 +245,7 @@ if [ "$CERTIFY" = 1 ]; then
   # delay the trap until it ends); devcert.py then stops the smoke run's whole session and exits.
   "$DIR/bin/python" -I -B "$DIR/$META/devcert.py" "$@" &
   CERT_PID=$!
-  trap 'kill -INT "$CERT_PID" 2>/dev/null' INT
-  trap 'kill -TERM "$CERT_PID" 2>/dev/null' TERM
-  trap 'kill -HUP "$CERT_PID" 2>/dev/null' HUP
+  trap 'kill -TERM "$CERT_PID" 2>/dev/null' INT TERM HUP  # TERM: a background child starts with SIGINT ignored
   while :; do
     wait "$CERT_PID"; rc=$?
     kill -0 "$CERT_PID" 2>/dev/null || exit "$rc"

@@ -334,8 +334,9 @@ def main(argv):
             signal.signal(signum, _interrupted)
     try:
         return _run(args, tail)
-    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the header removes the staging folder
-        sys.stderr.write("envctl bundle: interrupted.%s\n" % tail)
+    except KeyboardInterrupt:  # Ctrl-C (run by hand), SIGTERM, SIGHUP: the header removes the staging folder
+        if not args.marker:  # under the header, which says it once
+            sys.stderr.write("envctl bundle: interrupted.%s\n" % tail)
         return 130
 
 
