@@ -433,7 +433,7 @@ def test_device_timeout_is_refused_as_envctl_refuses_it(pack_bundle: Path, insta
     ours = CliRunner().invoke(app, ["certify", "--target", "x", "--timeout", value])
     assert ours.exit_code == 2 and "Invalid value for '--timeout'" in ours.output
     prefix = tmp_path / "env"
-    proc = sh(pack_bundle, "--prefix", str(prefix), "--certify", "--timeout", value, timeout=120)
+    proc = sh(pack_bundle, "--prefix", str(prefix), "--certify", "--timeout", value, timeout=900, cwd=tmp_path)
     assert proc.returncode == 2 and "Invalid value for '--timeout'" in proc.stderr, proc.stderr
     assert not prefix.exists() and leftovers(prefix) == []
     direct = subprocess.run([str(installed / "bin" / "python"), "-I", str(installed / META / "devcert.py"), "--prefix",
