@@ -119,3 +119,19 @@ def every_lock_reads_in_rattler_too(tmp_path_factory):
         if count != len(parsed.package):
             problems.append(f"{path}: rattler sees {count} packages, conda-lock {len(parsed.package)}")
     assert not problems, "locks py-rattler cannot read:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def pack_project(tmp_path_factory, local_channel) -> Path:
+    """A project with one locked target (support.packing.PACK_TARGET) to pack; locking only, no env."""
+    from support.packing import make_pack_project
+
+    return make_pack_project(tmp_path_factory.mktemp("packproj"), local_channel)
+
+
+@pytest.fixture(scope="session")
+def pack_bundle(pack_project, tmp_path_factory) -> Path:
+    """The bundle of pack_project, packed once per session (slow: the whole torch env)."""
+    from support.packing import PACK_TARGET, make_bundle
+
+    return make_bundle(pack_project, tmp_path_factory.mktemp("bundle") / f"{PACK_TARGET}.sh")

@@ -26,12 +26,14 @@ from envctl.cli import app
 from envctl.pack.materialise import PLACEHOLDER
 from envctl.host.platform import host_platform
 from support.pipconfig import find_links
+from support.packing import PACK_TARGET
 from support.project import pip_target, write_project
 
-pytestmark = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
+pytestmark = [pytest.mark.slow,  # packs the whole torch env once per session
+              pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")]
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET = "edge"
+TARGET = PACK_TARGET
 runner = CliRunner()
 
 
@@ -50,21 +52,14 @@ def lock(matrix: Path, *names: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-@pytest.fixture(scope="session")
-def project(tmp_path_factory, local_channel) -> Path:
-    root = tmp_path_factory.mktemp("packproj")
-    matrix = write_project(root, {TARGET: pip_target(local_channel, models=["cnn"])})
-    lock(matrix, TARGET)
-    return root
+@pytest.fixture
+def project(pack_project: Path) -> Path:
+    return pack_project  # session-wide (conftest): test_pack_hardening.py installs the same bundle
 
 
-@pytest.fixture(scope="session")
-def bundle(project: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bundle") / f"{TARGET}.sh"
-    result = invoke("pack", "--target", TARGET, "--out", str(out), "--matrix", str(project / "envs" / "matrix.yaml"))
-    assert result.exit_code == 0, result.output
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(".envctl-pack-")], "the pack work folder was left behind"
-    return out
+@pytest.fixture
+def bundle(pack_bundle: Path) -> Path:
+    return pack_bundle
 
 
 def hidden_paths(local_channel: Path) -> list[str]:

@@ -55,11 +55,10 @@ def certify(
             raise EnvctlError(f"--import files a certificate made on a device; {', '.join(ignored)} would do nothing "
                               "with it.", key=ignored[0], hint="Run the import alone: envctl certify --import FILE.")
         from envctl.core.output import console
-        from envctl.pack.importcert import import_certificate
+        from envctl.pack.importcert import import_certificate, summary
 
         path, data = import_certificate(matrix, import_)
-        console.print(f"filed {path}: {data['target']} {data['result']} on device {(data.get('host') or {}).get('hostname', '?')} "
-                      f"({data.get('created_at', '?')})", markup=False, soft_wrap=True)
+        console.print(summary(path, data), markup=False, soft_wrap=True, highlight=False)
         return 0
     if all_ and names:
         raise EnvctlError("name targets or pass --all, not both.")

@@ -55,7 +55,7 @@ def prefix(help: str) -> Any:
 
 
 def timeout(help: str) -> Any:
-    return typer.Option(None, "--timeout", help=help)
+    return typer.Option(None, "--timeout", min=1, help=help)  # whole seconds, at least 1 (a bundle's devcert.py: the same rule)
 
 
 def out(help: str, *, required: bool = False, short: bool = True) -> Any:

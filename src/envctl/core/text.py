@@ -31,9 +31,11 @@ def _visible(match: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def printable(text: str) -> str:
-    """`text` with every control character written as a visible escape: one line, inert on any terminal."""
-    return _UNSAFE.sub(_visible, str(text))
+def printable(text: object, limit: int | None = None) -> str:
+    """`text` with every control character written as a visible escape: one line, inert on any
+    terminal; cut to `limit` characters when one is given."""
+    out = _UNSAFE.sub(_visible, str(text))
+    return out if limit is None or len(out) <= limit else out[: limit - 3] + "..."
 
 
 def printable_lines(text: str) -> str:

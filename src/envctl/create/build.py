@@ -48,6 +48,7 @@ from envctl.core.errors import EnvctlError
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import EnvPrefix, default_prefix, env_python, lock_path
 from envctl.core.statedir import ensure_state_dir
+from envctl.core.prefixrule import check_prefix
 from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
                                       scratch_path, swap_in)
 from envctl.create.verify import STATE_FILE, CorruptFiles, verify_conda, verify_files
@@ -126,6 +127,7 @@ def create_env(
         raise EnvctlError(f"no lock for target '{name}': {lock} does not exist", hint=f"Run `envctl lock --target {name}`.")
     place = EnvPrefix.of(root, name, prefix.path if isinstance(prefix, EnvPrefix) else prefix)
     prefix = check_prefix_path(place.path)
+    check_prefix(str(prefix))  # shell or Python syntax in a prefix would run from its launchers (core/prefixrule)
     if place.in_project_state:
         # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
         ensure_inside(root, prefix, "env prefix")

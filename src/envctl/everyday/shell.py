@@ -30,6 +30,10 @@ def activation_script(prefix: Path, shell: str) -> str:
         raise EnvctlError(f"--shell {shell!r}: choose one of {', '.join(SHELLS)}", key="--shell")
     from rattler.shell import ActivationVariables, Shell, activate
 
+    from envctl.core.prefixrule import check_prefix
+
+    check_prefix(str(prefix))  # rattler pastes the prefix into the script: shell syntax there would run
+
     try:
         result = activate(Path(prefix), ActivationVariables(None, os.environ.get("PATH", "").split(os.pathsep)),
                           getattr(Shell, shell))

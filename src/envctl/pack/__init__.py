@@ -13,5 +13,6 @@ PACK_DIR = Path(__file__).resolve().parent
 INSTALLER_PATH = PACK_DIR / "installer.py"
 DEVCERT_PATH = PACK_DIR / "devcert.py"
 HEADER_PATH = PACK_DIR / "header.sh"
+PREFIXRULE_PATH = PACK_DIR.parent / "core" / "prefixrule.py"  # stdlib-only: shipped beside installer.py
 
-__all__ = ["PACK_DIR", "INSTALLER_PATH", "DEVCERT_PATH", "HEADER_PATH"]
+__all__ = ["PACK_DIR", "INSTALLER_PATH", "DEVCERT_PATH", "HEADER_PATH", "PREFIXRULE_PATH"]

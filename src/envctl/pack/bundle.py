@@ -14,6 +14,7 @@ Layout (like conda's constructor installers: a shell header, then the payload):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,7 +27,11 @@ from pathlib import Path
 
 from envctl import __version__
 from envctl.core.errors import EnvctlError
-from envctl.pack import DEVCERT_PATH, HEADER_PATH, INSTALLER_PATH
+from envctl.core.jsonread import load_json
+from envctl.core.limits import MAX_JSON_BYTES, MAX_LOCK_BYTES, MAX_MATRIX_BYTES, read_regular
+from envctl.core.prefixrule import SH_BRACKET
+from envctl.core.text import printable
+from envctl.pack import DEVCERT_PATH, HEADER_PATH, INSTALLER_PATH, PREFIXRULE_PATH
 from envctl.pack.materialise import MACHINES, PLACEHOLDER, Materialised, materialise
 from envctl.pack.sources import sha256_file
 
@@ -97,8 +102,8 @@ def prepare(matrix_path: Path, name: str, platform: str | None, work: Path, prog
     platform = pick_platform(target, lock, platform)
     env = work / "env"
     built = materialise(lock, target, platform, env, progress)
-    lock_sha = sha256_file(lock)
-    cert = _add_meta(root, target, lock, lock_sha, built, env / META)
+    lock_sha = hashlib.sha256(read_regular(lock, MAX_LOCK_BYTES, "lock")).hexdigest()
+    cert = _add_meta(root, target, lock, lock_sha, built, env / META, progress)
     info = {
         "bundle_version": 1, "target": target.name, "platform": platform, "machine": MACHINES.get(platform, platform),
         "lock_sha256": lock_sha, "envctl_version": __version__, "python_version": built.python_version,
@@ -110,17 +115,20 @@ def prepare(matrix_path: Path, name: str, platform: str | None, work: Path, prog
     return root, target, lock, built, cert, info
 
 
-def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised, meta: Path) -> str | None:
+def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised, meta: Path,
+              progress=None) -> str | None:
     from envctl.certify.certify import build_spec, expected_versions, provider_order
     from envctl.core.paths import cert_path, env_file
     from envctl.host.runnable import GPU_PROVIDERS
     from envctl.smoke import RUNNER_PATH
 
     meta.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(lock, meta / lock.name)
+    # Project files are read through the capped, regular-file reader: a FIFO or /dev/zero planted at
+    # one of these names must not hang the pack or fill memory and disk.
+    (meta / lock.name).write_bytes(read_regular(lock, MAX_LOCK_BYTES, "lock"))
     spec_file = env_file(root, target)
-    if spec_file.exists():
-        shutil.copyfile(spec_file, meta / "environment.yml")
+    if os.path.lexists(spec_file):
+        (meta / "environment.yml").write_bytes(read_regular(spec_file, MAX_MATRIX_BYTES, "rendered environment.yml"))
     smoke = meta / "smoke"
     smoke.mkdir()
     for path in sorted(RUNNER_PATH.parent.glob("*.py")):
@@ -128,6 +136,7 @@ def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised
             shutil.copyfile(path, smoke / path.name)
     shutil.copyfile(INSTALLER_PATH, meta / "installer.py")
     shutil.copyfile(DEVCERT_PATH, meta / "devcert.py")
+    shutil.copyfile(PREFIXRULE_PATH, meta / "prefixrule.py")  # the installer's prefix check, the one rule envctl uses
     # The team's own smoke models travel along when they are single modules of the project.
     models = meta / "models"
     for model in target.models:
@@ -145,15 +154,22 @@ def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised
     spec["target_hash"] = target.definition_hash()
     (meta / "spec.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     cert = cert_path(root, target.name)
+    if not os.path.lexists(cert):
+        return None
     try:
-        data = json.loads(cert.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_regular(cert, MAX_JSON_BYTES, "certificate")
+        data = load_json(raw, "certificate", cert)
+    except EnvctlError as exc:
+        if progress:
+            progress("certificate", message=f"not shipping {cert}: {exc}")
+        return None
+    if not isinstance(data, dict):
         return None
     recorded = str((data.get("lock") or {}).get("sha256") or "").split(":", 1)[-1]
     if recorded != lock_sha:
         return None  # a certificate of another lock says nothing about this env
-    shutil.copyfile(cert, meta / "certificate.json")
-    return f"{data.get('result')} ({data.get('certified')}, {data.get('created_at')})"
+    (meta / "certificate.json").write_bytes(raw)
+    return printable(f"{data.get('result')} ({data.get('certified')}, {data.get('created_at')})")
 
 
 def write_manifest(env: Path, built: Materialised, info: dict) -> tuple[Path, dict]:
@@ -223,7 +239,7 @@ def pack_bundle(matrix_path: Path, name: str, out: Path, *, platform: str | None
         manifest_sha = sha256_file(manifest_path)
         fields = {
             "TARGET": target.name, "PLATFORM": built.platform, "LOCK_SHA256": info["lock_sha256"], "VERSION": __version__,
-            "MANIFEST_SHA256": manifest_sha, "PKGS_SHA256": sha256_file(pkgs_tar), "BUNDLE_ID": manifest_sha,
+            "MANIFEST_SHA256": manifest_sha, "ENV_SHA256": sha256_file(env_tar), "PREFIX_CHARS": SH_BRACKET, "PKGS_SHA256": sha256_file(pkgs_tar), "BUNDLE_ID": manifest_sha,
             "MACHINE": info["machine"], "MAX_PREFIX": str(len(PLACEHOLDER)), "TAR_Z": COMPRESS[compress],
             "ENV_SIZE": str(env_tar.stat().st_size).ljust(NUMBER_WIDTH), "PKGS_SIZE": str(pkgs_tar.stat().st_size).ljust(NUMBER_WIDTH),
             "HEADER_SIZE": "0".ljust(NUMBER_WIDTH),

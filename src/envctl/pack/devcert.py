@@ -160,8 +160,9 @@ def run_smoke(python, runner, spec, timeout):
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
-            _kill_tree(proc)
-            proc.wait()
+            finally:  # also on Ctrl-C, SIGTERM or SIGHUP: the runner's whole tree goes, as with `envctl certify`
+                _kill_tree(proc)
+                proc.wait()
         with open(log, "rb") as handle:
             tail = handle.read().decode(errors="replace")[-4000:]
         facts = {"exit_code": proc.returncode, "seconds": round(time.monotonic() - started, 3), "output_tail": tail}
@@ -208,15 +209,63 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="devcert.py")
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--out")
-    parser.add_argument("--timeout", type=float)
+    parser.add_argument("--timeout", type=whole_seconds)
     args = parser.parse_args(argv)
+    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:  # SIGINT too: run in the background by the header, it starts out ignored
+            signal.signal(signum, _interrupted)
+    try:
+        return certify(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("envctl bundle: interrupted: the smoke run was stopped; no certificate was written\n")
+        return 130
+
+
+def whole_seconds(text):
+    """envctl's own rule for --timeout: whole seconds, at least 1 (so not nan, inf, 0 or -5)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("Invalid value for '--timeout': Input should be a valid integer (not %r)" % text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("Invalid value for '--timeout': Input should be greater than or equal to 1")
+    return value
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def write_certificate(out, text):
+    """`out` holds `text`, atomically: a new temp file (O_EXCL: never a planted symlink) renamed over it."""
+    folder = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(out), suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)  # replaces a symlink at `out` itself, never the file it points to
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def certify(args):
     prefix = os.path.abspath(args.prefix)
     meta = os.path.join(prefix, META)
-    with open(os.path.join(meta, "spec.json")) as handle:
-        spec = json.load(handle)
-    with open(os.path.join(meta, "info.json")) as handle:
-        info = json.load(handle)
-    timeout = args.timeout or spec.pop("timeout", None) or 900
+    try:
+        with open(os.path.join(meta, "spec.json")) as handle:
+            spec = json.load(handle)
+        with open(os.path.join(meta, "info.json")) as handle:
+            info = json.load(handle)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write("envctl bundle: %s is not an env installed from a bundle (%s)\n" % (prefix, exc))
+        return 2
+    spec_timeout = spec.pop("timeout", None)
+    timeout = args.timeout or spec_timeout or 900
     xfail = spec.pop("xfail", None)
     target_hash = spec.pop("target_hash", None)
     spec["model_paths"] = [os.path.join(meta, "models")]
@@ -251,9 +300,7 @@ def main(argv):
     }
     out = args.out or os.path.join(os.getcwd(), "%s.device-cert.json" % info["target"])
     try:
-        with open(out + ".tmp", "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(cert, indent=2) + "\n")
-        os.replace(out + ".tmp", out)
+        write_certificate(out, json.dumps(cert, indent=2) + "\n")
     except OSError as exc:
         sys.stderr.write("envctl bundle: cannot write the certificate %s: %s\n" % (out, exc.strerror or exc))
         return 1

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 
-from envctl.core.atomic import ensure_inside, write_text_atomic
+from envctl.core.atomic import SAFE_NAME, ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
+from envctl.core.jsonread import load_json
+from envctl.core.limits import MAX_JSON_BYTES, MAX_LOCK_BYTES, read_regular, read_text, short
+from envctl.core.text import printable
+
+_LOCK_SHA = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
 
 
 def device_cert_path(root: Path, name: str) -> Path:
@@ -23,40 +30,60 @@ def device_cert_path(root: Path, name: str) -> Path:
 
 
 def import_certificate(matrix_path: Path, cert_file: Path) -> tuple[Path, dict]:
+    """File `cert_file` under certs/ once it is shown to be a device certificate of the target's current lock.
+
+    The file is read like every file envctl parses (regular file, 16 MiB cap, bounded
+    nesting); it must record the sha256 of the lock it was made from, and that must be
+    the current lock's. What is printed from it goes through `printable` (core/text).
+    """
     from envctl.certify.certificate import Certificate, CertificateError
     from envctl.matrix.project import Project
 
-    try:
-        data = json.loads(Path(cert_file).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EnvctlError("no such certificate file", file=cert_file) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise EnvctlError(f"not a readable JSON certificate: {exc}", file=cert_file) from None
+    data = load_json(read_text(Path(cert_file), MAX_JSON_BYTES, "certificate"), "certificate", Path(cert_file))
     if not isinstance(data, dict) or "result" not in data or "target" not in data:
         raise EnvctlError("not an envctl certificate (no `target` and `result`)", file=cert_file)
     if data.get("certified") != "device":
-        raise EnvctlError(f"not a device certificate (certified: {data.get('certified')!r}); "
+        raise EnvctlError(f"not a device certificate (certified: {short(data.get('certified'))}); "
                           "import the file a bundle's `--certify` wrote", file=cert_file)
-    name = str(data["target"])
+    if not isinstance(data["target"], str) or not SAFE_NAME.fullmatch(data["target"]):
+        raise EnvctlError(f"the certificate names no valid target ({short(data['target'])})", file=cert_file)
+    name = data["target"]
+    recorded = _lock_hash(data, cert_file)
     try:
         Certificate.from_json(data)
     except CertificateError as exc:
-        raise EnvctlError(f"not a valid envctl certificate: {exc}", file=cert_file) from None
+        raise EnvctlError(f"not a valid envctl certificate: {printable(exc)}", file=cert_file) from None
     project = Project.load(matrix_path)
     root, target = project.root, project.target(name)
     lock = root / "locks" / f"{target.name}.conda-lock.yml"
-    try:
-        current = hashlib.sha256(lock.read_bytes()).hexdigest()
-    except OSError:
+    if not os.path.lexists(lock):
         raise EnvctlError(f"target '{name}' has no lock here ({lock}) to check the certificate against", file=cert_file,
-                          hint=f"Run `envctl lock {name}`.") from None
-    recorded = str((data.get("lock") or {}).get("sha256") or "").split(":", 1)[-1]
+                          hint=f"Run `envctl lock {name}`.")
+    current = hashlib.sha256(read_regular(lock, MAX_LOCK_BYTES, "lock")).hexdigest()
     if recorded != current:
         raise EnvctlError(
-            f"the certificate was made from another lock of '{name}' (sha256 {recorded[:12] or 'none'}); "
+            f"the certificate was made from another lock of '{name}' (sha256 {recorded[:12]}); "
             f"the lock is now {current[:12]}. It certifies nothing about the current lock; nothing was filed.",
             file=cert_file, hint=f"Pack the current lock (`envctl pack --target {name}`) and certify that bundle on the device.",
         )
     path = ensure_inside(root, device_cert_path(root, name), "certificate")
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
     return path, data
+
+
+def _lock_hash(data: dict, cert_file: Path) -> str:
+    """The sha256 the certificate records for its lock (`lock.sha256`, optionally `sha256:`-prefixed), or EnvctlError."""
+    lock = data.get("lock")
+    value = lock.get("sha256") if isinstance(lock, dict) else None
+    match = _LOCK_SHA.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise EnvctlError(f"the certificate records no lock hash (lock.sha256 is {short(value)}); a device certificate "
+                          "is filed only when it names the lock it was made from. Nothing was filed.", file=cert_file)
+    return match.group(1)
+
+
+def summary(path: Path, data: dict) -> str:
+    """The line `certify --import` prints: every field from the file made safe for a terminal."""
+    host = data.get("host") if isinstance(data.get("host"), dict) else {}
+    return (f"filed {path}: {printable(data.get('target'))} {printable(data.get('result'))} on device "
+            f"{printable(host.get('hostname', '?'))} ({printable(data.get('created_at', '?'))})")

@@ -22,10 +22,21 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
+
+# prefixrule.py ships beside this file (envctl's core/prefixrule.py: the one rule for env prefixes);
+# `python -I` leaves the script's folder off sys.path, so it is put there by hand.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    from prefixrule import prefix_problem
+except ImportError:  # imported as envctl.pack.installer on the host (OCI images): envctl's own copy
+    from envctl.core.prefixrule import prefix_problem
+finally:
+    del sys.path[0]
 
 META = os.path.join("share", "envctl-bundle")
 MANIFEST = os.path.join(META, "manifest.json")
@@ -35,6 +46,21 @@ MAX_SHEBANG = 127  # Linux's limit on a #! line
 
 class Refused(Exception):
     pass
+
+
+def write_new(path, data, mode=0o644):
+    """Write `data` to a new file at `path` (never through a symlink or over an existing file) and return."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def replace_file(path, data, mode=0o644):
+    """`path` now holds `data`: a fresh temp file beside it renamed over it (a new inode, atomic)."""
+    tmp = path + ".envctl-tmp"
+    write_new(tmp, data, mode)
+    os.chmod(tmp, mode)  # exactly `mode`, whatever the umask
+    os.replace(tmp, path)
 
 
 def sha256_file(path):
@@ -205,12 +231,7 @@ def relocate(root, manifest, prefix):
         out = relocate_bytes(data, mode, old, new)
         if out == data:
             continue
-        st = os.lstat(path)
-        tmp = path + ".envctl-tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(out)
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
-        os.replace(tmp, path)  # a new inode: tar may have hardlinked this file to another
+        replace_file(path, out, stat.S_IMODE(os.lstat(path).st_mode))  # a new inode: tar may have hardlinked it
     for rel, target in manifest.get("symlinks", {}).items():
         if manifest["placeholder"] in target:
             path = os.path.join(root, rel)
@@ -267,9 +288,7 @@ def scrub_meta(root, prefix):
             data = json.load(handle)
         data["relocated_from_placeholder_of_length"] = len(data.pop("placeholder", ""))
         data["installed_prefix"] = prefix
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(path + ".tmp", path)
+        replace_file(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def write_state(root, manifest, prefix, bundle_id):
@@ -288,10 +307,7 @@ def write_state(root, manifest, prefix, bundle_id):
         "python_version": manifest.get("python_version") or platform.python_version(),
         "prefix": prefix,
     }
-    path = os.path.join(root, STATE)
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(state, indent=2) + "\n")
-    os.replace(path + ".tmp", path)
+    replace_file(os.path.join(root, STATE), (json.dumps(state, indent=2) + "\n").encode("utf-8"))
 
 
 def main(argv):
@@ -309,10 +325,40 @@ def main(argv):
     parser.add_argument("--pkgs-sha256")
     parser.add_argument("--pkgs-checked", action="store_true", help="the header already matched the package payload's sha256")
     parser.add_argument("--bundle-id")
+    parser.add_argument("--marker", help="the staging folder's ownership marker: this process's pid is added to it")
     args = parser.parse_args(argv)
     where = args.prefix or args.target_dir
     tail = (" Nothing was written to %s." % where) if where else ""
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, _interrupted)
     try:
+        return _run(args, tail)
+    except KeyboardInterrupt:  # Ctrl-C (run by hand), SIGTERM, SIGHUP: the header removes the staging folder
+        if not args.marker:  # under the header, which says it once
+            sys.stderr.write("envctl bundle: interrupted.%s\n" % tail)
+        return 130
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _claim(marker):
+    """Add this process to the staging folder's marker, so a second install sees the folder is in use."""
+    fd = os.open(marker, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "a") as handle:
+        handle.write("installer_pid=%d\n" % os.getpid())
+
+
+def _run(args, tail):
+    try:
+        if args.marker:
+            _claim(args.marker)
+        if args.command == "install":
+            problem = prefix_problem(args.prefix)
+            if problem:
+                raise Refused("refusing the prefix %r: %s" % (args.prefix, problem))
         manifest = load_manifest(args.root, args.manifest_sha256)
         check_tree(args.root, manifest, partial=args.partial)
         if args.command == "verify":
@@ -326,7 +372,16 @@ def main(argv):
         relocate(args.root, manifest, args.prefix)
         scrub_meta(args.root, args.prefix)
         write_state(args.root, manifest, args.prefix, args.bundle_id)
-        swap_in(args.root, args.prefix)
+        deferred = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP") else set())
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, deferred)  # the swap is never left half done
+        try:
+            swap_in(args.root, args.prefix)
+        finally:
+            for signum in deferred:  # a signal that came during the swap is dropped: the install is complete
+                signal.signal(signum, signal.SIG_IGN)
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, deferred)
     except Refused as exc:
         sys.stderr.write("envctl bundle: %s.%s\n" % (exc, tail))
         return 1

@@ -18,7 +18,9 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import time
@@ -26,7 +28,10 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from envctl.core.errors import EnvctlError
-from envctl.pack.bundle import PackResult, prepare
+from envctl.core.limits import short
+from envctl.core.prefixrule import check_prefix
+from envctl.core.text import printable
+from envctl.pack.bundle import PackResult, lock_file, pick_platform, prepare, resolve_target
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -87,45 +92,120 @@ def _layer(env: Path, env_path: str, work: Path) -> tuple[Path, str]:
     return blob, f"sha256:{diff_id}"
 
 
-def _read_base(base: Path, arch: str, blobs: _Blobs) -> tuple[dict, list[dict]]:
-    """The base image's config and layer descriptors, its blobs copied into `blobs`."""
+MAX_BASE_JSON = 4 << 20  # an OCI index, manifest or config is a few KB
+_DIGEST = re.compile(r"\Asha256:[0-9a-f]{64}\Z")
+
+
+def _open_base(base: Path) -> tarfile.TarFile:
+    """The --base archive, once shown to be a regular file (a FIFO or /dev/zero would hang or fill memory)."""
     try:
-        tar = tarfile.open(base)
+        info = os.stat(base)
+    except OSError as exc:
+        raise EnvctlError(f"--base cannot be read: {exc.strerror or exc}", file=base) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise EnvctlError("--base must be a regular file (an OCI image archive)", file=base)
+    try:
+        return tarfile.open(base, mode="r:")  # seekable: members are found by name without reading the layers
     except (OSError, tarfile.TarError) as exc:
         raise EnvctlError(f"--base is not a readable OCI image archive: {exc}", file=base) from None
-    with tar:
-        def read(name: str) -> bytes:
-            try:
-                member = tar.extractfile(name)
-            except KeyError:
-                member = None
-            if member is None:
-                raise EnvctlError(f"--base is not an OCI image archive (no {name}); save it with "
-                                  "`skopeo copy ... oci-archive:FILE` or `podman save --format oci-archive`", file=base)
-            return member.read()
 
-        def blob(descriptor: dict) -> bytes:
-            return read("blobs/" + descriptor["digest"].replace(":", "/"))
 
+def _read_base(base: Path, arch: str, blobs: _Blobs) -> tuple[dict, list[dict]]:
+    """The base image's config and layer descriptors, its layers streamed into `blobs`.
+
+    Every blob must be the size its descriptor declares and hash to its digest; sizes are
+    checked before anything is read, JSON documents are capped, layers are copied in chunks.
+    """
+    def bad(message: str) -> EnvctlError:
+        return EnvctlError(f"--base: {message}; nothing was written", file=base)
+
+    def member(name: str, declared: int | None) -> tarfile.TarInfo:
         try:
-            index = json.loads(read("index.json"))
-            desc = index["manifests"][0]
-            manifest = json.loads(blob(desc))
+            info = tar.getmember(name)
+        except KeyError:
+            raise EnvctlError(f"--base is not an OCI image archive (no {name}); save it with "
+                              "`skopeo copy ... oci-archive:FILE` or `podman save --format oci-archive`", file=base) from None
+        if not info.isfile():
+            raise bad(f"{name} is not a regular file in the archive")
+        if declared is not None and info.size != declared:
+            raise bad(f"{name} is {info.size} bytes, its descriptor says {declared}")
+        return info
+
+    def descriptor(desc: object) -> tuple[str, int]:
+        if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str) or not _DIGEST.match(desc["digest"]):
+            raise bad(f"a descriptor has no valid sha256 digest ({short(desc)})")
+        size = desc.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise bad(f"the descriptor of {desc['digest']} has no valid size ({short(size)})")
+        return desc["digest"], size
+
+    def stream(info: tarfile.TarInfo, sink=None) -> str:
+        handle = tar.extractfile(info)
+        assert handle is not None
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            if sink is not None:
+                sink.write(chunk)
+        return digest.hexdigest()
+
+    def json_doc(name: str, declared: int | None, digest: str | None) -> dict:
+        info = member(name, declared)
+        if info.size > MAX_BASE_JSON:
+            raise bad(f"{name} is {info.size} bytes; an OCI index, manifest or config over {MAX_BASE_JSON} is refused")
+        data = tar.extractfile(info).read()  # type: ignore[union-attr]
+        if digest is not None and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise bad(f"{name} does not match its digest")
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise bad(f"{name} is not JSON ({short(str(exc))})") from None
+        if not isinstance(doc, dict):
+            raise bad(f"{name} is not a JSON object")
+        return doc
+
+    def blob_doc(desc: object) -> dict:
+        digest, size = descriptor(desc)
+        return json_doc("blobs/" + digest.replace(":", "/"), size, digest)
+
+    tar = _open_base(base)
+    with tar:
+        try:
+            index = json_doc("index.json", None, None)
+            manifest = blob_doc(index["manifests"][0])
             if manifest.get("mediaType") == INDEX_TYPE or "manifests" in manifest:  # multi-platform: pick ours
-                found = [m for m in manifest["manifests"] if (m.get("platform") or {}).get("architecture") == arch]
+                found = [m for m in manifest["manifests"]
+                         if isinstance(m, dict) and (m.get("platform") or {}).get("architecture") == arch]
                 if not found:
                     raise EnvctlError(f"the base image has no {arch} variant", file=base)
-                manifest = json.loads(blob(found[0]))
-            config = json.loads(blob(manifest["config"]))
-        except (KeyError, IndexError, ValueError) as exc:
-            raise EnvctlError(f"--base: unreadable OCI index or manifest ({exc})", file=base) from None
+                manifest = blob_doc(found[0])
+            config = blob_doc(manifest["config"])
+            layer_descs = manifest.get("layers", [])
+            if not isinstance(layer_descs, list):
+                raise bad("the manifest's layers are not a list")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise bad(f"unreadable OCI index or manifest ({short(str(exc))})") from None
         if config.get("architecture") != arch:
-            raise EnvctlError(f"the base image is for {config.get('architecture')}, the env for {arch}", file=base)
+            raise EnvctlError(f"the base image is for {printable(config.get('architecture'))}, the env for {arch}", file=base)
         layers = []
-        for layer in manifest.get("layers", []):
-            data = blob(layer)
-            layers.append(blobs.add_bytes(data, layer.get("mediaType", LAYER_TYPE)))
+        for desc in layer_descs:
+            digest, size = descriptor(desc)
+            info = member("blobs/" + digest.replace(":", "/"), size)
+            tmp = blobs.dir / f".incoming-{digest[7:]}"
+            with open(tmp, "wb") as sink:
+                got = stream(info, sink)
+            if "sha256:" + got != digest:
+                tmp.unlink()
+                raise bad(f"the layer {digest} does not match its digest (its content hashes to sha256:{got})")
+            os.replace(tmp, blobs.dir / got)
+            layers.append({"mediaType": desc.get("mediaType", LAYER_TYPE), "digest": digest, "size": size})
     return config, layers
+
+
+def _arch(platform: str) -> str:
+    if platform not in ARCH:
+        raise EnvctlError(f"OCI images here are Linux only; {platform} has no image architecture")
+    return ARCH[platform]
 
 
 def _activation(env_path: str, target: str, base_env: list[str]) -> list[str]:
@@ -144,14 +224,21 @@ def pack_oci(matrix_path: Path, name: str, out: Path, *, platform: str | None = 
     if not env_path.startswith("/") or ".." in PurePosixPath(env_path).parts or env_path.rstrip("/") == "":
         raise EnvctlError(f"--env-path must be an absolute folder path, not {env_path!r}")
     env_path = env_path.rstrip("/")
+    check_prefix(env_path, "--env-path")
     out = Path(os.path.abspath(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".envctl-pack-", dir=out.parent))
     try:
+        layout = work / "layout"
+        blobs = _Blobs(layout)
+        base_config: dict = {}
+        base_layers: list[dict] = []
+        if base:  # checked (and its layers streamed in) before the env is built: a bad base fails fast
+            root, target = resolve_target(matrix_path, name)
+            base_platform = pick_platform(target, lock_file(root, target), platform)
+            base_config, base_layers = _read_base(base, _arch(base_platform), blobs)
         root, target, lock, built, cert, info = prepare(matrix_path, name, platform, work, progress)
-        arch = ARCH.get(built.platform)
-        if arch is None:
-            raise EnvctlError(f"OCI images here are Linux only; {built.platform} has no image architecture")
+        arch = _arch(built.platform)
         env = work / "env"
         manifest = {**info, "prefix_files": built.prefix_files, "symlinks": {}}
         try:
@@ -161,9 +248,6 @@ def pack_oci(matrix_path: Path, name: str, out: Path, *, platform: str | None = 
         (env / "share" / "envctl-bundle" / "info.json").write_text(
             json.dumps({**{k: v for k, v in info.items() if k != "placeholder"}, "installed_prefix": env_path}, indent=1) + "\n")
         installer.write_state(str(env), {**info}, env_path, "oci")
-        layout = work / "layout"
-        blobs = _Blobs(layout)
-        base_config, base_layers = _read_base(base, arch, blobs) if base else ({}, [])
         if progress:
             progress("layer", message=f"writing the env as one layer at {env_path}")
         layer_file, diff_id = _layer(env, env_path, work)
