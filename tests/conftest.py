@@ -13,31 +13,15 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from support.local_channel import build_local_channel  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _env_builds_are_marked_slow(request, monkeypatch):
-    """`pytest -m "not slow"` builds no env: a test that builds one without the `slow` mark fails.
-
-    (In-process builds; a test that runs `envctl create` in a subprocess must carry the mark by hand.)
-    """
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    import envctl.create.build as create  # where create_env decides between a no-op and a build
-
-    real = create._create_locked
-    built = []
-
-    def guarded(*args, **kwargs):
-        result = real(*args, **kwargs)
-        if result.action != "unchanged":
-            built.append(str(result.prefix))
-        return result
-
-    monkeypatch.setattr(create, "_create_locked", guarded)
-    yield
-    assert not built, f"{request.node.nodeid} built envs ({built}) but is not marked slow"
+# The fast tier's guard: a test not marked slow whose setup (fixtures of any scope), call or
+# teardown builds an env, runs a certification or packs a bundle fails (tests/support/tier_guard.py).
+from support.tier_plugin import (  # noqa: E402,F401
+    pytest_configure,
+    pytest_fixture_setup,
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
 
 
 @pytest.fixture(scope="session")
