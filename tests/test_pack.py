@@ -104,6 +104,7 @@ def leftovers(prefix: Path) -> list[str]:
     return sorted(p.name for p in prefix.parent.glob(f".{prefix.name}.*"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare for a namespace without network")
 def test_bundle_installs_offline_at_a_path_with_a_space_and_certifies(bundle: Path, project: Path, local_channel,
                                                                      tmp_path: Path):
@@ -172,6 +173,7 @@ def test_import_refuses_a_certificate_of_another_lock(project: Path, tmp_path: P
         json.loads((project / "certs" / f"{TARGET}.device.json").read_text())["lock"]["sha256"] != "0" * 64
 
 
+@pytest.mark.slow
 def test_help_and_extract_only(bundle: Path, tmp_path: Path):
     proc = subprocess.run(["sh", str(bundle), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--prefix DIR" in proc.stdout and "--extract-only DIR" in proc.stdout
@@ -213,6 +215,7 @@ def _sizes(bundle: Path) -> dict[str, int]:
             for k in ("HEADER_SIZE", "ENV_SIZE", "PKGS_SIZE") if line.startswith(k + "=")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "flip-env", "flip-pkgs"])
 def test_damaged_bundle_is_refused_before_dir_is_touched(bundle: Path, tmp_path: Path, damage: str):
     sizes = _sizes(bundle)
@@ -233,6 +236,7 @@ def test_damaged_bundle_is_refused_before_dir_is_touched(bundle: Path, tmp_path:
         assert "first bad file" in proc.stderr or "last file reached" in proc.stderr
 
 
+@pytest.mark.slow
 def test_existing_folder_that_is_not_an_env_is_refused(bundle: Path, tmp_path: Path):
     prefix = tmp_path / "data"
     prefix.mkdir()
@@ -242,6 +246,7 @@ def test_existing_folder_that_is_not_an_env_is_refused(bundle: Path, tmp_path: P
     assert sorted(p.name for p in prefix.iterdir()) == ["notes.txt"] and leftovers(prefix) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_unshare(), reason="needs root to mount a small tmpfs")
 def test_full_disk_leaves_dir_untouched(bundle: Path, tmp_path: Path):
     disk = tmp_path / "small disk"
@@ -258,6 +263,7 @@ def test_full_disk_leaves_dir_untouched(bundle: Path, tmp_path: Path):
     assert listing[0] == "env" and '"older"}' in proc.stdout  # only the old env, unchanged; no staging left
 
 
+@pytest.mark.slow
 def test_interrupted_install_leaves_nothing(bundle: Path, tmp_path: Path):
     prefix = tmp_path / "env"
     proc = subprocess.Popen(["sh", str(bundle), "--prefix", str(prefix)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -282,6 +288,7 @@ def test_platform_the_lock_lacks_is_refused(project: Path, tmp_path: Path):
 # ---------------------------------------------------------------- cross-platform
 
 
+@pytest.mark.slow
 def test_aarch64_target_packs_here_with_aarch64_binaries(local_channel, tmp_path: Path):
     from envctl.core.paths import env_file
     from envctl.lock.render import render_target
@@ -392,6 +399,7 @@ def _base_image(path: Path) -> str:
     return layer_digest
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("skopeo"), reason="needs Debian's skopeo (apt-get install skopeo)")
 def test_oci_archive_is_read_by_skopeo_and_runs_at_its_fixed_path(project: Path, tmp_path: Path):
     import hashlib
