@@ -909,8 +909,11 @@ def test_finished_runner_with_a_lingering_child_does_not_wait_for_the_timeout(mo
         ("echo '[1, 2, 3]' > \"$4\"; exit 0", "exited 0 without a readable result"),
         ("exit 3", "exited 3 without a readable result"),
         ("kill -ABRT $$", "signal SIGABRT"),
+        ("echo '{\"status\": \"passed\", \"stages\": [\"versions\"]}' > \"$4\"; exit 0", "stages[0] is not an object"),
+        ("echo '{\"status\": \"passed\", \"measured_limits\": [17]}' > \"$4\"; exit 0", "'measured_limits' is list"),
     ],
-    ids=["garbage-stdout", "garbage-result", "result-not-an-object", "exit-3", "abort"],
+    ids=["garbage-stdout", "garbage-result", "result-not-an-object", "exit-3", "abort", "stages-not-objects",
+         "limits-not-an-object"],
 )
 def test_runner_output_that_is_not_a_result_is_a_runner_crash(models_dir, tmp_path, script, expected):
     # A stand-in interpreter: `python -I runner.py SPEC RESULT` -> $1 $2 $3 $4.

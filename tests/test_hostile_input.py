@@ -566,6 +566,7 @@ def _entry(lock, name: str):
     return next(p for p in lock.package if p.name == name)
 
 
+@pytest.mark.slow
 @needs_linux64
 @pytest.mark.parametrize(
     ("case", "expected"),

@@ -30,6 +30,7 @@ def test_a_good_result_reads():
     ({"runs": [{"model": "cnn", "exporter": "dynamo", "status": "failed", "failure": "boom"}]}, "failure"),
     ({"stages": "versions"}, "stages"),
     ({"stages": {"name": "versions"}}, "stages"),
+    ({"stages": 5}, "stages"),
     ({"stages": ["versions"]}, "stages"),
     ({"stages": [{"status": "passed"}]}, "stages"),
     ({"stages": [{"name": 3}]}, "stages"),

@@ -49,7 +49,7 @@ def _heavy_command(argv: list[str]) -> str | None:
         return "runs a certification (the smoke runner): " + " ".join(argv)[:300]
     if names and names[0] in ("uv", "uv.exe") and argv[1:3] == ["pip", "install"]:
         return "builds an env (uv pip install): " + " ".join(argv)[:300]
-    if "-m" in argv and argv[argv.index("-m") + 1:argv.index("-m") + 3] == ["pip", "install"]:
+    if "-m" in argv and argv[argv.index("-m") + 1:argv.index("-m") + 3] == ["pip", "install"] and "--dry-run" not in argv:
         return "installs with pip: " + " ".join(argv)[:300]
     return None
 
