@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from envctl.suite import ci_github as ci
 from envctl.cli import app
+from support import broken_locks
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -351,7 +352,7 @@ def test_lock_step_solves_missing_locks_and_keeps_committed_ones_strict(matrix, 
     script = next(s["run"] for s in doc["jobs"]["lock"]["steps"] if "envctl lock --check" in s.get("run", ""))
     project = matrix.parent.parent
     (project / "locks").mkdir()
-    (project / "locks" / "mac.conda-lock.yml").write_text("committed\n")
+    broken_locks.write(project / "locks" / "mac.conda-lock.yml", "committed\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls"

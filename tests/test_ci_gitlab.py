@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from envctl.cli import app
 from envctl.suite import ci_gitlab
+from support import broken_locks
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -155,7 +156,7 @@ def test_lock_script_solves_missing_and_checks_committed_locks(matrix, tmp_path)
     script = doc["lock"]["script"][2]
     project = matrix.parent.parent
     (project / "locks").mkdir()
-    (project / "locks" / "jetson.conda-lock.yml").write_text("committed\n")
+    broken_locks.write(project / "locks" / "jetson.conda-lock.yml", "committed\n")
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
     (bin_dir / "envctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1 $2" = "lock --check" ] && exit "${{STALE:-0}}"\nexit 0\n')
