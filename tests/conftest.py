@@ -24,6 +24,26 @@ from support.tier_plugin import (  # noqa: E402,F401
 )
 
 
+# Session fixtures that build and certify envs, shared by several modules: the tests that use
+# them run on one xdist worker, so each is built once per run.
+SHARED_BUILDS = ("old_runtime_certified", "aarch64_certified")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Lay the suite out for `-n 2 --dist loadgroup` (the README's test command).
+
+    Each module is one xdist group, so its module- and session-scoped fixtures are built by
+    one worker only; the tests that share SHARED_BUILDS form one group too. Modules with slow
+    tests are sent first, so the two workers do not end waiting on one long module.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            shared = any(name in item.fixturenames for name in SHARED_BUILDS)
+            item.add_marker(pytest.mark.xdist_group("shared-builds" if shared else item.module.__name__))
+    heavy = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in heavy)  # stable: module order within each half
+
+
 @pytest.fixture(scope="session")
 def local_channel() -> Path:
     """A ready, indexed local conda channel (see tests/support/local_channel.py).
