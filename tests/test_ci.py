@@ -361,7 +361,7 @@ def test_lock_step_solves_missing_locks_and_keeps_committed_ones_strict(matrix, 
     fake.chmod(0o755)
     summary = tmp_path / "summary.md"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary)}
-    done = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     assert "lock --check mac" in lines and "lock mac" not in lines  # committed: checked, never relocked
@@ -370,7 +370,7 @@ def test_lock_step_solves_missing_locks_and_keeps_committed_ones_strict(matrix, 
     assert "Locks to commit" in summary.read_text() and " linux-cpu" in summary.read_text()
     assert "::warning::" in done.stdout
     calls.unlink()
-    stale = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True)
+    stale = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True, timeout=120)
     assert stale.returncode != 0 and calls.read_text().splitlines()[-1] == "lock --check mac"
     certify = doc["jobs"]["certify"]
     download = next(s for s in certify["steps"] if s.get("uses", "").startswith("actions/download-artifact@"))

@@ -162,12 +162,12 @@ def test_lock_script_solves_missing_and_checks_committed_locks(matrix, tmp_path)
     (bin_dir / "envctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1 $2" = "lock --check" ] && exit "${{STALE:-0}}"\nexit 0\n')
     (bin_dir / "envctl").chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-    done = subprocess.run(["sh", "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    done = subprocess.run(["sh", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     assert "lock --check jetson" in lines and "lock jetson" not in lines
     assert "lock cu12" in lines and "No lock was committed for:" in done.stdout and "cu12" in done.stdout
-    stale = subprocess.run(["sh", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True)
+    stale = subprocess.run(["sh", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True, timeout=120)
     assert stale.returncode == 1  # a stale committed lock fails the stage: never relocked
 
 

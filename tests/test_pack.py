@@ -38,7 +38,7 @@ runner = CliRunner()
 def _can_unshare() -> bool:
     if not shutil.which("unshare") or os.geteuid() != 0:
         return False
-    return subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True).returncode == 0
+    return subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, timeout=60).returncode == 0
 
 
 def invoke(*args: str):
@@ -105,7 +105,8 @@ def leftovers(prefix: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare for a namespace without network")
+@pytest.mark.skipif(not _can_unshare(), reason="NOT PROVEN HERE: that a bundle installs with no network needs root and util-linux `unshare -n -m` "
+                    "(a network namespace with no network); run the suite as root, e.g. in a container (docs/testing.md)")
 def test_bundle_installs_offline_at_a_path_with_a_space_and_certifies(bundle: Path, project: Path, local_channel,
                                                                      tmp_path: Path):
     device = tmp_path / "edge box"
@@ -247,7 +248,8 @@ def test_existing_folder_that_is_not_an_env_is_refused(bundle: Path, tmp_path: P
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _can_unshare(), reason="needs root to mount a small tmpfs")
+@pytest.mark.skipif(not _can_unshare(), reason="NOT PROVEN HERE: a full disk during install needs root to mount a small tmpfs in a private mount "
+                    "namespace (`unshare -m`); run the suite as root (docs/testing.md)")
 def test_full_disk_leaves_dir_untouched(bundle: Path, tmp_path: Path):
     disk = tmp_path / "small disk"
     disk.mkdir()

@@ -147,6 +147,6 @@ def test_status_imports_no_solver(tmp_path):
         f"rows = status.project_status({str(matrix)!r})\n"
         "print(len(rows), sorted(m for m in sys.modules if m.split('.')[0] in ('conda_lock', 'rattler')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.split(" ", 1)
     count, heavy = int(out[0]), out[1].strip()
     assert count == 20 and heavy == "[]"
