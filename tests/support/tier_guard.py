@@ -9,9 +9,10 @@ so no road around them goes unseen:
   or a model is exported in this process (`torch.onnx.export`);
 - a bundle is packed: `pack` materialises its env with `rattler.install`.
 
-The same hooks run in this process and in every Python child that runs envctl or
-Python code from the tests, however deep: a child launched while the guard is on gets
-`tier_guard_site/` on its PYTHONPATH, whose `sitecustomize` installs these hooks there.
+The same hooks run in this process and in its children, however deep: a child that runs
+this interpreter again (`python -m envctl ...`) or is given a PYTHONPATH, launched while the
+guard is on, gets `tier_guard_site/` on its PYTHONPATH, whose `sitecustomize` installs these
+hooks there.
 Each hook appends a line to the file named by `ENVCTL_TEST_HEAVY_LOG`; the conftest
 sets that variable for each phase (setup, call, teardown) of each test not marked
 slow and fails the phase whose log is not empty.
@@ -54,10 +55,6 @@ def _heavy_command(argv: list[str]) -> str | None:
     return None
 
 
-def _is_python(program: str) -> bool:
-    return program == sys.executable or os.path.basename(program).startswith("python")
-
-
 def _audit(event: str, args: tuple) -> None:
     if event != "subprocess.Popen" or not os.environ.get(LOG_VAR):
         return
@@ -67,11 +64,14 @@ def _audit(event: str, args: tuple) -> None:
     heavy = _heavy_command(argv)
     if heavy:
         record(heavy)
-    # Carry the guard into Python children that get an explicit environment (a child with
-    # env=None inherits os.environ, where the conftest put it already).
+    # Carry the guard into children that get an explicit environment (one with env=None inherits
+    # os.environ, where the conftest put it already): this interpreter again (`python -m envctl`,
+    # `python -c ...`), or any child whose environment sets PYTHONPATH (a shell running envctl).
+    # A child whose environment was cleaned of PYTHONPATH (an env's own python) is left as it is;
+    # what starts it is watched where it starts. An explicit empty LOG_VAR opts a child out
+    # (the guard's own test runs an inner pytest).
     program = os.fsdecode(executable) if executable else (argv[0] if argv else "")
-    # (An explicit empty LOG_VAR opts a child out: the guard's own test runs an inner pytest.)
-    if isinstance(env, dict) and env.get(LOG_VAR) != "" and _is_python(program):
+    if isinstance(env, dict) and env.get(LOG_VAR) != "" and (program == sys.executable or "PYTHONPATH" in env):
         env[LOG_VAR] = os.environ[LOG_VAR]
         paths = env.get("PYTHONPATH", "")
         if SITE_DIR not in paths.split(os.pathsep):
