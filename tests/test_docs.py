@@ -80,7 +80,18 @@ DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 # Top-level folders and files of this repository: a path that starts with one of them is a claim about it.
 # (envs/, locks/ and certs/ are left out: the docs use them for the reader's own project.)
 REPO_ROOTS = ("src/", "tests/", "docs/", "scripts/", ".ci/", "pyproject.toml")
-PLACEHOLDER = re.compile(r"[<>{}*$]|\.\.\.|…")
+PLACEHOLDER = re.compile(r"[<>{}*$]|\.\.\.|…|^[A-Z][A-Z0-9_-]*$")  # <target>, {name}, ..., COMMAND
+
+
+def _site_pages() -> set[Path]:
+    """Pages the docs site names in mkdocs.yml (nav): they exist once built, generated ones included."""
+    config = REPO / "mkdocs.yml"
+    if not config.exists():
+        return set()
+    text = config.read_text(encoding="utf-8")
+    docs_dir = re.search(r"^docs_dir:\s*(\S+)", text, re.M)
+    root = REPO / (docs_dir.group(1) if docs_dir else "docs")
+    return {(root / page).resolve() for page in re.findall(r"[\w./-]+\.md\b", text)}
 
 
 def _doc_texts():
@@ -99,12 +110,13 @@ def _code(text: str) -> list[str]:
 def test_every_repository_path_the_docs_write_exists():
     """Links, and paths in code (`src/envctl/rules/facts.py`), resolve in this repository."""
     missing = []
+    site_pages = _site_pages()
     for doc, text in _doc_texts():
         for target in re.findall(r"\]\(([^)\s]+)\)", text):  # markdown links, relative to the doc
             target = target.split("#", 1)[0]
             if not target or re.match(r"[a-z]+:", target):
                 continue
-            if not (doc.parent / target).exists():
+            if not (doc.parent / target).exists() and (doc.parent / target).resolve() not in site_pages:
                 missing.append(f"{doc.relative_to(REPO)}: link {target}")
         for code in _code(text):
             for token in re.findall(r"(?<![\w./-])((?:src|tests|docs|scripts|\.ci)/[\w./-]*|pyproject\.toml)", code):
