@@ -13,31 +13,35 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from support.local_channel import build_local_channel  # noqa: E402
+# The fast tier's guard: a test not marked slow whose setup (fixtures of any scope), call or
+# teardown builds an env, runs a certification or packs a bundle fails (tests/support/tier_guard.py).
+from support.tier_plugin import (  # noqa: E402,F401
+    pytest_configure,
+    pytest_fixture_setup,
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
 
 
-@pytest.fixture(autouse=True)
-def _env_builds_are_marked_slow(request, monkeypatch):
-    """`pytest -m "not slow"` builds no env: a test that builds one without the `slow` mark fails.
+# Session fixtures that build and certify envs, shared by several modules: the tests that use
+# them run on one xdist worker, so each is built once per run.
+SHARED_BUILDS = ("old_runtime_certified", "aarch64_certified")
 
-    (In-process builds; a test that runs `envctl create` in a subprocess must carry the mark by hand.)
+
+def pytest_collection_modifyitems(config, items):
+    """Lay the suite out for `-n 2 --dist loadgroup` (the README's test command).
+
+    Each module is one xdist group, so its module- and session-scoped fixtures are built by
+    one worker only; the tests that share SHARED_BUILDS form one group too. Modules with slow
+    tests are sent first, so the two workers do not end waiting on one long module.
     """
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    import envctl.create.build as create  # where create_env decides between a no-op and a build
-
-    real = create._create_locked
-    built = []
-
-    def guarded(*args, **kwargs):
-        result = real(*args, **kwargs)
-        if result.action != "unchanged":
-            built.append(str(result.prefix))
-        return result
-
-    monkeypatch.setattr(create, "_create_locked", guarded)
-    yield
-    assert not built, f"{request.node.nodeid} built envs ({built}) but is not marked slow"
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            shared = any(name in item.fixturenames for name in SHARED_BUILDS)
+            item.add_marker(pytest.mark.xdist_group("shared-builds" if shared else item.module.__name__))
+    heavy = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in heavy)  # stable: module order within each half
 
 
 @pytest.fixture(scope="session")
@@ -97,18 +101,23 @@ def aarch64_certified(shared_project):
 
 @pytest.fixture(scope="session", autouse=True)
 def every_lock_reads_in_rattler_too(tmp_path_factory):
-    """After the session: every lock the tests produced that conda-lock's parser reads, py-rattler
-    (the library under pixi) reads too, with the same packages. Deliberately broken locks (fault
-    and hostile-input tests) are the ones conda-lock refuses, and are skipped."""
+    """After the session: every lock the tests left behind reads in conda-lock and in py-rattler
+    (the library under pixi), with the same packages. A lock conda-lock cannot parse fails the
+    session, unless the test that broke it on purpose declared it (support/broken_locks.py)."""
     yield
     import rattler
     from conda_lock.lockfile import parse_conda_lock_file
+
+    from support import broken_locks
 
     problems = []
     for path in sorted(tmp_path_factory.getbasetemp().rglob("*.conda-lock.yml")):
         try:
             parsed = parse_conda_lock_file(path)
-        except Exception:
+        except Exception as exc:
+            if not broken_locks.declared(path):
+                problems.append(f"{path}: conda-lock cannot parse it, and no test declared it broken on purpose "
+                                f"(support.broken_locks): {str(exc)[:300]}")
             continue
         try:
             env = rattler.LockFile.from_path(path).default_environment()
@@ -118,7 +127,7 @@ def every_lock_reads_in_rattler_too(tmp_path_factory):
             continue
         if count != len(parsed.package):
             problems.append(f"{path}: rattler sees {count} packages, conda-lock {len(parsed.package)}")
-    assert not problems, "locks py-rattler cannot read:\n" + "\n".join(problems)
+    assert not problems, "locks that do not read in both conda-lock and py-rattler:\n" + "\n".join(problems)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ import pytest
 from envctl.smoke import RUNNER_PATH
 
 pytestmark = [
+    pytest.mark.slow,  # runs the whole certification corpus (real exports)
+    pytest.mark.timeout(2400),  # the corpus fixture exports 12 models twice, under the first test that uses it
     pytest.mark.skipif(any(importlib.util.find_spec(m) is None
                            for m in ("torch", "onnx", "onnxruntime", "onnxscript", "transformers")),
                        reason="needs torch, onnx, onnxruntime, onnxscript and transformers"),

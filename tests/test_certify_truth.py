@@ -445,6 +445,7 @@ def _env():
     return dict(os.environ, COLUMNS="200", NO_COLOR="1")
 
 
+@pytest.mark.slow
 def test_declared_ranges_hide_a_branch_your_data_reveals_and_out_keeps_the_old_file(sample_project):
     root = sample_project
     out = root / "dist" / "gate.onnx"
@@ -468,6 +469,7 @@ def test_declared_ranges_hide_a_branch_your_data_reveals_and_out_keeps_the_old_f
     assert "NOT this export" in first and str(out) in first.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_inputs_files_npz_and_pt_are_compared_as_your_data(sample_project, tmp_path):
     import numpy as np
     import torch
@@ -491,6 +493,7 @@ def test_inputs_files_npz_and_pt_are_compared_as_your_data(sample_project, tmp_p
     assert proc.returncode == 2 and "--inputs" in (proc.stdout + proc.stderr)
 
 
+@pytest.mark.slow
 def test_certify_host_runs_the_user_models_the_matrix_names(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -509,6 +512,7 @@ def test_certify_host_runs_the_user_models_the_matrix_names(tmp_path, monkeypatc
     assert cert["measured_limits"]["max_opset"] >= 17 and cert["findings"] == []
 
 
+@pytest.mark.slow
 def test_full_disk_under_the_runner_and_under_the_host_is_resource_exhausted(tmp_path, monkeypatch):
     """A real full filesystem (a small tmpfs, filled): the runner's export cannot write its
     .onnx, and the host cannot write its spec. Both say resource_exhausted and where."""

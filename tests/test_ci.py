@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from envctl.suite import ci_github as ci
 from envctl.cli import app
+from support import broken_locks
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -351,7 +352,7 @@ def test_lock_step_solves_missing_locks_and_keeps_committed_ones_strict(matrix, 
     script = next(s["run"] for s in doc["jobs"]["lock"]["steps"] if "envctl lock --check" in s.get("run", ""))
     project = matrix.parent.parent
     (project / "locks").mkdir()
-    (project / "locks" / "mac.conda-lock.yml").write_text("committed\n")
+    broken_locks.write(project / "locks" / "mac.conda-lock.yml", "committed\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls"
@@ -360,7 +361,7 @@ def test_lock_step_solves_missing_locks_and_keeps_committed_ones_strict(matrix, 
     fake.chmod(0o755)
     summary = tmp_path / "summary.md"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary)}
-    done = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     assert "lock --check mac" in lines and "lock mac" not in lines  # committed: checked, never relocked
@@ -369,7 +370,7 @@ def test_lock_step_solves_missing_locks_and_keeps_committed_ones_strict(matrix, 
     assert "Locks to commit" in summary.read_text() and " linux-cpu" in summary.read_text()
     assert "::warning::" in done.stdout
     calls.unlink()
-    stale = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True)
+    stale = subprocess.run(["bash", "-e", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True, timeout=120)
     # A stale committed lock is never relocked: recorded, it fails that target's certify job only.
     assert stale.returncode == 0 and "lock mac" not in calls.read_text().splitlines()
     assert (project / "locks" / "failed" / "mac.txt").read_text().startswith("envctl lock --check mac exited 1")

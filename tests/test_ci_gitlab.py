@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from envctl.cli import app
 from envctl.suite import ci_gitlab
+from support import broken_locks
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -155,18 +156,18 @@ def test_lock_script_solves_missing_and_checks_committed_locks(matrix, tmp_path)
     script = doc["lock"]["script"][2]
     project = matrix.parent.parent
     (project / "locks").mkdir()
-    (project / "locks" / "jetson.conda-lock.yml").write_text("committed\n")
+    broken_locks.write(project / "locks" / "jetson.conda-lock.yml", "committed\n")
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir()
     (bin_dir / "envctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1 $2" = "lock --check" ] && exit "${{STALE:-0}}"\nexit 0\n')
     (bin_dir / "envctl").chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-    done = subprocess.run(["sh", "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    done = subprocess.run(["sh", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     assert "lock --check jetson" in lines and "lock jetson" not in lines
     assert "lock cu12" in lines and "No lock was committed for:" in done.stdout and "cu12" in done.stdout
-    stale = subprocess.run(["sh", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True, text=True)
+    stale = subprocess.run(["sh", "-c", script], cwd=project, env=env | {"STALE": "1"}, capture_output=True, text=True, timeout=120)
     # A stale committed lock is never relocked: it is recorded, and fails that target's certify job only.
     assert stale.returncode == 0 and "Not locked: jetson" in stale.stdout
     assert (project / "locks" / "failed" / "jetson.txt").read_text().startswith("envctl lock --check jetson exited 1")

@@ -151,7 +151,7 @@ def test_create_installs_exactly_the_lock(built, project: Path):
     for script in ("pip", "torchrun"):
         first = (prefix / "bin" / script).read_text().splitlines()[0]
         assert first.startswith(f"#!{prefix}/bin/python"), (script, first)
-    assert subprocess.run([str(prefix / "bin" / "torchrun"), "--help"], env=clean_env(), capture_output=True).returncode == 0
+    assert subprocess.run([str(prefix / "bin" / "torchrun"), "--help"], env=clean_env(), capture_output=True, timeout=300).returncode == 0
     state = env_state(prefix)
     assert state["target"] == TARGET and state["host_platform"] == "linux-64"
     assert state["lock_sha256"] == built.lock_sha256 and state["envctl_version"]
@@ -268,7 +268,7 @@ def test_sigkill_midway_leaves_previous_env_and_next_create_completes(built, pro
         procs.stop(uv_pids)  # it cannot finish on its own before envctl is killed
         assert proc.poll() is None, "create finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=60)
         statuses = procs.reap_adopted(uv_pids)
     assert staging.exists()  # killed mid-way: the half env is only in staging
     # Nothing the killed create started (uv) goes on writing into the staging folder:

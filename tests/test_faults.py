@@ -134,14 +134,14 @@ class Child:
             except queue.Empty:
                 raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output}") from None
             if line is None:
-                raise AssertionError(f"exited ({self.proc.wait()}) before {text!r}:\n{self.output}")
+                raise AssertionError(f"exited ({self.proc.wait(timeout=60)}) before {text!r}:\n{self.output}")
             if text in line:
                 return line
 
     def kill(self) -> None:
         assert self.proc.poll() is None, f"finished before it could be killed:\n{self.output}"
         os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        self.proc.wait(timeout=60)
 
     def finish(self, timeout: float = 600) -> int:
         code = self.proc.wait(timeout=timeout)
@@ -236,13 +236,14 @@ def limit_file_size(limit: int):
 def mounted_tmpfs(path: Path, size: str, *, read_only: bool = False):
     path.mkdir(parents=True, exist_ok=True)
     opts = f"size={size},mode=0755" + (",ro" if read_only else "")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); the RLIMIT_FSIZE variant covers this")
+        pytest.skip(f"NOT PROVEN HERE: a really full filesystem needs root to mount a tmpfs ({proc.stderr.strip()}); "
+                    "the RLIMIT_FSIZE variant covers the write path; run the suite as root (docs/testing.md)")
     try:
         yield path
     finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=60)
 
 
 def fill(folder: Path) -> None:
@@ -535,16 +536,16 @@ def test_read_only_filesystem_is_a_clear_error(project, tmp_path):
 
 @contextmanager
 def read_only_bind(path: Path):
-    done = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
-        pytest.skip(f"cannot bind-mount here ({done.stderr.strip()})")
+        pytest.skip(f"NOT PROVEN HERE: a read-only env needs root to bind-mount ({done.stderr.strip()}); run the suite as root (docs/testing.md)")
     try:
-        ro = subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], capture_output=True, text=True)
+        ro = subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], capture_output=True, text=True, timeout=60)
         if ro.returncode != 0:
-            pytest.skip(f"cannot remount read-only here ({ro.stderr.strip()})")
+            pytest.skip(f"NOT PROVEN HERE: cannot remount read-only ({ro.stderr.strip()}); run the suite as root (docs/testing.md)")
         yield path
     finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=60)
 
 
 def test_read_only_prefix_keeps_the_previous_env(small_lock, tmp_path):
@@ -909,8 +910,11 @@ def test_finished_runner_with_a_lingering_child_does_not_wait_for_the_timeout(mo
         ("echo '[1, 2, 3]' > \"$4\"; exit 0", "exited 0 without a readable result"),
         ("exit 3", "exited 3 without a readable result"),
         ("kill -ABRT $$", "signal SIGABRT"),
+        ("echo '{\"status\": \"passed\", \"stages\": [\"versions\"]}' > \"$4\"; exit 0", "stages[0] is not an object"),
+        ("echo '{\"status\": \"passed\", \"measured_limits\": [17]}' > \"$4\"; exit 0", "'measured_limits' is list"),
     ],
-    ids=["garbage-stdout", "garbage-result", "result-not-an-object", "exit-3", "abort"],
+    ids=["garbage-stdout", "garbage-result", "result-not-an-object", "exit-3", "abort", "stages-not-objects",
+         "limits-not-an-object"],
 )
 def test_runner_output_that_is_not_a_result_is_a_runner_crash(models_dir, tmp_path, script, expected):
     # A stand-in interpreter: `python -I runner.py SPEC RESULT` -> $1 $2 $3 $4.

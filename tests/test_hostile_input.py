@@ -40,6 +40,7 @@ from envctl.rules.api import check_target
 from envctl.matrix.versions import Spec, SpecError
 from support import lockfactory as lf
 from support.local_channel import channel_version
+from support import broken_locks
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "envctl"
 needs_linux64 = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
@@ -408,8 +409,7 @@ def test_lock_and_environment_files_are_safe_loaded(tmp_path):
 
     marker = tmp_path / "pwned"
     payload = f"!!python/object/apply:os.system ['touch {marker}']"
-    lock = tmp_path / "x.conda-lock.yml"
-    lock.write_text(f"version: 1\nmetadata: {payload}\npackage: []\n")
+    lock = broken_locks.write(tmp_path / "x.conda-lock.yml", f"version: 1\nmetadata: {payload}\npackage: []\n")
     with pytest.raises(EnvctlError):
         read_lock_meta(lock)
     env = tmp_path / "environment.yml"
@@ -501,7 +501,7 @@ def test_locking_through_a_symlink_out_of_the_project_is_refused(tmp_path, link)
     else:
         (root / "locks").mkdir()
         (outside / "victim.yml").write_text("keep me\n")
-        (root / "locks" / "t.conda-lock.yml").symlink_to(outside / "victim.yml")
+        broken_locks.declare(root / "locks" / "t.conda-lock.yml").symlink_to(outside / "victim.yml")
     before = _everything_under(outside)
     # Refused before solving (the channel does not even exist).
     result = runner.invoke(app, ["lock", "t", "--matrix", str(matrix)])
@@ -566,6 +566,7 @@ def _entry(lock, name: str):
     return next(p for p in lock.package if p.name == name)
 
 
+@pytest.mark.slow
 @needs_linux64
 @pytest.mark.parametrize(
     ("case", "expected"),

@@ -162,6 +162,8 @@ def test_huge_values_give_bounded_messages(tmp_path):
     ("channels", ["conda-forge\t"]),
     ("description", "one\rtwo: injected"),
     ("description", "bell\x07"),
+    ("description", "csi\u009b31m red"),  # C1 controls (YAML itself folds a raw NEL into a space)
+    ("pip_extra", ["six\u009b31m"]),  # C1 controls: CSI, the one-byte ANSI escape
     ("cuda", "12.4\n"),
     ("onnxruntime_build", "cpu\t"),
     ("xfail", "line\u2028separator"),
@@ -171,10 +173,30 @@ def test_huge_values_give_bounded_messages(tmp_path):
     ("pip_options", {"extra_index_urls": ["https://x.invalid\n"]}),
     ("host_provides", {"notes": "a\x1b[31mred"}),
     ("virtual_packages", {"__glibc": "2.31\n"}),
+    # Keys of mappings: a field's own parser would strip these, then call them unknown.
+    ("pip_options", {"index_url\n": "https://x.invalid/simple"}),
+    ("runner_labels", {"linux-64\n": ["gpu"]}),
+    ("runner_labels", {"linux-64": ["gpu", "big\u2029"]}),
+    ("virtual_packages", {"__glibc\r": "2.31"}),
 ])
 def test_control_characters_in_any_field_are_refused(tmp_path, field, value):
     doc = {"version": 1, "targets": {"t": {**VALID, field: value}}}
     refused(matrix(tmp_path, doc), "not allowed")
+
+
+@pytest.mark.parametrize("value", [
+    {"k\n": "v"},
+    {"k": "v\x1b"},
+    [{"k": ["fine", {"deep": "x\ty"}]}],
+    {"outer": {"inner": ("a", "b\u0085")}},
+    [[["\r"]]],
+])
+def test_the_catch_all_looks_at_every_string_at_any_depth_keys_included(value):
+    """Before any field's own parser runs, every string of a one-line field is checked, nested at any depth."""
+    from envctl.matrix.fields import FieldError, parse_field
+
+    with pytest.raises(FieldError, match="not allowed"):
+        parse_field("runner_labels", value)  # the field's parser would refuse these shapes for other reasons
 
 
 @pytest.mark.parametrize("name", ["t\n", "t\r", "\nt", "a\u0085b", "t\x7f"])

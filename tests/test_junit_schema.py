@@ -107,3 +107,29 @@ def test_fail_on_lock_only_fails_a_run_that_only_locked():
     assert strict.exit_code == 1 and strict.lock_only == ["gpu.multi"]
     assert "--fail-on-lock-only" in markdown_summary(strict) and strict.to_json()["lock_only"] == ["gpu.multi"]
     assert SuiteResult(Path("m.yaml"), mixed[:1], [], 1.0, fail_on_lock_only=True).exit_code == 0
+
+
+def test_each_case_says_what_happened_to_it():
+    """What a CI reader sees per case: the failure's class, message and remedy, why a case was skipped."""
+    cases = {(c.get("classname"), c.get("name")): c for c in report("linux-64").iter("testcase")}
+
+    def only(key, tag):
+        children = list(cases[key])
+        assert [child.tag for child in children] == [tag], (key, [child.tag for child in children])
+        return children[0]
+
+    assert list(cases[("linux-cuda11_8.linux-64", "cnn[torchscript]")]) == []  # passed: no child
+    failed = only(("broken.linux-64", "cnn[torchscript]"), "failure")
+    assert failed.get("type") == "numeric_mismatch" and failed.get("message") == "max_abs 0.3 > 1e-4 ? <&>"
+    assert failed.text == "stage: inference\nclass: numeric_mismatch\nmax_abs 0.3 > 1e-4 ? <&>\nremedy: x"
+    assert list(cases[("broken.linux-64", "rnn[torchscript]")]) == []
+    expected = only(("known.linux-64", "cnn[torchscript]"), "skipped")
+    assert expected.get("message") == "xfail: old ORT (failed as expected: numeric_mismatch at inference)"
+    assert "max_abs 0.3" in expected.text
+    xpassed = only(("fixed.linux-64", "cnn[torchscript]"), "failure")
+    assert xpassed.get("type") == "xpassed" and "remove xfail" in xpassed.get("message")
+    env = only(("unsolvable.linux-64", "unsolvable[env]"), "failure")
+    assert env.get("type") == "lock_failure" and env.get("message") == "no python 3.99" and "stage: lock" in env.text
+    assert only(("skips.linux-64", "cnn[torchscript]"), "skipped").get("message") == "skipped by the runner"
+    lock_only = only(("gpu_multi.win-64", "rnn[torchscript]"), "skipped")
+    assert lock_only.get("message") == "lock-only: needs CUDA"

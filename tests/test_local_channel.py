@@ -62,6 +62,7 @@ def test_copy_to_dest(local_channel: Path, tmp_path: Path) -> None:
     assert build_local_channel(dest) == dest  # second call: already there
 
 
+@pytest.mark.slow
 def test_python_and_pip_install_and_run(local_channel: Path, tmp_path: Path) -> None:
     records = asyncio.run(
         rattler.solve(

@@ -7,6 +7,7 @@ uses the lock as it is. The env is built once from the local channel.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,8 +116,15 @@ def test_shell_prints_rattlers_activation_and_runs_a_shell(project):
     assert f"CONDA_PREFIX={prefix}" in script.stdout and f"{prefix}/bin" in script.stdout
     fish = envctl("shell", "-t", "small", "--shell", "fish", "--print-script", cwd=project)
     assert fish.returncode == 0 and "set -gx" in fish.stdout, fish.stderr
-    # An interactive bash in the env, fed a command on stdin: the env's python is first on PATH.
+    # An interactive bash in the env, fed commands on stdin. The user's own ~/.bashrc is read (its
+    # variables are there) and comes first: a python it puts first on PATH (pyenv, say) does not win.
+    home = project / "home"
+    (home / "pyenv" / "bin").mkdir(parents=True, exist_ok=True)
+    (home / "pyenv" / "bin" / "python").write_text("#!/bin/sh\necho not-the-env\n")
+    (home / "pyenv" / "bin" / "python").chmod(0o755)
+    (home / ".bashrc").write_text(f'export FROM_MY_BASHRC=yes\nexport PATH="{home}/pyenv/bin:$PATH"\n')
     done = subprocess.run([sys.executable, "-m", "envctl", "shell", "-t", "small", "--shell", "bash"], cwd=project,
-                          input="python -c 'import sys; print(sys.prefix)'\nexit 7\n", capture_output=True,
-                          text=True, timeout=300)
+                          input="python -c 'import sys; print(sys.prefix)'\necho rc=$FROM_MY_BASHRC\nexit 7\n",
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, HOME=str(home)))
     assert done.returncode == 7 and str(prefix) in done.stdout, (done.stdout, done.stderr)
+    assert "rc=yes" in done.stdout and "not-the-env" not in done.stdout, (done.stdout, done.stderr)

@@ -17,6 +17,7 @@ from envctl.cli import app
 from envctl.core.statedir import ensure_state_dir
 from envctl.matrix.versions import Spec
 from support.project import pip_target, write_project
+from support import broken_locks
 
 runner = CliRunner()
 
@@ -37,7 +38,7 @@ def umask():
 @pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600), (0o027, 0o640)])
 def test_new_files_follow_the_umask(tmp_path, umask, mask, expected):
     umask(mask)
-    path = tmp_path / "locks" / "t.conda-lock.yml"
+    path = broken_locks.declare(tmp_path / "locks" / "t.conda-lock.yml")  # only its mode matters here
     write_bytes_atomic(path, b"x: 1\n")
     assert mode(path) == expected and path.read_bytes() == b"x: 1\n"
 

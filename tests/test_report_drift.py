@@ -63,6 +63,7 @@ def drift_cli(*args: str):
     return runner.invoke(app, ["report", *args], env={"GITHUB_STEP_SUMMARY": None})
 
 
+@pytest.mark.slow
 def test_gathered_certificates_are_compared_per_target_and_platform(smoke_run, tmp_path):
     gathered = gather(tmp_path / "gathered", [certificate(smoke_run, "a", "linux-64"),
                                               certificate(smoke_run, "multi", "linux-64"),
@@ -79,6 +80,7 @@ def test_gathered_certificates_are_compared_per_target_and_platform(smoke_run, t
     assert "Drift across targets" in (tmp_path / "drift.md").read_text() and summary.read_text()
 
 
+@pytest.mark.slow
 def test_drift_beyond_tolerance_fails_only_when_asked(smoke_run, tmp_path):
     gathered = gather(tmp_path / "g", [certificate(smoke_run, "a", "linux-64"),
                                        certificate(smoke_run, "b", "win-64", nudge=0.05)])
@@ -87,6 +89,7 @@ def test_drift_beyond_tolerance_fails_only_when_asked(smoke_run, tmp_path):
     assert strict.exit_code == 1 and json.loads(strict.stdout)["drifted"] == ["cnn"]
 
 
+@pytest.mark.slow
 def test_a_failed_target_does_not_fail_the_drift_check(smoke_run, tmp_path):
     failed = certificate(smoke_run, "b", "linux-64") | {"result": "failed"}
     gathered = gather(tmp_path / "g", [certificate(smoke_run, "a", "linux-64"), failed])

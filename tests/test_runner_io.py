@@ -15,12 +15,13 @@ GOOD = {"status": "passed", "runs": [{"model": "cnn", "exporter": "dynamo", "sta
 
 
 def test_a_good_result_reads():
-    result = RunnerResult.from_json(GOOD)
+    result = RunnerResult.from_json(GOOD | {"measured_limits": {"max_opset": 23, "max_ir": 11}})
     assert result.status == "passed" and result.runs[0]["model"] == "cnn" and result.versions == {"torch": "2.13.0"}
     assert result.placement is not None and result.placement.device == "cpu"
     assert result.placement.as_spec() == GOOD["placement"]
     # A runner that stopped before torch was imported reports no placement; that is not a shape error.
     assert RunnerResult.from_json({k: v for k, v in GOOD.items() if k != "placement"}).placement is None
+    assert result.stages == [{"name": "versions"}] and result.measured_limits == {"max_opset": 23, "max_ir": 11}
 
 
 @pytest.mark.parametrize("change, named", [
@@ -33,6 +34,17 @@ def test_a_good_result_reads():
     ({"runs": [{"model": "cnn", "exporter": "dynamo", "status": "fine"}]}, "status"),
     ({"runs": [{"model": "cnn", "exporter": "dynamo", "status": "failed", "failure": "boom"}]}, "failure"),
     ({"stages": "versions"}, "stages"),
+    ({"stages": {"name": "versions"}}, "stages"),
+    ({"stages": 5}, "stages"),
+    ({"stages": ["versions"]}, "stages"),
+    ({"stages": [{"status": "passed"}]}, "stages"),
+    ({"stages": [{"name": 3}]}, "stages"),
+    ({"runs": [{"model": "cnn", "exporter": "dynamo", "status": "passed", "stages": "export"}]}, "runs[0].'stages'"),
+    ({"runs": [{"model": "cnn", "exporter": "dynamo", "status": "passed", "stages": ["export"]}]}, "runs[0].stages"),
+    ({"runs": [{"model": "cnn", "exporter": "dynamo", "status": "passed", "stages": [{"status": "ok"}]}]},
+     "runs[0].stages"),
+    ({"measured_limits": [17, 10]}, "measured_limits"),
+    ({"measured_limits": "opset 17"}, "measured_limits"),
     ({"failure": "boom"}, "failure"),
     ({"failure": {"message": "no class"}}, "class"),
     ({"versions": ["2.13"]}, "versions"),

@@ -142,6 +142,17 @@ def test_a_symlinked_scratch_name_is_not_followed(project, tmp_path):
     assert outside.is_dir() and (outside / SCRATCH_MARKER).exists()
 
 
+def test_a_symlinked_old_env_name_is_not_adopted(project, tmp_path):
+    """No prefix, and `env~old-PID` is a symlink to a marked folder elsewhere: recovery must not
+    rename the link into place (the env would live outside its prefix), and must leave it alone."""
+    prefix = tmp_path / "env"
+    outside = _marked(tmp_path / "elsewhere", prefix, 424248)
+    (tmp_path / "env~old-424248").symlink_to(outside)
+    create_env(project, "small", prefix=prefix)
+    assert prefix.is_dir() and not prefix.is_symlink() and (prefix / "conda-meta").is_dir()
+    assert (tmp_path / "env~old-424248").is_symlink() and os.listdir(outside) == [SCRATCH_MARKER]
+
+
 @pytest.mark.parametrize("prefix", ["/", "//"])
 def test_root_as_prefix_is_a_clear_error(project, prefix):
     with pytest.raises(EnvctlError, match="filesystem root"):

@@ -66,6 +66,7 @@ def main_result(tmp_path_factory):
         "tolerances": {"atol": 1e-4, "rtol": 1e-3}, "sizes": [1, 2, 5], "seed": 0, "simplify": None})
 
 
+@pytest.mark.slow
 def test_versions_recorded_and_matching(main_result):
     versions = main_result["stages"][0]
     assert versions["name"] == "versions" and versions["status"] in ("passed", "warning")
@@ -77,6 +78,7 @@ def test_versions_recorded_and_matching(main_result):
     assert main_result["complete"] is True and main_result["in_progress"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", BUILTINS)
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_builtins_pass_with_numbers(main_result, model, exporter):
@@ -111,6 +113,7 @@ def test_builtins_pass_with_numbers(main_result, model, exporter):
     assert re.fullmatch(r"[0-9a-f]{64}", fp["input_sha256"])
 
 
+@pytest.mark.slow
 def test_builtins_pass_at_opset_18(tmp_path):
     """18 is the dynamo exporter's native opset: no down-conversion, so exactly 18 is written."""
     result = run_runner(tmp_path, {"opset": 18, "models": BUILTINS})
@@ -122,6 +125,7 @@ def test_builtins_pass_at_opset_18(tmp_path):
         assert all(c["passed"] for c in stage(run, "inference")["details"]["cases"])
 
 
+@pytest.mark.slow
 def test_fingerprints_agree_across_exporters(main_result):
     """Same seed => same inputs and weights, so both exporters' ORT numbers must agree."""
     runs = runs_by(main_result)
@@ -133,6 +137,7 @@ def test_fingerprints_agree_across_exporters(main_result):
             assert oa["samples"] == pytest.approx(ob["samples"], abs=1e-4, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_raising_callable_is_model_error_and_others_continue(main_result):
     runs = runs_by(main_result)
     for exporter in ("torchscript", "dynamo"):
@@ -149,6 +154,7 @@ def test_raising_callable_is_model_error_and_others_continue(main_result):
     assert main_result["failure"]["class"] == "model_error"  # the first failure in spec order
 
 
+@pytest.mark.slow
 def test_traced_shape_branch_is_dynamic_axis_ignored_naming_the_line(main_result):
     """`if x.shape[0] > 1` traced at batch 2: only other batch sizes differ, and the tracer's
     warning names the line: a frozen axis there, not an unexplained numeric mismatch."""
@@ -166,6 +172,7 @@ def test_traced_shape_branch_is_dynamic_axis_ignored_naming_the_line(main_result
     assert runs_by(main_result)[("smoke_user_models:branchy", "dynamo")]["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_frozen_batch_is_dynamic_axis_ignored(main_result):
     run = runs_by(main_result)[("smoke_user_models:frozen", "torchscript")]
     assert run["failure"]["class"] == "dynamic_axis_ignored", run["failure"]
@@ -175,6 +182,7 @@ def test_frozen_batch_is_dynamic_axis_ignored(main_result):
     assert runs_by(main_result)[("smoke_user_models:frozen", "dynamo")]["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_required_cuda_provider_on_cpu_onnxruntime_is_ep_fallback(tmp_path):
     result = run_runner(tmp_path, {
         "exporters": ["torchscript"], "models": ["cnn"], "simplify": "onnxslim",
@@ -218,6 +226,7 @@ def simplify_run(tmp_path, mode, modules=None):
     return result, result["runs"][0], stage(result["runs"][0], "simplify")
 
 
+@pytest.mark.slow
 def test_simplify_with_a_real_simplifier_is_verified_again_against_pytorch(tmp_path):
     result, run, simplify = simplify_run(tmp_path, "onnxslim")
     assert result["status"] == "passed" and simplify["status"] == "passed", simplify
@@ -231,6 +240,7 @@ def test_simplify_with_a_real_simplifier_is_verified_again_against_pytorch(tmp_p
     assert all(c["passed"] and c["outputs"][0]["max_abs"] < 1e-4 for c in cases)
 
 
+@pytest.mark.slow
 def test_a_simplifier_that_breaks_the_model_fails_against_pytorch(tmp_path):
     # Its own check says fine; only comparing the simplified model with PyTorch again catches it.
     result, run, simplify = simplify_run(tmp_path, "onnxsim", {"onnxsim": BREAKING_SIMPLIFIER})
@@ -240,6 +250,7 @@ def test_a_simplifier_that_breaks_the_model_fails_against_pytorch(tmp_path):
     assert "simplifier broke" in run["failure"]["remedy"] and result["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_simplify_auto_without_a_simplifier_says_why_and_required_fails(tmp_path):
     blocked = {"onnxslim": BLOCKED, "onnxsim": BLOCKED}
     result, run, simplify = simplify_run(tmp_path / "auto", "auto", blocked)
@@ -252,6 +263,7 @@ def test_simplify_auto_without_a_simplifier_says_why_and_required_fails(tmp_path
         assert run["failure"]["class"] == "simplifier_missing" and "pip_extra" in run["failure"]["remedy"]
 
 
+@pytest.mark.slow
 def test_wrong_torch_version_is_env_mismatch(tmp_path):
     result = run_runner(tmp_path, {"models": [], "expected_versions": {
         "torch": "2.12.0", "numpy": metadata.version("numpy"), "onnxruntime": metadata.version("onnxruntime")}})
@@ -263,6 +275,7 @@ def test_wrong_torch_version_is_env_mismatch(tmp_path):
     assert result["stages"][0]["status"] == "failed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [
     "this is not json {",
     json.dumps(["spec_version", 1]),
@@ -280,6 +293,7 @@ def test_unreadable_spec_exits_3_without_result(tmp_path, content):
     assert "unreadable spec" in proc.stderr and not result_file.exists()
 
 
+@pytest.mark.slow
 def test_missing_spec_file_exits_3(tmp_path):
     proc = subprocess.run([sys.executable, "-I", str(RUNNER_PATH), str(tmp_path / "nope.json"),
                            str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120)
@@ -341,6 +355,7 @@ def test_runner_sources_parse_as_python_38():
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 8))
 
 
+@pytest.mark.slow
 def test_export_says_why_simplify_auto_skipped(tmp_path, monkeypatch):
     """`envctl export --simplify auto` without a simplifier passes, and its report says why simplify was skipped."""
     from typer.testing import CliRunner

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from envctl.cli import app
 from envctl.host.platform import host_platform
 from support.project import pip_target, write_project
+from support import broken_locks
 
 runner = CliRunner()
 linux64 = pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")
@@ -128,7 +129,7 @@ def test_corrupt_certificate_and_lock_are_reported_not_raised(tmp_path):
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "only.json").write_text("{not json")
     (tmp_path / "locks").mkdir()
-    (tmp_path / "locks" / "only.conda-lock.yml").write_text(": [ unclosed")
+    broken_locks.write(tmp_path / "locks" / "only.conda-lock.yml", ": [ unclosed")
     s = status(matrix)["only"]
     assert s["stages"]["certified"]["state"] == "missing"
     assert "unreadable certificate" in s["stages"]["certified"]["detail"]
@@ -146,6 +147,6 @@ def test_status_imports_no_solver(tmp_path):
         f"rows = status.project_status({str(matrix)!r})\n"
         "print(len(rows), sorted(m for m in sys.modules if m.split('.')[0] in ('conda_lock', 'rattler')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout.split(" ", 1)
     count, heavy = int(out[0]), out[1].strip()
     assert count == 20 and heavy == "[]"

@@ -149,6 +149,14 @@ class Placement:
         return {"device": self.device, "providers": list(self.providers), "required_provider": self.required_provider}
 
 
+def _named_stages(stages: list, where: str) -> list:
+    """Readers index every stage by its name (certify, export, the JUnit and HTML reports)."""
+    for j, stage in enumerate(stages):
+        if not (isinstance(stage, dict) and isinstance(stage.get("name"), str)):
+            raise RunnerResultError(f"{where}[{j}] is not an object with a 'name'")
+    return stages
+
+
 @dataclass
 class RunnerResult:
     status: str  # "passed" | "failed"
@@ -182,13 +190,11 @@ class RunnerResult:
             _expect(run, "exporter", str, optional=False, where=where)
             if run.get("status") not in RUN_STATUSES:
                 raise RunnerResultError(f"{where}'status' is {run.get('status')!r}")
-            _expect(run, "stages", list, where=where)
+            _named_stages(_expect(run, "stages", list, where=where) or [], f"runs[{i}].stages")
             _expect(run, "failure", dict, where=where)
             _expect(run, "caveats", list, where=where)
             check_verdict_fields(run, where)
-        stages = _expect(data, "stages", list) or []
-        if not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in stages):
-            raise RunnerResultError("'stages' is not a list of objects with a name")
+        stages = _named_stages(_expect(data, "stages", list) or [], "stages")
         failure = _expect(data, "failure", dict)
         if failure is not None and not isinstance(failure.get("class"), str):
             raise RunnerResultError("'failure' has no 'class'")
