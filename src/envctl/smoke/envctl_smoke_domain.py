@@ -26,13 +26,14 @@ def caveat(kind, message, where=None):
     return {"kind": kind, "message": message, "where": where}
 
 
-def _flatten(out):
+def tensors_in(out):
+    """Every tensor in a model's output (tuples, lists and dicts, nested); anything else is ignored."""
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, dict):
         out = list(out.values())
     if isinstance(out, (tuple, list)):
-        return [t for item in out for t in _flatten(item)]
+        return [t for item in out for t in tensors_in(item)]
     return []
 
 
@@ -52,7 +53,7 @@ def accepts(case, make_inputs, sizes, seed, device):
     try:
         tensors = [t.to(device) for t in make_inputs(case, sizes, seed, "random")]
         with torch.no_grad():
-            outs = _flatten(case["model"](*tensors))
+            outs = tensors_in(case["model"](*tensors))
     except Exception as e:  # the model refuses these inputs: that is the answer
         return False, _first_line(e)
     if nonfinite(outs) and not case.get("example_nonfinite"):
@@ -105,7 +106,7 @@ def discover(case, planned, exp, make_inputs, seed, device):
 def _example_nonfinite(case, device):
     try:
         with torch.no_grad():
-            return nonfinite(_flatten(case["model"](*[t.to(device) for t in case["inputs"]])))
+            return nonfinite(tensors_in(case["model"](*[t.to(device) for t in case["inputs"]])))
     except Exception:  # pre_export reports a failing forward itself
         return False
 

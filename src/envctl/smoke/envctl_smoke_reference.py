@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import torch
+from envctl_smoke_domain import tensors_in  # sibling: the one walk over a model's outputs
 
 # ONNX may be this many times as far from the float64 answer as float32 PyTorch is (plus
 # atol + rtol*|ref|) and still count as right: two float32 computations of the same sum in
@@ -19,19 +20,9 @@ PRECISION_FACTOR = 2.0
 _DROPOUT_CALL = re.compile(r"\bdropout\w*\s*\(|\balpha_dropout\s*\(|\bbernoulli_?\s*\(|\brand(n|int|_like|n_like)?\s*\(")
 
 
-def _flatten(out):
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (tuple, list)):
-        return [t for item in out for t in _flatten(item)]
-    return []
-
-
 def _run(model, tensors):
     with torch.no_grad():
-        return [t.detach().cpu().numpy() for t in _flatten(model(*tensors))]
+        return [t.detach().cpu().numpy() for t in tensors_in(model(*tensors))]
 
 
 def float64_outputs(case, tensors, device):
@@ -69,7 +60,7 @@ def _disagree(a, b, atol, rtol):
 def _summary(value):
     """Fingerprint of a module's inputs or outputs: enough to tell two runs apart."""
     out = []
-    for t in _flatten(value):
+    for t in tensors_in(value):
         if t.is_floating_point() or t.is_complex():
             f = t.detach().double()
             w = torch.arange(1, f.numel() + 1, dtype=torch.float64, device=f.device).reshape(f.shape) if f.numel() else f
