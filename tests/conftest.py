@@ -112,6 +112,8 @@ def every_lock_reads_in_rattler_too(tmp_path_factory):
 
     problems = []
     for path in sorted(tmp_path_factory.getbasetemp().rglob("*.conda-lock.yml")):
+        if broken_locks.declared(path) and not path.is_file():
+            continue  # a FIFO or a device a test put there on purpose: reading it would hang or never end
         try:
             parsed = parse_conda_lock_file(path)
         except Exception as exc:

@@ -117,7 +117,7 @@ def test_readme_is_a_short_front_page_with_both_test_commands():
     assert len(readme.encode("utf-8")) <= 20 * 1024
     fast = readme.split("<!-- fast-test-command -->", 1)[1].split("<!-- /fast-test-command -->", 1)[0]
     assert [line for line in fast.splitlines() if line.strip() and not line.startswith("```")] == \
-        ['python -m pytest -q -m "not slow"']
+        ['python -m pip install -e ".[test]" && python -m pytest -q -m "not slow" -n auto --dist loadgroup']
     links = re.findall(r"\]\((docs/[^)#]+)(?:#([^)]*))?\)", readme)
     assert len(links) > 20
     for target, anchor in links:

@@ -119,6 +119,7 @@ def test_every_fact_source_is_a_link_or_resolves_into_the_sheet():
 
 # Each base target, alone and with one change; together they trigger every registered rule.
 _CHANGES = [
+    dict(pip_options={"find_links": ["https://download.pytorch.org/whl/cpu"]}),  # on a target with no pip part: ignored-setting
     dict(torch="*"), dict(onnx="*"), dict(onnxruntime="*"), dict(numpy=">=2"), dict(numpy="*"), dict(protobuf="*"),
     dict(protobuf="<4"), dict(opset=14), dict(opset=21), dict(opset=24), dict(exporters=["dynamo"]),
     dict(exporters=["dynamo"], onnxscript="*"), dict(cudnn="8"), dict(cudnn="9"), dict(python="3.8"),

@@ -80,6 +80,10 @@ def install() -> bool:
                     raise BadParameter(str(exc), ctx=ctx, param=param) from None
                 if kind is Path:  # already a Path, so Typer's checks run without pydantic
                     return coerce_cli_path(item, self.parameter_info, path_type=Path, param=param, ctx=ctx)
+                low, high = getattr(self.parameter_info, "min", None), getattr(self.parameter_info, "max", None)
+                if kind is int and ((low is not None and item < low) or (high is not None and item > high)):
+                    bounds = " and ".join(f"x{op}{bound}" for op, bound in ((">=", low), ("<=", high)) if bound is not None)
+                    raise BadParameter(f"{item} is not in the range {bounds}.", ctx=ctx, param=param)
                 return item
 
             if get_origin(self.annotation) is list:
@@ -92,8 +96,10 @@ def install() -> bool:
         if getattr(self, "_runtime_param", None) is None and descriptor is not None:
             annotation, info = descriptor.annotation, descriptor.parameter_info
             if (_is_plain(annotation) and descriptor.file_annotation is None
-                    and getattr(info, "parser", None) is None and getattr(info, "min", None) is None
-                    and getattr(info, "max", None) is None and getattr(info, "path_type", None) is None):
+                    and getattr(info, "parser", None) is None and getattr(info, "path_type", None) is None
+                    and (annotation in (int, list[int]) or (getattr(info, "min", None) is None
+                                                            and getattr(info, "max", None) is None))
+                    and not getattr(info, "clamp", False)):
                 self._runtime_param = PlainRuntimeParam(parameter_info=info, annotation=annotation)
         return original(self)
 

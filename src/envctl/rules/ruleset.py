@@ -388,5 +388,5 @@ def _ignored_setting(c: RuleContext) -> None:
     options = c.t.pip_options
     if (options.index_url or options.extra_index_urls or options.find_links) and not (c.t.pip or c.t.pip_extra):
         c.emit("warning", "pip_options is set, but nothing in this target comes from pip, so no index or "
-               "find-links is used", "envctl: lock/render.py writes pip options only beside pip requirements",
+               "find-links is used", "matrix (the target's own settings): src/envctl/lock/render.py writes pip options only beside pip requirements",
                "drop pip_options from this target (or its defaults), or list packages under pip / pip_extra")
