@@ -125,8 +125,10 @@ def test_glob_characters_in_a_prefix_match_nothing_else(project, tmp_path, glob)
     # ea's own (marked) leftover: only a create of ea itself may remove it.
     theirs = _marked(tmp_path / "ea~staging-424246", neighbours["ea"], 424246)
     mine = [_user_folder(tmp_path / n) for n in ("eb", "ea.old-1", "eb~old-2")]
-    create_env(project, "small", prefix=tmp_path / glob)
-    create_env(project, "small", prefix=tmp_path / glob, force=True)
+    # Glob characters are refused up front (core/prefixrule): nothing beside them is touched either way.
+    for force in (False, True):
+        with pytest.raises(EnvctlError, match="refusing the env prefix"):
+            create_env(project, "small", prefix=tmp_path / glob, force=force)
     assert env_state(neighbours["ea"]) == before and theirs.is_dir()
     assert all(_intact(p) for p in mine)
     create_env(project, "small", prefix=neighbours["ea"])
