@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.project import torch_matrix
 
 from envctl.core.errors import EnvctlError
 from envctl.core.paths import default_prefix
@@ -29,7 +30,6 @@ from envctl.matrix.loader import load_matrix
 from support import lockfactory as lf
 from support import procs
 from support.local_channel import PY_MM, PY_VERSION
-from support.pipconfig import torch_pip_options
 
 pytestmark = [
     pytest.mark.slow,  # builds real envs
@@ -69,31 +69,13 @@ def leftovers(prefix: Path) -> list[Path]:
     return sorted(p for p in prefix.parent.iterdir() if p.name.startswith(prefix.name + "~") and p.name != prefix.name + "~lock")
 
 
-MATRIX = """\
-defaults:
-  channels: [{channel}]
-  python: "{py_mm}"
-  torch: "2.13.0"
-  onnx: "*"
-  onnxruntime: "*"
-  protobuf: "*"
-  numpy: "*"
-  opset: 17
-  exporters: [torchscript]
-  pip: [torch, onnx, onnxruntime, protobuf, numpy]
-  pip_options: {pip_options}
-targets:
-  {target}:
-    platforms: [linux-64]
-"""
 
 
 def lock_with_envctl(root: Path, channel: Path) -> None:
     """Render and lock TARGET with envctl's own lock stage (a broken lock stage fails these tests too)."""
     matrix_path = root / "envs" / "matrix.yaml"
     matrix_path.parent.mkdir(parents=True)
-    matrix_path.write_text(MATRIX.format(channel=json.dumps(channel.as_uri()), pip_options=json.dumps(torch_pip_options()),
-                                         target=TARGET, py_mm=PY_MM))
+    matrix_path.write_text(torch_matrix(channel, TARGET))
     target = load_matrix(matrix_path).targets[TARGET]
     render_target(root, target, Path("envs/matrix.yaml"))
     lock_target(root, target)

@@ -9,38 +9,19 @@ up in `git status`.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.project import torch_matrix
 
 from envctl.core.paths import EnvPrefix, default_prefix
-from support.local_channel import PY_MM
-from support.pipconfig import torch_pip_options
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local channel's real python is linux-64 only")
 
 TARGET = "t"
-MATRIX = """\
-defaults:
-  channels: [{channel}]
-  python: "{py_mm}"
-  torch: "2.13.0"
-  onnx: "*"
-  onnxruntime: "*"
-  protobuf: "*"
-  numpy: "*"
-  opset: 17
-  exporters: [torchscript]
-  pip: [torch, onnx, onnxruntime, protobuf, numpy]
-  pip_options: {pip_options}
-targets:
-  t:
-    platforms: [linux-64]
-"""
 
 
 def envctl(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -54,8 +35,7 @@ def locked_project(tmp_path_factory, local_channel: Path) -> Path:
     """A project whose target is rendered and locked with envctl's own CLI (so create and certify need no solve)."""
     root = tmp_path_factory.mktemp("default-prefix")
     (root / "envs").mkdir()
-    (root / "envs" / "matrix.yaml").write_text(MATRIX.format(
-        channel=json.dumps(local_channel.as_uri()), py_mm=PY_MM, pip_options=json.dumps(torch_pip_options())))
+    (root / "envs" / "matrix.yaml").write_text(torch_matrix(local_channel, TARGET))
     done = envctl("lock", TARGET, cwd=root)
     assert done.returncode == 0, done.stderr
     return root

@@ -16,31 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.project import torch_matrix
 import yaml
 
 from envctl.create.closure import conda_gaps
-from support.local_channel import PY_MM
-from support.pipconfig import torch_pip_options
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local channel's real python is linux-64 only")
 
-MATRIX = """\
-defaults:
-  channels: [{channel}]
-  python: "{py_mm}"
-  torch: "2.13.0"
-  onnx: "*"
-  onnxruntime: "*"
-  protobuf: "*"
-  numpy: "*"
-  opset: 17
-  exporters: [torchscript]
-  pip: [torch, onnx, onnxruntime, protobuf, numpy]
-  pip_options: {pip_options}
-targets:
-  t:
-    platforms: [linux-64]
-"""
 
 
 def envctl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -53,8 +35,7 @@ def envctl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def locked(tmp_path_factory, local_channel: Path) -> Path:
     root = tmp_path_factory.mktemp("closure")
     (root / "envs").mkdir()
-    (root / "envs" / "matrix.yaml").write_text(MATRIX.format(
-        channel=json.dumps(local_channel.as_uri()), py_mm=PY_MM, pip_options=json.dumps(torch_pip_options())))
+    (root / "envs" / "matrix.yaml").write_text(torch_matrix(local_channel))
     done = envctl("lock", "t", cwd=root)
     assert done.returncode == 0, done.stderr
     return root

@@ -49,3 +49,31 @@ def write_project(root: Path, targets: dict[str, dict], files: dict[str, str] | 
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(textwrap.dedent(text))
     return path
+
+
+_TORCH_MATRIX = """\
+defaults:
+  channels: [{channel}]
+  python: "{py_mm}"
+  torch: "2.13.0"
+  onnx: "*"
+  onnxruntime: "*"
+  protobuf: "*"
+  numpy: "*"
+  opset: 17
+  exporters: [torchscript]
+  pip: [torch, onnx, onnxruntime, protobuf, numpy]
+  pip_options: {pip_options}
+targets:
+  {target}:
+    platforms: [linux-64]
+"""
+
+
+def torch_matrix(channel: Path, target: str = "t") -> str:
+    """The matrix text of one real torch target (conda python from `channel`, the pip part from
+    pip's own find-links or PyTorch's CPU index): what the env-building tests lock and create."""
+    import json
+
+    return _TORCH_MATRIX.format(channel=json.dumps(channel.as_uri()), py_mm=PY_MM, target=target,
+                                pip_options=json.dumps(torch_pip_options()))
