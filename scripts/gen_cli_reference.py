@@ -136,7 +136,8 @@ def render(commands: list[CommandDoc] | None = None) -> str:
 
 def failure_classes() -> list[tuple[str, str, str, str]]:
     """(class, where it is decided, summary, remedy) for every class a certification can end in."""
-    from envctl.smoke.envctl_smoke_classes import FAILURE_CLASSES, for_exporter
+    from envctl.smoke.envctl_smoke_classes import for_exporter
+    from envctl.smoke.envctl_smoke_protocol import FAILURE_CLASSES
     from envctl.suite.certify_all import STAGE_FAILURES
 
     host_side = {"runner_crash", "timeout", "spec_error"}  # the host classifies how the runner ended
@@ -153,7 +154,7 @@ def render_failure_classes() -> str:
     out = [
         "# Failure classes",
         "",
-        "Generated from the smoke runner's table (`src/envctl/smoke/envctl_smoke_classes.py`) and the host's "
+        "Generated from the runner protocol's table (`src/envctl/smoke/envctl_smoke_protocol.py`) and the host's "
         "stage failures (`src/envctl/suite/certify_all.py`) when the site is built. A failing certification "
         "names one class, the stage it failed at, a one-line message and the remedy below (a remedy never "
         "recommends the exporter that just failed: where a remedy names an exporter, that part is left out "

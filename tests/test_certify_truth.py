@@ -540,6 +540,8 @@ def test_full_disk_under_the_runner_and_under_the_host_is_resource_exhausted(tmp
         assert str(full) in failure["message"] and "TMPDIR" in failure["remedy"]
         # the host: its temporary folder on the full disk
         monkeypatch.setattr(tempfile, "tempdir", str(full))
-        result, facts = certify.run_smoke(certify.Path(sys.executable), spec, 120)
+        from envctl.smoke.envctl_smoke_protocol import Spec
+
+        result, facts = certify.run_smoke(certify.Path(sys.executable), Spec.from_json(spec), 120)
         assert result is None and facts["failure"]["class"] == "resource_exhausted", facts
         assert str(full) in facts["failure"]["message"]

@@ -64,7 +64,7 @@ def test_cli_reference_covers_every_command_option_and_default():
 
 
 def test_failure_class_reference_covers_every_class():
-    from envctl.smoke.envctl_smoke_classes import FAILURE_CLASSES
+    from envctl.smoke.envctl_smoke_protocol import FAILURE_CLASSES
     from envctl.suite.certify_all import STAGE_FAILURES
 
     page = _generator().render_failure_classes()

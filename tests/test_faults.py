@@ -862,7 +862,9 @@ def models_dir(tmp_path_factory):
 
 
 def smoke(models_dir: Path, model: str, timeout: float = 120, python: Path | None = None):
-    spec = dict(SPEC, models=[model], model_paths=[str(models_dir)])
+    from envctl.smoke.envctl_smoke_protocol import Spec
+
+    spec = Spec.from_json(dict(SPEC, models=[model], model_paths=[str(models_dir)]))
     return run_smoke(python or Path(sys.executable), spec, timeout)
 
 
@@ -875,7 +877,7 @@ def test_segfaulting_model_is_a_runner_crash_and_the_next_run_goes_ahead(models_
     assert facts["failure"]["remedy"]
     assert "Fatal Python error" in facts["output_tail"]  # faulthandler's stack, kept for the report
     result, facts = smoke(models_dir, "cnn")
-    assert result["status"] == "passed", result.get("failure")
+    assert result is not None and result.status == "passed", result.failure
 
 
 def test_hanging_model_is_a_timeout_and_its_children_die(models_dir, tmp_path, monkeypatch):
@@ -898,7 +900,7 @@ def test_model_that_exits_0_without_a_result_is_a_runner_crash(models_dir):
 def test_finished_runner_with_a_lingering_child_does_not_wait_for_the_timeout(models_dir):
     result, facts = smoke(models_dir, "faultmods:linger", timeout=90)
     # Waiting for the lingering process (it sleeps an hour) would have ended in the timeout instead.
-    assert result["status"] == "passed", result.get("failure")
+    assert result is not None and result.status == "passed", result.failure
     assert wait_dead(processes_running("import time; time.sleep(3600)")) == []
 
 
@@ -910,11 +912,14 @@ def test_finished_runner_with_a_lingering_child_does_not_wait_for_the_timeout(mo
         ("echo '[1, 2, 3]' > \"$4\"; exit 0", "exited 0 without a readable result"),
         ("exit 3", "exited 3 without a readable result"),
         ("kill -ABRT $$", "SIGABRT"),
-        ("echo '{\"status\": \"passed\", \"stages\": [\"versions\"]}' > \"$4\"; exit 0", "stages[0] is not an object"),
-        ("echo '{\"status\": \"passed\", \"measured_limits\": [17]}' > \"$4\"; exit 0", "'measured_limits' is list"),
+        ("echo '{\"result_version\": 1, \"status\": \"passed\", \"stages\": [\"versions\"]}' > \"$4\"; exit 0",
+         "stages[0] is not an object"),
+        ("echo '{\"result_version\": 1, \"status\": \"passed\", \"measured_limits\": [17]}' > \"$4\"; exit 0",
+         "'measured_limits' is list"),
+        ("echo '{\"result_version\": 2, \"status\": \"passed\"}' > \"$4\"; exit 0", "'result_version' is 2"),
     ],
     ids=["garbage-stdout", "garbage-result", "result-not-an-object", "exit-3", "abort", "stages-not-objects",
-         "limits-not-an-object"],
+         "limits-not-an-object", "another-result-version"],
 )
 def test_runner_output_that_is_not_a_result_is_a_runner_crash(models_dir, tmp_path, script, expected):
     # A stand-in interpreter: `python -I runner.py SPEC RESULT` -> $1 $2 $3 $4.

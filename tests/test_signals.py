@@ -184,8 +184,8 @@ models, prefix, mode = sys.argv[1:4]
 install()
 spec = build_spec(None, Path(models), device="cpu", providers=["CPUExecutionProvider"],
                   required="CPUExecutionProvider", expected={})
-spec["models"] = ["hangmods:hang"]
-spec["exporters"] = ["torchscript"]
+spec.models = ["hangmods:hang"]
+spec.exporters = ["torchscript"]
 
 
 def smoke():

@@ -301,10 +301,11 @@ def test_missing_spec_file_exits_3(tmp_path):
 
 
 def test_failure_table_readable_by_path_without_heavy_imports():
+    """The protocol (its failure table) loads in any Python with the standard library alone."""
     code = textwrap.dedent(f'''
         import importlib.util, json, sys
-        spec = importlib.util.spec_from_file_location("r", {str(RUNNER_PATH)!r})
-        m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+        spec = importlib.util.spec_from_file_location("r", {str(RUNNER_PATH.with_name("envctl_smoke_protocol.py"))!r})
+        m = importlib.util.module_from_spec(spec); sys.modules["r"] = m; spec.loader.exec_module(m)
         heavy = [k for k in ("torch", "onnx", "onnxruntime", "numpy") if k in sys.modules]
         print(json.dumps({{"heavy": heavy, "table": m.FAILURE_CLASSES}}))
     ''')

@@ -275,15 +275,15 @@ def test_caveats_are_typed_in_the_certificate_and_shown_by_status_html_and_junit
 
 
 def test_a_runner_result_with_a_malformed_caveat_is_refused_naming_the_field():
-    from envctl.certify.runner_io import RunnerResult, RunnerResultError
+    from envctl.smoke.envctl_smoke_protocol import ProtocolError as RunnerResultError, RunnerResult
 
     run = {"model": "m:make", "exporter": "dynamo", "status": "passed", "stages": []}
-    good = RunnerResult.from_json({"status": "passed", "runs": [dict(run, caveats=[
+    good = RunnerResult.from_json({"result_version": 1, "status": "passed", "runs": [dict(run, caveats=[
         {"kind": "outside_domain", "message": "sizes below h=32 ...: skipped", "where": "h"}])]})
     assert [(c.model, c.exporter, c.kind, c.where) for c in good.caveats] == [("m:make", "dynamo", "outside_domain", "h")]
     for caveats, field in (([{"kind": "guess", "message": "x"}], "runs[0].caveats[0].'kind'"),
                            ([{"kind": "outside_domain"}], "runs[0].caveats[0].'message'"),
                            ("none", "runs[0].'caveats'")):
         with pytest.raises(RunnerResultError) as err:
-            RunnerResult.from_json({"status": "passed", "runs": [dict(run, caveats=caveats)]})
+            RunnerResult.from_json({"result_version": 1, "status": "passed", "runs": [dict(run, caveats=caveats)]})
         assert field in str(err.value), str(err.value)

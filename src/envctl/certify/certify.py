@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,9 @@ from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
 from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree
 from envctl.core.hashing import sha256_file_or_none
-from envctl.certify.runner_io import RunnerResult, run_caveats
-from envctl.certify.certificate import SCHEMA_VERSION, Certificate
+from envctl.certify.certificate import SCHEMA_VERSION, Certificate, Certification, LockRef, assemble
+from envctl.smoke.envctl_smoke_certificate import created_now
+from envctl.smoke.envctl_smoke_protocol import Failure, RunnerResult, Spec, remedy_of
 from envctl.certify.truth import host_models, input_files, limit_findings
 from envctl.host.runnable import needs_gpu
 from envctl.host.facts import host_facts
@@ -43,26 +44,11 @@ DEFAULT_TIMEOUT = 900
 VERSION_NAMES = {"pytorch": "torch", "torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime",
                  "onnxruntime-gpu": "onnxruntime", "protobuf": "protobuf", "numpy": "numpy",
                  "python": "python", "onnxscript": "onnxscript"}
-def _failure_table() -> dict:
-    """FAILURE_CLASSES from the runner, read by path (the runner is not importable as envctl code)."""
-    import importlib.util
-
-    from envctl.smoke import RUNNER_PATH
-
-    spec = importlib.util.spec_from_file_location("envctl_smoke_runner_table", RUNNER_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(RUNNER_PATH.parent))
-    try:
-        spec.loader.exec_module(module)  # stdlib-only at import time
-    finally:
-        sys.path.remove(str(RUNNER_PATH.parent))
-    return getattr(module, "FAILURE_CLASSES", {})
 
 
-def _classified(klass: str, message: str, stage: str = "runner") -> dict:
-    table = _failure_table()
-    info = table.get(klass, {})
-    return {"class": klass, "stage": stage, "message": message, "remedy": info.get("remedy", "")}
+def _classified(klass: str, message: str) -> dict:
+    """A failure the host saw (the runner died, hung or wrote nothing readable), as the protocol writes it."""
+    return Failure.of(klass, message).to_json()
 
 
 def provider_order(target_ep: str) -> list[str]:
@@ -81,32 +67,12 @@ def expected_versions(lock_file: Path, platform_name: str) -> dict[str, str]:
             if p.name in VERSION_NAMES}
 
 
-def _worst(run: dict) -> dict | None:
-    """The largest max_abs / max_rel anywhere in a run's recorded numbers."""
-    worst = {"max_abs": None, "max_rel": None}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key in ("max_abs", "max_rel"):
-                value = node.get(key)
-                if isinstance(value, (int, float)) and (worst[key] is None or value > worst[key]):
-                    worst[key] = value
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(run.get("stages", []))
-    return worst if worst["max_abs"] is not None else None
-
-
-def run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple[dict | None, dict]:
-    """Run the smoke runner; return (result or None, process facts incl. a failure if it died).
+def run_smoke(python: Path, spec: Spec, timeout: float, progress=None) -> tuple[RunnerResult | None, dict]:
+    """Run the smoke runner; return (its checked result or None, process facts incl. a failure if it died).
     A full disk, no memory or no file handles (here or in the runner) is resource_exhausted."""
     from envctl.certify.truth import oserror_failure, resource_failure, strip_ansi
 
-    remedy = _failure_table().get("resource_exhausted", {}).get("remedy", "")
+    remedy = remedy_of("resource_exhausted")
     try:
         result, facts = _run_smoke(python, spec, timeout, progress)
     except OSError as exc:
@@ -120,14 +86,15 @@ def run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple[
     return result, facts
 
 
-def _run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple[dict | None, dict]:
+def _run_smoke(python: Path, spec: Spec, timeout: float, progress=None) -> tuple[RunnerResult | None, dict]:
     from envctl.smoke import RUNNER_PATH
 
     with tempfile.TemporaryDirectory(prefix="envctl-smoke-") as tmp:
         spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec = dict(spec, workdir=spec.get("workdir") or str(Path(tmp) / "work"))
-        Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
-        spec_file.write_text(json.dumps(spec))
+        workdir = spec.workdir or str(Path(tmp) / "work")
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        spec = replace(spec, workdir=workdir)
+        spec_file.write_text(json.dumps(spec.to_json()))
         started = time.monotonic()
         log_path = Path(tmp) / "output.log"
         # Output goes to a file, not a pipe: a background process the model started would
@@ -171,11 +138,11 @@ def _run_smoke(python: Path, spec: dict, timeout: float, progress=None) -> tuple
         try:
             # Written inside the env, where model code runs: capped, regular file, bounded depth.
             checked = RunnerResult.from_json(read_json(result_file, MAX_JSON_BYTES, "smoke runner's result"))
-        except (OSError, ValueError, EnvctlError) as exc:  # RunnerResultError is a ValueError: a wrong shape, named
+        except (OSError, ValueError, EnvctlError) as exc:  # ProtocolError is a ValueError: a wrong shape, named
             detail = exc.message if isinstance(exc, EnvctlError) else exc
             facts["failure"] = _classified("runner_crash", f"the smoke runner exited {proc.returncode} without a readable result ({detail})")
             return None, facts
-        return checked.raw, facts
+        return checked, facts
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
@@ -209,34 +176,22 @@ def interpreter_placement() -> dict[str, Any]:
 
 
 def build_spec(target: Target | None, root: Path, *, device: str, providers: list[str], required: str | None,
-               expected: dict[str, str]) -> dict:
+               expected: dict[str, str]) -> Spec:
+    """The runner's spec for a target (None: the host's interpreter, every built-in model)."""
+    common = dict(providers=providers, required_provider=required, device=device, expected_versions=expected,
+                  model_paths=[str(root)], sizes=list(DEFAULT_SIZES), seed=0)
     if target is None:
         # Opset 18 is the dynamo exporter's native opset (docs/compatibility.md §5); at
         # 17 torch 2.13's down-conversion of Split fails the checker.
-        return {"spec_version": 1, "target": HOST, "opset": 18, "exporters": ["torchscript", "dynamo"],
-                "providers": providers, "required_provider": required, "device": device,
-                "expected_versions": expected, "models": list(BUILTIN_MODELS), "model_paths": [str(root)],
-                "tolerances": {"atol": 1e-4, "rtol": 1e-3}, "sizes": DEFAULT_SIZES, "seed": 0, "simplify": None}
-    return {"spec_version": 1, "target": target.name, "opset": target.opset, "exporters": list(target.exporters),
-            "providers": providers, "required_provider": required, "device": device,
-            "expected_versions": expected, "models": list(target.models), "model_paths": [str(root)],
-            "tolerances": {"atol": target.atol, "rtol": target.rtol}, "sizes": DEFAULT_SIZES, "seed": 0,
-            "simplify": target.simplify}
-
-
-def _summarise(runner_result: dict | None, process: dict) -> tuple[str, dict | None, list[dict]]:
-    if runner_result is None:
-        return "failed", process.get("failure"), []
-    runs = runner_result.get("runs", [])
-    for run in runs:
-        run["worst"] = _worst(run)
-    status = "passed" if runner_result.get("status") == "passed" else "failed"
-    return status, runner_result.get("failure"), runs
+        return Spec(target=HOST, opset=18, exporters=["torchscript", "dynamo"], models=list(BUILTIN_MODELS),
+                    tolerances={"atol": 1e-4, "rtol": 1e-3}, simplify=None, **common).check()
+    return Spec(target=target.name, opset=target.opset, exporters=list(target.exporters), models=list(target.models),
+                tolerances={"atol": target.atol, "rtol": target.rtol}, simplify=target.simplify, **common).check()
 
 
 def _base(target_name: str, facts: dict) -> dict[str, Any]:
     return {"certificate_version": SCHEMA_VERSION, "target": target_name, "envctl_version": __version__,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": facts}
+            "created_at": created_now(), "host": facts}
 
 
 def certify_lock_only(root: Path, target: Target, reason: str, *, facts: dict | None = None,
@@ -272,11 +227,11 @@ def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None 
     spec = build_spec(target, root, device="cuda" if needs_gpu(target) else "cpu",
                       providers=provider_order(target.execution_provider), required=target.execution_provider,
                       expected=expected)
-    spec["input_files"] = files
-    data = _base(target.name, facts if facts is not None else host_facts())
-    data.update(target_hash=target.definition_hash(), xfail=target.xfail,
-                lock={"path": str(lock_file), "sha256": sha256_file_or_none(lock_file)},
-                environment={"prefix": str(prefix), "python": str(python)}, ran_on_target_hardware=True, certified="run")
+    spec.input_files = files
+    known = dict(target=target.name, host=facts if facts is not None else host_facts(),
+                 target_hash=target.definition_hash(), xfail=target.xfail,
+                 lock=LockRef(path=str(lock_file), sha256=sha256_file_or_none(lock_file)),
+                 environment={"prefix": str(prefix), "python": str(python)})
     if progress:
         progress("certify", target=target.name, message=f"smoke export-and-infer with {python}")
     from envctl.create.prefixswap import env_in_use
@@ -285,7 +240,7 @@ def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None 
     # create in progress), so the runner never sees an env swapped or deleted under it.
     with env_in_use(prefix, progress):
         runner_result, process = run_smoke(python, spec, timeout or target.timeout, progress)
-    return _finish(root, target.name, data, spec, runner_result, process, started, out)
+    return _finish(root, known, spec, runner_result, process, started, out)
 
 
 def certify_host(root: Path, *, timeout: float | None = None, out: Path | None = None, progress=None,
@@ -295,41 +250,29 @@ def certify_host(root: Path, *, timeout: float | None = None, out: Path | None =
     files = input_files(inputs)
     started = time.monotonic()
     python = Path(sys.executable)
-    spec = build_spec(None, root, **interpreter_placement(), expected={})
-    spec.update(models=host_models(matrix), input_files=files)  # user models are certified, never dropped
-    data = _base(HOST, host_facts())
-    data.update(lock=None, target_hash=None, environment={"prefix": sys.prefix, "python": str(python)},
-                ran_on_target_hardware=True, certified="run")
+    spec = replace(build_spec(None, root, **interpreter_placement(), expected={}),
+                   models=host_models(matrix), input_files=files)  # user models are certified, never dropped
+    known = dict(target=HOST, host=host_facts(), lock=None, environment={"prefix": sys.prefix, "python": str(python)})
     if progress:
         progress("certify", target=HOST, message=f"smoke export-and-infer with {python}")
     runner_result, process = run_smoke(python, spec, timeout or DEFAULT_TIMEOUT, progress)
-    return _finish(root, HOST, data, spec, runner_result, process, started, out)
+    return _finish(root, known, spec, runner_result, process, started, out)
 
 
-def _finish(root: Path, name: str, data: dict, spec: dict, runner_result: dict | None, process: dict,
+def _finish(root: Path, known: dict[str, Any], spec: Spec, runner_result: RunnerResult | None, process: dict,
             started: float, out: Path | None) -> Certificate:
-    status, failure, runs = _summarise(runner_result, process)
-    ran = {k: spec[k] for k in ("opset", "exporters", "providers", "required_provider", "device", "models", "tolerances", "sizes", "seed", "simplify")}
-    placement = RunnerResult.from_json(runner_result).placement if runner_result is not None else None
-    if placement is not None:  # what the runner used, "auto" settled
-        ran.update(placement.as_spec())
-    data.update(
-        result=status, reason=None, failure=failure, runs=runs, caveats=[c.to_json() for c in run_caveats(runs)],
-        versions=(runner_result or {}).get("versions"), versions_expected=spec["expected_versions"],
-        providers_available=(runner_result or {}).get("providers_available"),
-        measured_limits=(runner_result or {}).get("measured_limits"),
-        findings=limit_findings((runner_result or {}).get("versions"), (runner_result or {}).get("measured_limits")),
-        spec=ran,
-        runner={k: v for k, v in process.items() if k != "failure"} | {"stages": (runner_result or {}).get("stages", [])},
-        seconds=round(time.monotonic() - started, 3),
-    )
-    return _write(root, name, data, out)
+    """The certificate of a run, assembled as a bundle's devcert.py assembles it on a device, plus
+    what only the host knows: where the measured ONNX Runtime limits disagree with the rules."""
+    findings = limit_findings(runner_result.versions, runner_result.measured_limits) if runner_result else []
+    cert = assemble(envctl_version=__version__, certified=Certification.RUN, spec=spec, result=runner_result,
+                    process=process, seconds=time.monotonic() - started, extra={"findings": findings}, **known)
+    return _write(root, cert.target, cert.to_json(), out)
 
 
 def _write(root: Path, name: str, data: dict, out: Path | None) -> Certificate:
     # certs/ may be a symlink committed into the project: an explicit --out is the user's choice, certs/ is not.
     path = out or ensure_inside(root, cert_path(root, name), "certificate")
     cert = Certificate.from_json(json.loads(json.dumps(data, default=str)))
-    write_text_atomic(path, cert.dumps())
+    write_text_atomic(path, cert.dumps())  # dumps checks again: what is written reads back
     cert.path = path
     return cert

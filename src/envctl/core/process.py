@@ -14,6 +14,10 @@ On Windows a tree is started with CREATE_NEW_PROCESS_GROUP and killed with
 daemon whose parent already exited is not found that way. psutil or a Job
 Object would find no more of those than taskkill's parent walk without
 KILL_ON_JOB_CLOSE assignment races, so envctl keeps to the standard library.
+
+Standard library only at import time, Python 3.8 syntax: bundles ship this file as
+share/envctl-bundle/process.py, and devcert.py starts and kills the smoke runner with it
+on the device, where envctl is not installed.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ import sys
 import threading
 import time
 from typing import Any, Callable
-
-from envctl.core.errors import EnvctlError
 
 # Variables that would make a child python (or uv) look at the host's packages.
 _HOST_PYTHON_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONUSERBASE")
@@ -42,6 +44,8 @@ _RESET_IF_IGNORED = ("SIGTSTP", "SIGTTIN", "SIGTTOU")
 
 def uv_binary(purpose: str = "resolve or install the pip part of the lock") -> str:
     """The uv executable shipped with the `uv` wheel (an envctl dependency), else PATH's."""
+    from envctl.core.errors import EnvctlError  # here: a bundle's devcert.py imports this file without envctl
+
     try:
         from uv import find_uv_bin
 

@@ -77,14 +77,9 @@ def _import_remedy(name: str, error: str, fix: str) -> str:
         top = missing.group(1).split(".")[0].replace("google", "protobuf")  # google.protobuf is protobuf's
         what = f"{name} is not installed" if top == name else f"{name} needs {top}, which is missing"
         return f"{what}; {fix}"
-    import importlib.util
+    from envctl.smoke.envctl_smoke_classes import classify
 
-    from envctl.smoke import RUNNER_PATH
-
-    spec = importlib.util.spec_from_file_location("envctl_smoke_runner_doctor", RUNNER_PATH)
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)  # stdlib-only at import time
-    return runner.classify("versions", error)[1]
+    return classify("versions", error)[1]
 
 
 def probe(python: Path) -> dict:

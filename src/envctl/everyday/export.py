@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
 from envctl.smoke import BUILTIN_MODELS
+from envctl.smoke.envctl_smoke_protocol import EXPORTERS, SIMPLIFIERS, RunnerResult, Spec, run_caveats
 from envctl.core.paths import lock_path
-
-EXPORTERS = ("torchscript", "dynamo")
-SIMPLIFIERS = ("auto", "required", "onnxslim", "onnxsim")
 
 
 def parse_dynamic(values: list[str]) -> dict[str, dict[int, str]] | None:
@@ -53,7 +52,7 @@ def parse_sizes(text: str | None) -> list[int] | None:
 
 
 def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Path, *, opset, exporter, dynamic,
-                      simplify, sizes, path: Path | None) -> dict:
+                      simplify, sizes, path: Path | None) -> Spec:
     from envctl.certify.certify import build_spec, expected_versions, interpreter_placement, provider_order
     from envctl.host.runnable import needs_gpu
     from envctl.core.paths import project_root
@@ -68,15 +67,15 @@ def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Pa
                           expected=expected_versions(lock, host_platform()) if lock.exists() else {})
     else:  # what certify does for --target host: the runner picks CUDA when this python's torch sees a GPU
         spec = build_spec(None, root, **interpreter_placement(), expected={})
-    spec.update(target=target.name if target else "export", models=[ref], exporters=[exporter],
-                model_paths=[str(Path(path or Path.cwd()).absolute())], dynamic=dynamic, out=str(out))
+    spec = replace(spec, target=target.name if target else "export", models=[ref], exporters=[exporter],
+                   model_paths=[str(Path(path or Path.cwd()).absolute())], dynamic=dynamic, out=str(out))
     if opset is not None:
-        spec["opset"] = opset
+        spec.opset = opset
     if simplify is not None:
-        spec["simplify"] = simplify
+        spec.simplify = simplify
     if sizes:  # the user's sizes replace the sweep: nothing is added behind their back
-        spec.update(sizes=sizes, exact_sizes=True)
-    return spec
+        spec.sizes, spec.exact_sizes = sizes, True
+    return spec.check()
 
 
 def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None = None, prefix: Path | None = None,
@@ -115,7 +114,7 @@ def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None =
                              dynamic=parse_dynamic(list(dynamic)), simplify=simplify, sizes=parse_sizes(sizes), path=path)
     from envctl.certify.truth import input_files
 
-    spec["input_files"] = input_files(inputs)
+    spec.input_files = input_files(inputs)
     replaced_before = os.path.exists(out)
     result, process = run_smoke(python, spec, timeout or (chosen.timeout if chosen else DEFAULT_TIMEOUT))
     report = summarise(ref, exporter, spec, where, result, process)
@@ -139,21 +138,19 @@ def _sci(value) -> str:
     return f"{value:.2e}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ("-" if value is None else str(value))
 
 
-def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | None, process: dict) -> dict:
-    from envctl.certify.runner_io import run_caveats
-
-    report = {"model": ref, "exporter": exporter, "opset_requested": spec["opset"], "env": where,
+def summarise(ref: str, exporter: str, spec: Spec, where: str, result: RunnerResult | None, process: dict) -> dict:
+    report = {"model": ref, "exporter": exporter, "opset_requested": spec.opset, "env": where,
               "status": "failed", "failure": process.get("failure"), "versions": {}, "stages": [], "sizes": [],
               "opset_written": None, "ir_version": None, "model_bytes": None, "files": [], "warnings": [], "caveats": [],
               "seconds": process.get("seconds"), "output_tail": None}
     if result is None:
         report["output_tail"] = process.get("output_tail")
         return report
-    run = (result.get("runs") or [{}])[0]
-    report.update(status=result["status"], failure=result.get("failure"), versions=result.get("versions", {}),
-                  opset_written=run.get("opset_written"), ir_version=run.get("ir_version"),
-                  caveats=[c.to_json() for c in run_caveats([run])])
-    top = result.get("stages", [])  # "versions" before the model's ladder, "save" after it
+    run = (result.runs or [{}])[0]
+    report.update(status=result.status, failure=result.failure.to_json() if result.failure else None,
+                  versions=result.versions or {}, opset_written=run.get("opset_written"),
+                  ir_version=run.get("ir_version"), caveats=[c.to_json() for c in run_caveats([run])])
+    top = result.stages  # "versions" before the model's ladder, "save" after it
     ordered = [st for st in top if st["name"] != "save"] + run.get("stages", []) + [st for st in top if st["name"] == "save"]
     report["stages"] = [{k: st.get(k) for k in ("name", "status", "seconds", "message")} for st in ordered]
     for st in run.get("stages", []):
@@ -177,7 +174,7 @@ def summarise(ref: str, exporter: str, spec: dict, where: str, result: dict | No
                 })
             if details.get("on_your_data"):
                 report["on_your_data"] = details["on_your_data"]
-    if result["status"] == "passed":
+    if result.status == "passed":
         report["files"] = [{"path": f, "bytes": os.path.getsize(f)} for f in result.get("out_files", []) if os.path.exists(f)]
     return report
 

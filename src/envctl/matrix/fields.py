@@ -14,11 +14,10 @@ from typing import Any, Callable
 from envctl.core.limits import FREE_TEXT_ALLOWED, control_char, short
 from envctl.matrix.versions import Spec, SpecError
 from envctl.smoke import BUILTIN_MODELS
+from envctl.smoke.envctl_smoke_protocol import EXPORTERS, SIMPLIFIERS  # what the runner accepts: one definition
 
 PLATFORMS = ("linux-64", "linux-aarch64", "osx-arm64", "osx-64", "win-64")
-EXPORTERS = ("torchscript", "dynamo")
 ORT_BUILDS = ("cpu", "gpu")
-SIMPLIFIERS = ("auto", "required", "onnxslim", "onnxsim")
 EXECUTION_PROVIDERS = (
     "CPUExecutionProvider",
     "CUDAExecutionProvider",
@@ -317,7 +316,7 @@ TARGET_FIELDS: dict[str, FieldSpec] = {
     "host_provides": FieldSpec(_host_provides, "what the machine supplies, not the env (jetpack, cuda_driver, tensorrt, cudnn)"),
     "virtual_packages": FieldSpec(_virtual_packages, "virtual package overrides for solving, e.g. __glibc: '2.31'"),
     "execution_provider": FieldSpec(_choice(EXECUTION_PROVIDERS), "the ONNX Runtime EP certification must get"),
-    "models": FieldSpec(_models, "smoke models: cnn, transformer, rnn, or module:callable"),
+    "models": FieldSpec(_models, f"smoke models: {', '.join(BUILTIN_MODELS)}, or module:callable"),
     "atol": FieldSpec(_tolerance, "absolute tolerance against PyTorch"),
     "rtol": FieldSpec(_tolerance, "relative tolerance against PyTorch"),
     "simplify": FieldSpec(lambda v: None if v is None else _choice(SIMPLIFIERS)(v), "auto (skip, saying why, when none is installed), required, onnxslim or onnxsim after export"),

@@ -14,5 +14,6 @@ INSTALLER_PATH = PACK_DIR / "installer.py"
 DEVCERT_PATH = PACK_DIR / "devcert.py"
 HEADER_PATH = PACK_DIR / "header.sh"
 PREFIXRULE_PATH = PACK_DIR.parent / "core" / "prefixrule.py"  # stdlib-only: shipped beside installer.py
+PROCESS_PATH = PACK_DIR.parent / "core" / "process.py"  # stdlib-only on import: shipped beside devcert.py
 
-__all__ = ["PACK_DIR", "INSTALLER_PATH", "DEVCERT_PATH", "HEADER_PATH", "PREFIXRULE_PATH"]
+__all__ = ["PACK_DIR", "INSTALLER_PATH", "DEVCERT_PATH", "HEADER_PATH", "PREFIXRULE_PATH", "PROCESS_PATH"]

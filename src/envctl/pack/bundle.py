@@ -31,7 +31,7 @@ from envctl.core.jsonread import load_json
 from envctl.core.limits import MAX_JSON_BYTES, MAX_LOCK_BYTES, MAX_MATRIX_BYTES, read_regular
 from envctl.core.prefixrule import SH_BRACKET
 from envctl.core.text import printable
-from envctl.pack import DEVCERT_PATH, HEADER_PATH, INSTALLER_PATH, PREFIXRULE_PATH
+from envctl.pack import DEVCERT_PATH, HEADER_PATH, INSTALLER_PATH, PREFIXRULE_PATH, PROCESS_PATH
 from envctl.pack.materialise import MACHINES, PLACEHOLDER, Materialised, materialise
 from envctl.pack.sources import sha256_file
 
@@ -137,6 +137,7 @@ def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised
     shutil.copyfile(INSTALLER_PATH, meta / "installer.py")
     shutil.copyfile(DEVCERT_PATH, meta / "devcert.py")
     shutil.copyfile(PREFIXRULE_PATH, meta / "prefixrule.py")  # the installer's prefix check, the one rule envctl uses
+    shutil.copyfile(PROCESS_PATH, meta / "process.py")  # devcert's start/kill of the runner's tree: envctl's own helper
     # The team's own smoke models travel along when they are single modules of the project.
     models = meta / "models"
     for model in target.models:
@@ -148,11 +149,10 @@ def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised
     device = "cuda" if target.execution_provider in GPU_PROVIDERS else "cpu"
     spec = build_spec(target, root, device=device, providers=provider_order(target.execution_provider),
                       required=target.execution_provider, expected=expected_versions(lock, built.platform))
-    spec["model_paths"] = []  # devcert.py points it at the installed models folder
-    spec["timeout"] = target.timeout
-    spec["xfail"] = target.xfail
-    spec["target_hash"] = target.definition_hash()
-    (meta / "spec.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    spec.model_paths = []  # devcert.py points it at the installed models folder
+    # The runner's spec plus what only devcert reads (it takes these three keys off before the run).
+    device_spec = dict(spec.to_json(), timeout=target.timeout, xfail=target.xfail, target_hash=target.definition_hash())
+    (meta / "spec.json").write_text(json.dumps(device_spec, indent=2) + "\n", encoding="utf-8")
     cert = cert_path(root, target.name)
     if not os.path.lexists(cert):
         return None

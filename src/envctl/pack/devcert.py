@@ -5,14 +5,15 @@ bundle's `--certify` with the installed env's python. Standard library only
 (Python 3.8+): the device has no envctl. The certificate has the same shape
 as `certs/<target>.json`, with `certified: "device"` and the device's facts
 (glibc, the GPU and driver CUDA from nvidia-smi, the L4T release, board model
-and CUDA version files on a Jetson). Back on the team's machine,
+and CUDA version files on a Jetson), assembled by the same function as on the host
+(smoke/envctl_smoke_certificate.assemble). Back on the team's machine,
 `envctl certify --import FILE` files it after checking its lock hash.
 
   devcert.py --prefix DIR [--out FILE] [--timeout S]
 Exit 0 passed, 1 failed, 2 bad arguments.
 """
 import argparse
-import datetime
+import dataclasses
 import json
 import os
 import platform
@@ -24,6 +25,22 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# Beside this file in the bundle: smoke/ (the runner, its protocol and the certificate body, the
+# same files `envctl certify` uses) and process.py (envctl's own start/kill of a process tree).
+# `python -I` leaves the script's folder off sys.path, so both are put there by hand.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.join(_HERE, "smoke")]
+try:
+    import envctl_smoke_certificate as C
+    import envctl_smoke_protocol as P
+    from process import foreign_python_env, kill_tree, signal_text, start_tree
+except ImportError:  # imported as envctl.pack.devcert on the host: envctl's own copies
+    from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree
+    from envctl.smoke import envctl_smoke_certificate as C
+    from envctl.smoke import envctl_smoke_protocol as P
+finally:
+    del sys.path[:2]
 
 META = os.path.join("share", "envctl-bundle")
 
@@ -99,86 +116,44 @@ def _jetson():
     return info
 
 
-def _worst(run):
-    worst = {"max_abs": None, "max_rel": None}
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key in ("max_abs", "max_rel"):
-                value = node.get(key)
-                if isinstance(value, (int, float)) and (worst[key] is None or value > worst[key]):
-                    worst[key] = value
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(run.get("stages", []))
-    return worst if worst["max_abs"] is not None else None
-
-
-# A minimal copy of envctl.core.process's start_tree/kill_tree (this file runs without envctl):
-# the runner gets its own process group so a hang is killed with its children; names POSIX
-# lacks elsewhere are looked up when used.
-def _own_tree():
-    if hasattr(os, "setsid"):
-        return {"start_new_session": True}
-    return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-
-
-def _kill_tree(proc):
-    if hasattr(os, "killpg") and hasattr(signal, "SIGKILL"):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    elif shutil.which("taskkill") and proc.poll() is None:
-        subprocess.run(["taskkill", "/T", "/F", "/PID", str(proc.pid)], capture_output=True)
-    try:
-        proc.kill()
-    except OSError:
-        pass
-
-
 def run_smoke(python, runner, spec, timeout):
+    """Run the runner on `spec` (a P.Spec); (its checked P.RunnerResult or None, how the process ended)."""
     tmp = tempfile.mkdtemp(prefix="envctl-devcert-")
     try:
-        spec = dict(spec, workdir=os.path.join(tmp, "work"))
-        os.makedirs(spec["workdir"])
+        spec = dataclasses.replace(spec, workdir=os.path.join(tmp, "work"))
+        os.makedirs(spec.workdir)
         spec_file, result_file, log = (os.path.join(tmp, n) for n in ("spec.json", "result.json", "output.log"))
         with open(spec_file, "w") as handle:
-            json.dump(spec, handle)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "CONDA_", "VIRTUAL_ENV"))}
-        env["PYTHONNOUSERSITE"] = "1"
+            json.dump(spec.to_json(), handle)
         started = time.monotonic()
         with open(log, "wb") as out:
-            proc = subprocess.Popen([python, "-I", runner, spec_file, result_file], stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, **_own_tree())
+            proc = start_tree([python, "-I", runner, spec_file, result_file], stdout=out, stderr=subprocess.STDOUT,
+                              env=foreign_python_env())
             try:
                 proc.wait(timeout=timeout)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:  # also on Ctrl-C, SIGTERM or SIGHUP: the runner's whole tree goes, as with `envctl certify`
-                _kill_tree(proc)
+                kill_tree(proc)
                 proc.wait()
         with open(log, "rb") as handle:
             tail = handle.read().decode(errors="replace")[-4000:]
         facts = {"exit_code": proc.returncode, "seconds": round(time.monotonic() - started, 3), "output_tail": tail}
         if timed_out:
-            facts["failure"] = {"class": "timeout", "stage": "runner", "message": "the smoke run did not finish within %g s" % timeout}
+            facts["failure"] = P.Failure.of("timeout", "the smoke run did not finish within %g s" % timeout).to_json()
+            return None, facts
+        if proc.returncode < 0:
+            died = "the smoke runner died from %s" % signal_text(-proc.returncode)
+            facts["failure"] = P.Failure.of("runner_crash", died).to_json()
             return None, facts
         try:
             with open(result_file) as handle:
-                result = json.load(handle)
-            if not isinstance(result, dict) or "status" not in result:
-                raise ValueError("no status")
-        except (OSError, ValueError) as exc:
-            facts["failure"] = {"class": "runner_crash", "stage": "runner",
-                                "message": "the smoke runner exited %s without a readable result (%s)" % (proc.returncode, exc)}
+                return P.RunnerResult.from_json(json.load(handle)), facts
+        except (OSError, ValueError) as exc:  # ProtocolError is a ValueError naming the field
+            facts["failure"] = P.Failure.of("runner_crash", "the smoke runner exited %s without a readable result (%s)"
+                                            % (proc.returncode, exc)).to_json()
             return None, facts
-        return result, facts
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -268,45 +243,34 @@ def certify(args):
     timeout = args.timeout or spec_timeout or 900
     xfail = spec.pop("xfail", None)
     target_hash = spec.pop("target_hash", None)
-    spec["model_paths"] = [os.path.join(meta, "models")]
+    try:
+        spec = P.Spec.from_json(spec)
+    except P.ProtocolError as exc:
+        sys.stderr.write("envctl bundle: %s holds no spec this runner reads (%s)\n" % (os.path.join(meta, "spec.json"), exc))
+        return 2
+    spec.model_paths = [os.path.join(meta, "models")]
     python = os.path.join(prefix, "bin", "python")
     started = time.monotonic()
     facts = device_facts()
     print("certifying %s on this device with %s ..." % (info["target"], python))
     result, process = run_smoke(python, os.path.join(meta, "smoke", "runner.py"), spec, timeout)
-    runs = (result or {}).get("runs", [])
-    for run in runs:
-        run["worst"] = _worst(run)
-    status = "passed" if result and result.get("status") == "passed" else "failed"
-    cert = {
-        "certificate_version": 2, "target": info["target"], "target_hash": target_hash,
-        "envctl_version": info["envctl_version"],
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "host": facts, "xfail": xfail, "result": status, "reason": None, "certified": "device",
-        "ran_on_target_hardware": True,
-        "lock": {"path": "bundle:" + info["target"], "sha256": info["lock_sha256"]},
-        "bundle": {"platform": info["platform"], "created_at": info["created_at"]},
-        "environment": {"prefix": prefix, "python": python},
-        "failure": (result or {}).get("failure") if result else process.get("failure"),
-        "runs": runs, "versions": (result or {}).get("versions"), "versions_expected": spec.get("expected_versions"),
-        "providers_available": (result or {}).get("providers_available"),
-        "spec": {k: spec.get(k) for k in ("opset", "exporters", "providers", "required_provider", "device", "models",
-                                          "tolerances", "sizes", "seed", "simplify")},
-        "runner": dict({k: v for k, v in process.items() if k != "failure"}, stages=(result or {}).get("stages", [])),
-        "seconds": round(time.monotonic() - started, 3),
-        # what the verdicts could not prove, per model and exporter (as envctl.certify.runner_io types them)
-        "caveats": [dict(c, model=run.get("model"), exporter=run.get("exporter")) for run in runs
-                    for c in run.get("caveats") or [] if isinstance(c, dict)],
-    }
+    cert = C.assemble(target=info["target"], envctl_version=info["envctl_version"], certified=C.Certification.DEVICE,
+                      host=facts, lock=C.LockRef(path="bundle:" + info["target"], sha256=info["lock_sha256"]),
+                      environment={"prefix": prefix, "python": python}, spec=spec, result=result, process=process,
+                      seconds=time.monotonic() - started, target_hash=target_hash, xfail=xfail,
+                      extra={"bundle": {"platform": info["platform"], "created_at": info["created_at"]}})
     out = args.out or os.path.join(os.getcwd(), "%s.device-cert.json" % info["target"])
     try:
-        write_certificate(out, json.dumps(cert, indent=2) + "\n")
+        write_certificate(out, cert.dumps())  # dumps checks it reads back as a certificate
+    except P.ProtocolError as exc:
+        sys.stderr.write("envctl bundle: the certificate would not read back (%s); nothing was written\n" % exc)
+        return 1
     except OSError as exc:
         sys.stderr.write("envctl bundle: cannot write the certificate %s: %s\n" % (out, exc.strerror or exc))
         return 1
-    print_table(cert)
+    print_table(cert.to_json())
     print("device certificate: %s\nfile it on the team's machine: envctl certify --import %s" % (out, os.path.basename(out)))
-    return 0 if status == "passed" else 1
+    return 0 if cert.passed else 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ inputs that search for the other side of a value-dependent branch the tracer war
 
 A case outside the domain is skipped and reported as a caveat, never a failure: PyTorch
 gives no answer there for the export to be wrong about. Caveats are {"kind", "message",
-"where"}; the runner lists them per run and the host types them (envctl.certify.runner_io).
+"where"}; the runner lists them per run and the host types them (envctl_smoke_protocol.Caveat).
 Imports: standard library, torch, numpy, envctl_smoke_inputs. Loaded by path by the runner.
 """
 import math

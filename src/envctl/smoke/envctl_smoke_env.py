@@ -4,16 +4,16 @@ Standard library only at import time: it runs before torch, onnx or onnxruntime 
 imported, so it can report exactly which of them fails to import. Loaded by path by
 runner.py (prefixed name, so it never shadows a user's module).
 """
+import dataclasses
 import importlib
 import json
 import os
 import platform
 
-SPEC_VERSION = 1
-DEVICES = ("cpu", "cuda", "auto")  # "auto": whatever this interpreter's torch sees (resolve_placement)
-
 
 from envctl_smoke_classes import StageFailure  # noqa: E402  (sibling: the one definition)
+from envctl_smoke_protocol import ProtocolError as SpecError  # noqa: E402,F401  (what a bad spec raises)
+from envctl_smoke_protocol import Spec  # noqa: E402  (sibling: the one definition of the spec)
 
 
 def _first_line(e):
@@ -21,51 +21,13 @@ def _first_line(e):
     return text.splitlines()[0][:500] if text else type(e).__name__
 
 
-class SpecError(Exception):
-    pass
-
-
 def load_spec(path, result_path):
+    """The spec file, checked by the protocol (SpecError names the field), as the runner's dict:
+    the workdir defaulted beside the result and, unless the device is "auto", the provider settled."""
     with open(path, encoding="utf-8") as f:
-        raw = json.load(f)
-    if not isinstance(raw, dict) or raw.get("spec_version") != SPEC_VERSION:
-        raise SpecError("not a spec object with spec_version %d" % SPEC_VERSION)
-    spec = {"target": "unknown", "opset": 17, "exporters": ["torchscript", "dynamo"],
-            "providers": ["CPUExecutionProvider"], "required_provider": None, "device": "cpu",
-            "expected_versions": {}, "models": [], "model_paths": [], "tolerances": {},
-            "model_tolerances": {}, "sizes": [1, 2, 5], "seed": 0, "simplify": None,
-            "dynamic": None, "out": None, "input_files": [], "exact_sizes": False,
-            "workdir": os.path.join(os.path.dirname(os.path.abspath(result_path)), "envctl-smoke-onnx")}
-    spec.update({k: v for k, v in raw.items() if v is not None or k == "simplify"})
-    checks = [
-        (isinstance(spec["opset"], int), "opset must be an integer"),
-        (isinstance(spec["seed"], int) and spec["seed"] >= 0, "seed must be an integer >= 0"),
-        (isinstance(spec["exporters"], list) and set(spec["exporters"]) <= {"torchscript", "dynamo"},
-         "exporters must be a list of 'torchscript'/'dynamo'"),
-        (isinstance(spec["models"], list) and all(isinstance(m, str) for m in spec["models"]),
-         "models must be a list of strings"),
-        (isinstance(spec["providers"], list) and spec["providers"], "providers must be a non-empty list"),
-        (isinstance(spec["sizes"], list) and spec["sizes"]
-         and all(isinstance(s, int) and s >= 1 for s in spec["sizes"]), "sizes must be integers >= 1"),
-        (spec["simplify"] in (None, "auto", "required", "onnxslim", "onnxsim"), "bad simplify"),
-        (isinstance(spec["exact_sizes"], bool), "exact_sizes must be true or false"),
-        (isinstance(spec["expected_versions"], dict) and isinstance(spec["model_paths"], list)
-         and isinstance(spec["tolerances"], dict) and isinstance(spec["model_tolerances"], dict),
-         "expected_versions/tolerances/model_tolerances must be objects, model_paths a list"),
-        (spec["dynamic"] is None or (isinstance(spec["dynamic"], dict) and all(
-            isinstance(v, (list, dict)) for v in spec["dynamic"].values())),
-         "dynamic must be an object {input_name: [axis, ...] | {axis: dim_name}}"),
-        (isinstance(spec["input_files"], list) and all(isinstance(f, str) for f in spec["input_files"]),
-         "input_files must be a list of .npz/.pt paths"),
-        (spec["out"] is None or (isinstance(spec["out"], str) and spec["out"].endswith(".onnx")),
-         "out must be a path ending in .onnx"),
-        (spec["device"] in DEVICES, "device must be one of %s" % ", ".join(DEVICES)),
-        (spec["required_provider"] is None or isinstance(spec["required_provider"], str),
-         "required_provider must be a provider name"),
-    ]
-    for ok, why in checks:
-        if not ok:
-            raise SpecError(why)
+        spec = dataclasses.asdict(Spec.from_json(json.load(f)))
+    spec["workdir"] = spec["workdir"] or os.path.join(os.path.dirname(os.path.abspath(result_path)),
+                                                      "envctl-smoke-onnx")
     if spec["device"] != "auto":  # "auto" is settled by resolve_placement, once torch is imported
         spec["required_provider"] = spec["required_provider"] or spec["providers"][0]
     return spec

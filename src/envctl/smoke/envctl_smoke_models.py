@@ -116,20 +116,41 @@ def deterministic_init(module, seed):
     return module
 
 
+# name -> builder: () -> (model, example input, dynamic_axes, (input_names, output_names)). A name
+# declared in envctl_smoke_builtins.BUILTIN_NAMES without a builder here is a model_error, named.
+BUILDERS = {}
+
+
+def builtin(name):
+    """Register a built-in model's builder under `name` (also declare it in envctl_smoke_builtins)."""
+    def register(build):
+        BUILDERS[name] = build
+        return build
+    return register
+
+
+@builtin("cnn")
+def _cnn():
+    return SmokeCNN(), torch.zeros(1, 3, 32, 32), {"x": {0: "batch"}, "logits": {0: "batch"}}, (["x"], ["logits"])
+
+
+@builtin("transformer")
+def _transformer():
+    axes = {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}
+    return SmokeTransformerBlock(), torch.zeros(2, 6, 32), axes, (["x"], ["y"])
+
+
+@builtin("rnn")
+def _rnn():
+    return SmokeRNN(), torch.zeros(2, 6, 8), {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, (["x"], ["y"])
+
+
 def _builtin(name, seed):
     torch.manual_seed(seed)
-    if name == "cnn":
-        model, x = SmokeCNN(), torch.zeros(1, 3, 32, 32)
-        axes = {"x": {0: "batch"}, "logits": {0: "batch"}}
-        names = (["x"], ["logits"])
-    elif name == "transformer":
-        model, x = SmokeTransformerBlock(), torch.zeros(2, 6, 32)
-        axes = {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}
-        names = (["x"], ["y"])
-    else:
-        model, x = SmokeRNN(), torch.zeros(2, 6, 8)
-        axes = {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}
-        names = (["x"], ["y"])
+    if name not in BUILDERS:
+        raise ModelError("built-in model %r is declared in envctl_smoke_builtins.py but has no builder: register one "
+                         "with @builtin(%r) in envctl_smoke_models.py" % (name, name))
+    model, x, axes, names = BUILDERS[name]()
     deterministic_init(model, seed)
     return {"model": model.eval(), "inputs": (x,), "input_names": names[0],
             "output_names": names[1], "dynamic_axes": axes}

@@ -4,10 +4,11 @@ Run with the target env's interpreter:  python -I runner.py SPEC_JSON RESULT_JSO
 Imports only the standard library, torch, onnx, onnxruntime, numpy (onnxscript through
 torch; onnxslim/onnxsim when asked). Its siblings envctl_smoke_*.py are loaded by file
 path, so nothing is added to sys.path except the spec's model_paths. Importing this
-file (e.g. by path, to read FAILURE_CLASSES) imports nothing outside the standard library.
-Python 3.8+ syntax.
+file imports nothing outside the standard library. Python 3.8+ syntax. What SPEC and RESULT
+may hold is envctl_smoke_protocol's (Spec, RunnerResult, FAILURE_CLASSES): both sides check it.
 
-SPEC (JSON object; only spec_version is required, the rest have these defaults):
+SPEC (JSON object; only spec_version is required, the rest have these defaults; a key not
+listed here is refused, naming it):
   spec_version: 1              target: "unknown"          opset: 17
   exporters: ["torchscript", "dynamo"]   (dynamo is skipped, with reason, on torch < 2.5)
   providers: ["CPUExecutionProvider"]    asked of ORT, in order
@@ -75,8 +76,6 @@ import tempfile
 import time
 import traceback
 
-RESULT_VERSION = 1
-
 
 def _load_sibling(name):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
@@ -87,8 +86,8 @@ def _load_sibling(name):
     return module
 
 
-# The failure classes, their remedies and the classifier (stdlib only: the host reads the table
-# by loading this file by path).
+# The protocol (spec, result, failure classes) and the classifier: standard library only.
+P = _load_sibling("envctl_smoke_protocol")
 _C = _load_sibling("envctl_smoke_classes")
 FAILURE_CLASSES, PATTERNS, LADDER, STAGE_DEFAULT = _C.FAILURE_CLASSES, _C.PATTERNS, _C.LADDER, _C.STAGE_DEFAULT
 strip_ansi, for_exporter, classify, _chain, _innermost, _path_in, _failure = (
@@ -315,7 +314,7 @@ def write_result(result, path):
 
 def run(spec, result_path, E):
     t0 = time.perf_counter()
-    result = {"result_version": RESULT_VERSION, "target": spec["target"], "status": "failed",
+    result = {"result_version": P.RESULT_VERSION, "target": spec["target"], "status": "failed",
               "complete": False, "in_progress": None, "versions": {}, "providers_available": [],
               "stages": [], "runs": [], "failure": None, "seconds": 0.0}
 
@@ -359,6 +358,11 @@ def run(spec, result_path, E):
         result["failure"] = _failure("runner_crash", "runner", "\n".join(tail))
     result.update(status="failed" if result["failure"] else "passed", in_progress=None,
                   seconds=round(time.perf_counter() - t0, 3))
+    try:  # the host reads it through the same check: a runner bug is named here, not misread there
+        P.RunnerResult.from_json(_clean(result))
+    except P.ProtocolError as e:
+        result.update(status="failed", failure=_failure("runner_crash", "runner",
+                                                        "the runner wrote a result the protocol refuses: %s" % e))
     write_result(result, result_path)
 
 

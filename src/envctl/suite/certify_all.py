@@ -32,7 +32,7 @@ from envctl.core.errors import EnvctlError
 
 OK_OUTCOMES = ("passed", "xfailed", "lock-only")
 # Failures of the host-side stages before the smoke run (the runner's classes
-# are in smoke/runner.py FAILURE_CLASSES): class and remedy by stage.
+# are the protocol's: smoke/envctl_smoke_protocol.py FAILURE_CLASSES): class and remedy by stage.
 STAGE_FAILURES = {
     "render": ("rule_error", "run `envctl matrix check {t}` for the rule and its source; fix the target or mark it `xfail`"),
     "lock": ("lock_failure", "read the solver's message; loosen the pin it names or change channels; "
