@@ -178,7 +178,8 @@ def test_help_and_extract_only(bundle: Path, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     meta = dest / "env" / "share" / "envctl-bundle"
     for name in (f"{TARGET}.conda-lock.yml", "environment.yml", "manifest.json", "installer.py", "devcert.py",
-                 "smoke/runner.py", "spec.json"):
+                 "smoke/runner.py", "smoke/envctl_smoke_protocol.py", "smoke/envctl_smoke_certificate.py",
+                 "process.py", "spec.json"):  # devcert.py imports the protocol and process.py, as envctl does
         assert (meta / name).is_file(), name
     manifest = json.loads((meta / "manifest.json").read_text())
     lock = yaml.safe_load((meta / f"{TARGET}.conda-lock.yml").read_text())

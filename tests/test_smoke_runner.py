@@ -352,7 +352,9 @@ def test_classifier_knows_the_classic_messages():
 
 
 def test_runner_sources_parse_as_python_38():
-    for path in RUNNER_PATH.parent.glob("*.py"):
+    """The runner and what a bundle's devcert.py runs on a device (JetPack 5: Python 3.8)."""
+    src = RUNNER_PATH.parent.parent
+    for path in [*RUNNER_PATH.parent.glob("*.py"), src / "pack" / "devcert.py", src / "core" / "process.py"]:
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 8))
 
 
@@ -375,3 +377,39 @@ def test_export_says_why_simplify_auto_skipped(tmp_path, monkeypatch):
     assert "simplify skipped: no simplifier in this env (auto)" in text and "blocked for this test" in text
     result = CliRunner().invoke(app, [*args, "--simplify", "required"])
     assert result.exit_code == 1 and "simplifier_missing" in " ".join(result.stdout.split()), result.output
+
+
+def test_every_declared_builtin_has_a_builder():
+    """The names the host validates matrices against (envctl_smoke_builtins) are the registry's keys."""
+    folder = RUNNER_PATH.parent
+    loaded = {}
+    for name in ("envctl_smoke_builtins", "envctl_smoke_models"):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        loaded[name] = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded[name]
+        spec.loader.exec_module(loaded[name])
+    assert set(loaded["envctl_smoke_models"].BUILDERS) == set(BUILTIN_MODELS)
+
+
+@pytest.mark.slow
+def test_a_declared_builtin_without_a_builder_fails_its_run_naming_it(tmp_path):
+    """Adding a name to envctl_smoke_builtins.py and forgetting its builder is a model_error, not a
+    silently certified RNN (what the if/elif's `else` used to build)."""
+    import shutil
+
+    smoke = tmp_path / "smoke"
+    shutil.copytree(RUNNER_PATH.parent, smoke, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    names = smoke / "envctl_smoke_builtins.py"
+    names.write_text(names.read_text().replace('BUILTIN_NAMES = ("cnn", "transformer", "rnn")',
+                                               'BUILTIN_NAMES = ("cnn", "transformer", "rnn", "mlp")'))
+    spec_file, result_file = tmp_path / "spec.json", tmp_path / "result.json"
+    spec_file.write_text(json.dumps({"spec_version": 1, "models": ["mlp"], "exporters": ["torchscript"],
+                                     "workdir": str(tmp_path / "work")}))
+    proc = subprocess.run([sys.executable, "-I", str(smoke / "runner.py"), str(spec_file), str(result_file)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(result_file.read_text())
+    assert result["status"] == "failed" and [r["status"] for r in result["runs"]] == ["failed"]
+    failure = result["runs"][0]["failure"]
+    assert failure["class"] == "model_error" and failure["stage"] == "pre_export", failure
+    assert "'mlp' is declared" in failure["message"] and "@builtin('mlp')" in failure["message"], failure

@@ -23,7 +23,7 @@ from typing import Any
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
-from envctl.core.limits import MAX_JSON_BYTES, parse_json, read_json
+from envctl.core.limits import MAX_JSON_BYTES, read_json
 from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
 from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree
@@ -178,7 +178,7 @@ def interpreter_placement() -> dict[str, Any]:
 def build_spec(target: Target | None, root: Path, *, device: str, providers: list[str], required: str | None,
                expected: dict[str, str]) -> Spec:
     """The runner's spec for a target (None: the host's interpreter, every built-in model)."""
-    common = dict(providers=providers, required_provider=required, device=device, expected_versions=expected,
+    common: dict[str, Any] = dict(providers=providers, required_provider=required, device=device, expected_versions=expected,
                   model_paths=[str(root)], sizes=list(DEFAULT_SIZES), seed=0)
     if target is None:
         # Opset 18 is the dynamo exporter's native opset (docs/compatibility.md §5); at

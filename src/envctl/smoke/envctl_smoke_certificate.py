@@ -17,9 +17,9 @@ import json
 import reprlib
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-if __package__:  # envctl.smoke.envctl_smoke_certificate, on the host
+if TYPE_CHECKING or __package__:  # envctl.smoke.envctl_smoke_certificate, on the host (the type checker reads this one)
     from .envctl_smoke_protocol import Caveat, Failure, Precision, ProtocolError, RunnerResult, Spec, \
         check_verdict_fields, run_caveats
 else:  # beside the protocol file: a bundle's smoke/ folder, which devcert.py puts on sys.path
