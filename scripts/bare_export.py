@@ -60,12 +60,17 @@ def seeded(module, seed):
     return _M.deterministic_init(module, seed).eval()
 
 
-# name -> (model, example input shape, dynamic dims of the input and the output: {axis: name})
-MODELS = {
-    "cnn": (_M.SmokeCNN, (1, 3, 32, 32), {0: "batch"}),
-    "transformer": (_M.SmokeTransformerBlock, (2, 6, 32), {0: "batch", 1: "seq"}),
-    "rnn": (_M.SmokeRNN, (2, 6, 8), {0: "batch", 1: "seq"}),
-}
+def _registry():
+    """name -> (model class, example input shape, dynamic dims of the input and the output: {axis: name}),
+    from the runner's own registry of built-ins (envctl_smoke_models.BUILDERS), so a new one is here too."""
+    out = {}
+    for name, build in _M.BUILDERS.items():
+        model, example, axes, (inputs, _) = build()
+        out[name] = (type(model), tuple(example.shape), axes[inputs[0]])
+    return out
+
+
+MODELS = _registry()
 
 
 def inputs_for(shape, axes, sizes, seed, index):
@@ -116,7 +121,7 @@ def main(argv=None):
     parser.add_argument("--opset", type=int, default=18)
     parser.add_argument("--exporters", default="torchscript,dynamo")
     parser.add_argument("--sizes", default="1,2,5")
-    parser.add_argument("--models", default="cnn,transformer,rnn")
+    parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--atol", type=float, default=1e-4)
     parser.add_argument("--rtol", type=float, default=1e-3)
     parser.add_argument("--cases", help="JSON {\"model/exporter\": [{dim: size}, ...]}: the cases to run")
