@@ -282,7 +282,7 @@ def _models(value: Any) -> tuple[str, ...]:
     models = _str_list(value)
     for model in models:
         if model not in BUILTIN_MODELS and (":" not in model or model.startswith(":") or model.endswith(":")):
-            raise FieldError(f"model '{model}' is neither a built-in (cnn, transformer, rnn) nor 'module:callable'")
+            raise FieldError(f"model '{model}' is neither a built-in ({', '.join(BUILTIN_MODELS)}) nor 'module:callable'")
     return models
 
 
