@@ -146,6 +146,15 @@ def expect(data: dict, key: str, kind: Any, optional: bool = True, where: str = 
     return value
 
 
+def _versioned(data: Any, what: str, key: str, version: int) -> None:
+    """ProtocolError unless `data` is an object of this `version` (`key`) of the protocol."""
+    if not isinstance(data, dict):
+        raise ProtocolError("the %s is %s, not an object" % (what, type(data).__name__))
+    if data.get(key) != version:
+        raise ProtocolError("%s %r is %r: this envctl reads %s %d (host and runner come from different envctl "
+                            "versions)" % (what, key, data.get(key), key, version))
+
+
 def _texts(value: Any) -> bool:  # a list of strings
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
@@ -166,9 +175,8 @@ class Failure:
         return cls(klass, stage, message, remedy_of(klass))
 
     def to_json(self) -> dict[str, Any]:
-        out = dict(self.details)
-        out.update({"class": self.klass, "stage": self.stage, "message": self.message, "remedy": self.remedy})
-        return out
+        return dict(self.details, **{"class": self.klass, "stage": self.stage, "message": self.message,
+                                     "remedy": self.remedy})
 
     @classmethod
     def from_json(cls, data: Any, where: str = "failure") -> Failure | None:
@@ -256,11 +264,7 @@ class Spec:
     @classmethod
     def from_json(cls, data: Any) -> Spec:
         """A spec object; a null field takes its default (except simplify, where null means none)."""
-        if not isinstance(data, dict):
-            raise ProtocolError("the spec is %s, not an object" % type(data).__name__)
-        if data.get("spec_version") != SPEC_VERSION:
-            raise ProtocolError("spec 'spec_version' is %r: this runner reads spec_version %d (host and runner "
-                                "come from different envctl versions)" % (data.get("spec_version"), SPEC_VERSION))
+        _versioned(data, "spec", "spec_version", SPEC_VERSION)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(str(k) for k in data if k != "spec_version" and k not in known)
         if unknown:
@@ -412,8 +416,7 @@ class RunnerResult:
     placement: Placement | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the checked JSON, for fields only some readers use
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Read-only access for readers of optional, runner-specific fields (out_files, in_progress, ...)."""
+    def get(self, key: str, default: Any = None) -> Any:  # optional fields few readers use (out_files, ...)
         return self.raw.get(key, default)
 
     def to_json(self) -> dict[str, Any]:
@@ -421,11 +424,7 @@ class RunnerResult:
 
     @classmethod
     def from_json(cls, data: Any) -> RunnerResult:
-        if not isinstance(data, dict):
-            raise ProtocolError("the result is %s, not an object" % type(data).__name__)
-        if data.get("result_version") != RESULT_VERSION:
-            raise ProtocolError("'result_version' is %r: this envctl reads result_version %d (host and runner "
-                                "come from different envctl versions)" % (data.get("result_version"), RESULT_VERSION))
+        _versioned(data, "result", "result_version", RESULT_VERSION)
         if data.get("status") not in ("passed", "failed"):
             raise ProtocolError("'status' is %r, not 'passed' or 'failed'" % (data.get("status"),))
         runs = expect(data, "runs", list) or []
