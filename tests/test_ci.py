@@ -387,7 +387,7 @@ def test_every_module_of_the_ci_package_is_a_system_the_cli_offers(tmp_path, mon
     from envctl.suite import ci as ci_package
 
     modules = sorted(p.stem for p in Path(ci_package.__file__).parent.glob("*.py") if p.stem != "__init__")
-    assert sorted(s.name for s in ci_package.systems().values()) == modules == ["github", "gitlab"]
+    assert sorted(s.name for s in ci_package.systems().values()) == modules and {"github", "gitlab"} <= set(modules)
     for system in ci_package.systems().values():
         assert (REPO / "src" / "envctl" / "suite" / "templates" / system.template).is_file()
         result = runner.invoke(app, ["ci", system.name, "--help"])
