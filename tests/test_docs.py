@@ -22,8 +22,24 @@ def test_rules_table_is_the_rule_registry():
     text = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
     rows = [re.fullmatch(r"\| `([a-z0-9-]+)` \| (.*) \|", line) for line in text.splitlines()]
     table = [(m.group(1), m.group(2)) for m in rows if m]
-    assert table == describe_rules(), "docs/rules.md's table differs from envctl.rules.api.describe_rules()"
+    rows = "\n".join(f"| `{rule_id}` | {description} |" for rule_id, description in describe_rules())
+    assert table == describe_rules(), f"docs/rules.md's table differs from the rule registry; its rows are:\n{rows}"
     assert "docs/rules.md" in README
+
+
+def test_the_contributors_map_names_one_or_two_source_files_that_exist():
+    """docs/architecture.md's map: for each thing a contributor adds, the files it takes exist, and are few."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("\n## The contributor's map\n", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (a [^|]+?) \| (.+?) \| .+ \|$", section, re.M)}
+    assert set(rows) == {"a compatibility rule", "a lockfile format", "a built-in smoke model", "a CI system"}, rows
+    for thing, files in rows.items():
+        paths = re.findall(r"`((?:src|docs)/[^`]*)`", files)
+        assert paths, thing
+        for path in paths:
+            assert (REPO / path).exists(), f"{thing}: {path}"
+        source = [p for p in paths if p.startswith("src/") and p.endswith((".py", "/"))]
+        assert 1 <= len(source) <= 2, f"{thing} takes {source}: the map promises one or two files"
 
 
 def test_readme_links_and_contents_resolve():
