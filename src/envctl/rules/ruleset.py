@@ -11,7 +11,7 @@ from packaging.version import Version as V
 
 from envctl.rules import facts as F
 from envctl.rules.facts import Fact
-from envctl.rules.engine import (  # noqa: F401 - shared helpers of the engine
+from envctl.rules.engine import (  # shared helpers of the engine
     RULES,
     RuleContext,
     KNOWN,

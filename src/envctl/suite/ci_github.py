@@ -164,7 +164,7 @@ def github_workflow(matrix_path: Path, *, gpu_label: str | None = None, install:
         raise EnvctlError("the matrix has no targets: nothing to certify.", file=matrix_path)
     rel = ci_jobs.matrix_rel(matrix_path, root)
     base = ci_jobs.project_dir(root)
-    at = (lambda p: f"{base}/{p}") if base else (lambda p: p)  # noqa: E731
+    at = (lambda p: f"{base}/{p}") if base else (lambda p: p)
     return render(Workflow(
         matrix=at(rel),
         matrix_opt="" if rel == "envs/matrix.yaml" else f" --matrix {rel}",

@@ -111,7 +111,7 @@ def gitlab_pipeline(matrix_path: Path, *, gpu_label: str | None = None, install:
         raise EnvctlError("the matrix has no targets: nothing to certify.", file=matrix_path)
     rel = ci_jobs.matrix_rel(matrix_path, root)
     base = ci_jobs.project_dir(root)
-    at = (lambda p: f"{base}/{p}") if base else (lambda p: p)  # noqa: E731
+    at = (lambda p: f"{base}/{p}") if base else (lambda p: p)
     jobs = tuple(GitlabJob(
         name=f"certify {j.target} on {j.platform}", target=j.target, platform=j.platform, mode=j.mode, note=j.note,
         tags=tuple(j.runner), image=IMAGE if _linux(j) else "",
