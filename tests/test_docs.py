@@ -73,6 +73,9 @@ def test_the_test_commands_install_what_the_tests_need_and_ci_runs_both():
     ci = (REPO / ".ci" / "run").read_text()
     assert "pip install" not in ci  # no installs of its own: the README's commands do them
     assert 'run_tier "full suite" "$test_command"' in ci and 'run_tier "fast tier" "$fast_command"' in ci
+    # lint and types run before the tests, with the tools the test extra installs
+    assert ci.index("run_tier ruff") < ci.index("run_tier mypy") < ci.index('run_tier "fast tier"')
+    assert '"ruff>=' in extras and '"mypy>=' in extras
     # .ci/run extracts exactly those commands
     printed = subprocess.run(["bash", str(REPO / ".ci" / "run"), "--print-commands"], capture_output=True, text=True,
                              check=True, timeout=60)

@@ -36,7 +36,7 @@ from functools import lru_cache
 
 from envctl.rules import ruleset  # noqa: F401 - registers the rules
 from envctl.matrix.loader import Matrix, Target
-from envctl.rules.engine import RULES, Finding, Implied, RuleContext, admitted  # noqa: F401 - admitted is public
+from envctl.rules.engine import RULES, Finding, Implied, RuleContext, admitted  # admitted is public
 
 __all__ = ["Finding", "Implied", "admitted", "check_target", "check_matrix", "implied_requirements", "describe_rules"]
 

@@ -17,7 +17,7 @@ from packaging.version import Version
 
 from envctl.rules import facts
 from envctl.rules.facts import Fact
-from envctl.rules.engine import (  # noqa: F401 - shared helpers of the engine
+from envctl.rules.engine import (  # shared helpers of the engine
     RULES,
     Rule,
     RuleContext,

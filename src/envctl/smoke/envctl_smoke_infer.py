@@ -18,7 +18,7 @@ import envctl_smoke_models as models
 import envctl_smoke_reference as reference
 
 
-from envctl_smoke_classes import StageFailure, classify, warn  # noqa: E402,F401  (sibling: the one definition)
+from envctl_smoke_classes import StageFailure, classify, warn  # sibling: the one definition
 
 
 def _flatten(out):

@@ -28,7 +28,7 @@ class StageSkip(Exception):
     """The stage does not apply here; the message says why."""
 
 
-from envctl_smoke_classes import StageFailure, warn  # noqa: E402,F401  (sibling: the one definition)
+from envctl_smoke_classes import StageFailure, warn  # noqa: E402  (sibling: the one definition)
 
 
 def torch_release():

@@ -195,7 +195,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # YAML, not HTML: quoting is the `q` filter's job
+        autoescape=False,  # noqa: S701 - YAML, not HTML: quoting is the `q` filter's job
         finalize=_bare,
         # GitHub's expressions are ${{ ... }}: Jinja's default delimiters would swallow them.
         variable_start_string="<<", variable_end_string=">>",
