@@ -397,7 +397,7 @@ def test_every_module_of_the_ci_package_is_a_system_the_cli_offers(tmp_path, mon
     monkeypatch.setattr(ci_package, "__path__", [*ci_package.__path__, str(tmp_path)])
     ci_package.systems.cache_clear()
     try:
-        with pytest.raises(TypeError, match="forgotten.py defines no SYSTEM"):
+        with pytest.raises(TypeError, match=r"forgotten\.py defines no SYSTEM"):
             ci_package.systems()
     finally:
         ci_package.systems.cache_clear()
