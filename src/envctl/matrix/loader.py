@@ -187,10 +187,11 @@ def _resolve(path: Path, name: str, raw: dict[str, Any], lines: dict[str, tuple[
             raise _error(path, mapping, key, str(exc), keypath) from None
     missing = [f for f, spec in TARGET_FIELDS.items() if spec.required and f not in values]
     if missing:
+        declared = lines["__target__"][0] if "__target__" in lines else None
         raise EnvctlError(
             f"target '{name}' does not say {', '.join(repr(m) for m in missing)} "
             "(set it on the target or under defaults)",
-            file=path, line=lines.get("__target__", (None, ""))[0].line if "__target__" in lines else None,
+            file=path, line=declared.line if declared is not None else None,
             key=f"targets.{name}",
         )
     named = [p for p, _ in values.get("runner_labels", ())]
@@ -318,7 +319,8 @@ def _expand_axes(path: Path, group: LineDict, index: int, defaults: LineDict):
         if not isinstance(ex, dict):
             raise _error(path, group, "exclude", "each exclude entry is a mapping of axis values plus 'reason' and 'source'", epath)
         for meta in EXCLUDE_META:
-            if not isinstance(ex.get(meta), str) or not ex.get(meta).strip():
+            said = ex.get(meta)
+            if not isinstance(said, str) or not said.strip():
                 raise _error(path, ex, meta, f"an exclude entry needs a '{meta}' (why it cannot work, and where that is stated)", f"{epath}.{meta}")
         for key in ex:
             if key not in EXCLUDE_META and key not in seen_axes:

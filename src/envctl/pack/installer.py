@@ -18,6 +18,7 @@ Exit 0 done; 1 a check failed or the install could not finish (nothing swapped i
 """
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
@@ -146,9 +147,12 @@ def check_pkgs_stream(bundle, offset, size, expected, manifest):
                         continue
                     seen.add(member.name)
                     want = packages.get(member.name)
-                    data = tar.extractfile(member)
+                    data = tar.extractfile(member)  # a regular file: never None
                     got = hashlib.sha256()
-                    for chunk in iter(lambda: data.read(1 << 20), b""):  # noqa: B023 - read up before the loop moves on
+                    while data is not None:
+                        chunk = data.read(1 << 20)
+                        if not chunk:
+                            break
                         got.update(chunk)
                     if want is None or got.hexdigest() != want[0]:
                         raise Refused("the bundle is damaged: first bad file: %s" % member.name)
@@ -158,8 +162,11 @@ def check_pkgs_stream(bundle, offset, size, expected, manifest):
     raise Refused("the bundle is damaged: first bad file: %s" % (missing[0] if missing else "the package payload"))
 
 
-class _Window(object):
+class _Window(io.RawIOBase):
     """A read-only view of `size` bytes of a file from its current position."""
+
+    def readable(self):
+        return True
 
     def __init__(self, handle, size):
         self.handle, self.left = handle, size

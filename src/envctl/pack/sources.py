@@ -80,7 +80,7 @@ def fetch(manager: str, name: str, version: str, url: str, sha256: str | None, m
         actual = sha256_file(path)
         if expected:
             return actual if actual == expected else None
-        return actual if md5_file(path) == md5.lower() else None
+        return actual if md5 and md5_file(path) == md5.lower() else None
 
     if clean.startswith("file:"):
         path = Path(url2pathname(urlparse(clean).path))

@@ -155,8 +155,10 @@ class RuleContext:
     """One target, its candidate lines and derived facts; rules read it and `emit` findings."""
 
     def __init__(self, target: Target) -> None:
-        self.target, self.host, self.out, self.rule = target, target.host, [], ""
-        self.raw = {p: admitted(target.spec(p), KNOWN[p]) for p in ("python", "torch", "onnx", "onnxruntime")}
+        self.target, self.host, self.rule = target, target.host, ""
+        self.out: list[Finding] = []
+        required = {"python": target.python, "torch": target.torch, "onnx": target.onnx, "onnxruntime": target.onnxruntime}
+        self.raw = {p: admitted(spec, KNOWN[p]) for p, spec in required.items()}
         self.candidates = dict(self.raw)
         for pkg, table in PY.items():
             kept = [line for line in self.raw[pkg] if any(py_ok(p, table[line]) for p in self.raw["python"])]
@@ -210,6 +212,19 @@ class RuleContext:
             fact = Fact(fact.value, f"{fact.source} (JetPack {jetpack}: UNCONFIRMED)", False)
         return (jetpack, fact) if fact else None
 
+    def ir_fact(self, exporter: str, oldest: bool = False) -> Fact:
+        """The newest (oldest) IR `exporter` writes, for rules that run only `when` it is known."""
+        fact = (self.ir_min if oldest else self.ir).get(exporter)
+        if fact is None:
+            raise LookupError(f"no IR is known for the {exporter} exporter: the rule's `when` should have said so")
+        return fact
+
+    def ort_cuda_table(self) -> dict[str, Fact]:
+        """The onnxruntime-gpu CUDA table, for rules that run only `when` there is one."""
+        if self.ort_cuda is None:
+            raise LookupError("no onnxruntime-gpu CUDA table applies: the rule's `when` should have said so")
+        return self.ort_cuda[0]
+
     def _ort_cuda(self) -> tuple[dict[str, Fact], str] | None:
         """The CUDA table for this target's onnxruntime-gpu, and where it comes from."""
         if not (self.gpu and self.want):
@@ -259,9 +274,9 @@ def _implied(ctx: RuleContext) -> Iterable[Implied]:
     target = ctx.target
     if "dynamo" in target.exporters:
         torch = ctx.candidates["torch"] or ([facts.TORCH_LINES[-1]] if newer_than(target.torch, facts.TORCH_LINES) else [])
-        needs = [line for line in torch if exp(line).onnxscript_min]
+        needs = {line: least for line in torch if (least := exp(line).onnxscript_min)}
         if needs:
-            line = max(needs, key=lambda line: Version(exp(line).onnxscript_min))
+            line = max(needs, key=lambda line: Version(needs[line]))
             e = exp(line)
             yield Implied("onnxscript", Spec.parse(f">={e.onnxscript_min}"),
                           f"torch {line}'s dynamo exporter imports onnxscript._framework_apis.{e.onnxscript_module} "

@@ -147,8 +147,9 @@ line_rule("torch-exporter-opset", "The opset must be at most torch's ONNX_MAX_OP
 @rule("dynamo-opset-floor")
 def _dynamo_floor(ctx: RuleContext) -> None:
     """torch >= 2.9's dynamo exporter builds at opset 18 and version-converts lower requests."""
-    lines = [line for line in ctx.candidates["torch"] if exp(line).dynamo_build_opset] if "dynamo" in ctx.target.exporters else []
-    floor = min((exp(line).dynamo_build_opset for line in lines), default=0)
+    builds = {line: opset for line in ctx.candidates["torch"] if (opset := exp(line).dynamo_build_opset)} \
+        if "dynamo" in ctx.target.exporters else {}
+    lines, floor = list(builds), min(builds.values(), default=0)
     if lines and ctx.target.opset < floor:
         old = [line for line in ctx.candidates["onnxruntime"] if facts.ORT_MAX_OPSET[line].value < floor]
         ctx.emit("warning", f"torch {span(lines)}'s dynamo exporter builds at opset {floor} and converts down to "
@@ -166,23 +167,27 @@ line_rule("ort-max-opset", "onnxruntime loads models only up to the last release
 
 def _ort_ir(exporter: str) -> Callable[[RuleContext, str], Fact | None]:
     def test(ctx: RuleContext, o: str) -> Fact | None:
-        ir, disputed = ctx.ir[exporter].value, facts.ORT_MAX_IR_DISPUTED.get(o)
+        ir, disputed = ctx.ir_fact(exporter).value, facts.ORT_MAX_IR_DISPUTED.get(o)
         if facts.ORT_MAX_IR[o].value < ir:
             return facts.ORT_MAX_IR[o]
         return disputed if disputed and disputed.value < ir else None  # docs lower than measured: warn only
     return test
 
 
-for _e in ("torchscript", "dynamo"):
-    line_rule("ort-max-ir", f"The IR the {_e} exporter writes must be one the onnxruntime release loads.",
-               "onnxruntime", _ort_ir(_e),
-               f"the {_e} exporter writes IR {{ctx.ir[{_e}].value}}; onnxruntime {{spec}} loads IR <= {{val}}",
-               f"onnxruntime {{spec}} admits {{bad}}, which cannot load the IR {{ctx.ir[{_e}].value}} the {_e} exporter "
+def _ort_max_ir_rule(exporter: str) -> None:  # a function, so the lambdas close over this exporter
+    line_rule("ort-max-ir", f"The IR the {exporter} exporter writes must be one the onnxruntime release loads.",
+               "onnxruntime", _ort_ir(exporter),
+               f"the {exporter} exporter writes IR {{ctx.ir[{exporter}].value}}; onnxruntime {{spec}} loads IR <= {{val}}",
+               f"onnxruntime {{spec}} admits {{bad}}, which cannot load the IR {{ctx.ir[{exporter}].value}} the {exporter} exporter "
                "writes{pin}",
                "use an onnxruntime that loads that IR, or a lower opset (TorchScript's IR follows the opset)",
-               when=lambda ctx, e=_e: ctx.ir.get(e) is not None, also=lambda ctx, e=_e: [ctx.ir[e]],
+               when=lambda ctx: ctx.ir.get(exporter) is not None, also=lambda ctx: [ctx.ir_fact(exporter)],
                # an older torch candidate writes an IR some ORT candidate loads: not every pair breaks
-               partial=lambda ctx, e=_e: any(facts.ORT_MAX_IR[o].value >= ctx.ir_min[e].value for o in ctx.candidates["onnxruntime"]))
+               partial=lambda ctx: any(facts.ORT_MAX_IR[o].value >= ctx.ir_fact(exporter, oldest=True).value for o in ctx.candidates["onnxruntime"]))
+
+
+for exporterxporter in ("torchscript", "dynamo"):
+    _ort_max_ir_rule(exporterxporter)
 line_rule("onnx-max-opset", "The onnx package knows opsets up to its last released one (checker, converter).",
            "onnx", lambda ctx, line: facts.ONNX_MAX_OPSET[line] if facts.ONNX_MAX_OPSET[line].value < ctx.target.opset else None,
            "onnx {spec} knows opsets up to {val}; its checker and version converter do not know opset {target.opset}",
@@ -196,20 +201,24 @@ line_rule("onnx-max-ir", "onnx.checker rejects models whose IR is newer than the
            "onnx {spec} admits {bad}, whose checker rejects newer IRs than {val}{pin}",
            "use an onnx whose IR_VERSION is at least the exported IR", soft=lambda ctx: True,
            when=lambda ctx: ctx.ir_max > 0, also=lambda ctx: [Fact(0, facts.ONNX_CHECKER_IR)])
+def _protobuf_floor_rule(pkg: str, table: dict[str, Fact], doc: str) -> None:
+    line_rule(f"{'ort' if pkg == 'onnxruntime' else pkg}-protobuf-floor", doc, pkg,
+               lambda ctx, line: None if overlap(ctx.target.protobuf, table[line].value, facts.PROTOBUF_LINES) else table[line],
+               f"protobuf {{target.protobuf}} is outside what {pkg} {{spec}} requires (protobuf{{val}})",
+               f"{pkg} {{spec}} admits {{bad}}, which need protobuf{{val}}{{pin}} (or widen protobuf)",
+               "set protobuf within '{val}'", lines=lambda ctx: [line for line in ctx.candidates[pkg] if line in table],
+               # PyPI metadata: conda-forge's onnx follows its libprotobuf pin instead (unless the floor is a
+               # measured import failure), its onnxruntime declares protobuf unpinned
+               soft=lambda ctx: not ctx.via_pip(pkg) and not any(
+                   not overlap(ctx.target.protobuf, facts.ONNX_PROTOBUF[line].value, facts.PROTOBUF_LINES)
+                   for line in ctx.candidates["onnx"] if line in facts.ONNX_PROTOBUF_RUNTIME),
+               when=lambda ctx: pkg == "onnx" or ctx.via_pip(pkg))
+
+
 for _pkg, _table, _doc in (("onnx", facts.ONNX_PROTOBUF, "Each onnx release requires a protobuf range (>=4.25.1 from 1.18, "
                             ">=6.31.1 from 1.23)."), ("onnxruntime", facts.ORT_PROTOBUF, "onnxruntime >= 1.27 requires "
                                                       "protobuf>=4.25.8.")):
-    line_rule(f"{'ort' if _pkg == 'onnxruntime' else _pkg}-protobuf-floor", _doc, _pkg,
-               lambda ctx, line, tb=_table: None if overlap(ctx.target.protobuf, tb[line].value, facts.PROTOBUF_LINES) else tb[line],
-               f"protobuf {{target.protobuf}} is outside what {_pkg} {{spec}} requires (protobuf{{val}})",
-               f"{_pkg} {{spec}} admits {{bad}}, which need protobuf{{val}}{{pin}} (or widen protobuf)",
-               "set protobuf within '{val}'", lines=lambda ctx, p=_pkg, tb=_table: [line for line in ctx.candidates[p] if line in tb],
-               # PyPI metadata: conda-forge's onnx follows its libprotobuf pin instead (unless the floor is a
-               # measured import failure), its onnxruntime declares protobuf unpinned
-               soft=lambda ctx, p=_pkg: not ctx.via_pip(p) and not any(
-                   not overlap(ctx.target.protobuf, facts.ONNX_PROTOBUF[line].value, facts.PROTOBUF_LINES)
-                   for line in ctx.candidates["onnx"] if line in facts.ONNX_PROTOBUF_RUNTIME),
-               when=lambda ctx, p=_pkg: p == "onnx" or ctx.via_pip(p))
+    _protobuf_floor_rule(_pkg, _table, _doc)
 _CF_PB = facts.ONNX_CONDA_FORGE_PROTOBUF
 line_rule("conda-onnx-protobuf", "conda-forge's onnx links one libprotobuf; protobuf must admit the matching version.",
            "onnx", lambda ctx, line: None if any(ctx.target.protobuf.contains(p) for pl in _CF_PB[line].value
@@ -225,12 +234,12 @@ def _cuda_majors(fact: Fact) -> tuple[int, ...]:
 
 
 line_rule("ort-gpu-cuda-major", "onnxruntime-gpu is built for one CUDA major (PyPI: 11 to 1.18, 12 from 1.19, 13 from "
-           "1.27).", "onnxruntime", lambda ctx, line: None if ctx.want in _cuda_majors(ctx.ort_cuda[0][line]) else ctx.ort_cuda[0][line],
+           "1.27).", "onnxruntime", lambda ctx, line: None if ctx.want in _cuda_majors(ctx.ort_cuda_table()[line]) else ctx.ort_cuda_table()[line],
            "{ctx.ort_cuda[1]} {spec} is built for CUDA {val}; the target's cuda is {target.cuda}",
            "{ctx.ort_cuda[1]} {spec} admits {bad}, not built for CUDA {ctx.want}{pin}",
            f"pick an onnxruntime-gpu built for CUDA {{ctx.want}} ({facts.CF} §3)",
            when=lambda ctx: ctx.ort_cuda is not None,
-           lines=lambda ctx: [line for line in ctx.candidates["onnxruntime"] if line in ctx.ort_cuda[0]], soft=lambda ctx: bool(ctx.ort_sources))
+           lines=lambda ctx: [line for line in ctx.candidates["onnxruntime"] if line in ctx.ort_cuda_table()], soft=lambda ctx: bool(ctx.ort_sources))
 
 
 def _torch_cudnn(ctx: RuleContext) -> bool:
@@ -253,14 +262,18 @@ line_rule("cudnn-major-mix", "torch and onnxruntime-gpu in one process need one 
            soft=lambda ctx: ctx.jetson or bool(ctx.ort_sources), also=lambda ctx: [facts.TORCH_CUDNN[line] for line in ctx.candidates["torch"]][-1:],
            partial=lambda ctx: any(facts.ORT_GPU_CUDNN[o].value in ctx.torch_cudnn for o in ctx.candidates["onnxruntime"]
                                  if o in facts.ORT_GPU_CUDNN))
-for _pkg, _table, _applies in (("torch", facts.TORCH_CUDNN, _torch_cudnn), ("onnxruntime", facts.ORT_GPU_CUDNN, _ort_cudnn)):
-    line_rule("cudnn-major-declared", f"The cuDNN major the target or host declares must be {_pkg}'s.", _pkg,
-               lambda ctx, line, tb=_table: tb[line] if tb[line].value != major_of(ctx.cudnn) else None,
-               f"{_pkg} {{spec}} uses cuDNN {{val}}, but the target declares cuDNN {{ctx.cudnn}}",
-               f"{_pkg} {{spec}} admits {{bad}}, which use another cuDNN than {{ctx.cudnn}}{{pin}}",
+def _cudnn_declared_rule(pkg: str, table: dict[str, Fact], applies: Callable[[RuleContext], bool]) -> None:
+    line_rule("cudnn-major-declared", f"The cuDNN major the target or host declares must be {pkg}'s.", pkg,
+               lambda ctx, line: table[line] if table[line].value != major_of(ctx.cudnn) else None,
+               f"{pkg} {{spec}} uses cuDNN {{val}}, but the target declares cuDNN {{ctx.cudnn}}",
+               f"{pkg} {{spec}} admits {{bad}}, which use another cuDNN than {{ctx.cudnn}}{{pin}}",
                f"match the cuDNN major ({facts.CF} §3/§4)", soft=lambda ctx: ctx.jetson,
-               when=lambda ctx, ok=_applies: major_of(ctx.cudnn) > 0 and ok(ctx),
-               lines=lambda ctx, p=_pkg, tb=_table: [line for line in ctx.candidates[p] if line in tb])
+               when=lambda ctx: major_of(ctx.cudnn) > 0 and applies(ctx),
+               lines=lambda ctx: [line for line in ctx.candidates[pkg] if line in table])
+
+
+for _pkg, _table, _applies in (("torch", facts.TORCH_CUDNN, _torch_cudnn), ("onnxruntime", facts.ORT_GPU_CUDNN, _ort_cudnn)):
+    _cudnn_declared_rule(_pkg, _table, _applies)
 
 
 def _numpy_lines(ctx: RuleContext) -> list[str]:
@@ -269,6 +282,15 @@ def _numpy_lines(ctx: RuleContext) -> list[str]:
 
 
 _NUMPY1 = "cannot import (built against numpy 1.x)"
+def _numpy2_rule(rule_id: str, pkg: str, old: Callable[[str], Fact | None], fault: str, doc: str) -> None:
+    line_rule(rule_id, doc, pkg, lambda ctx, line: old(line),
+               f"numpy {{ctx.numpy}} admits only numpy 2, which {pkg} {{spec}} {fault}",
+               f"numpy {{ctx.numpy}} admits numpy 2, which {pkg} {{bad}} {fault}; pin numpy<2{{or_bound}}",
+               f"pin numpy<2, or use a release of {pkg} built for numpy 2",
+               when=lambda ctx: any(major_of(n) >= 2 for n in _numpy_lines(ctx)),
+               partial=lambda ctx: any(major_of(n) < 2 for n in _numpy_lines(ctx)))
+
+
 for _id, _pkg, _old, _fault, _doc in (
         ("numpy2-ort", "onnxruntime", facts.ORT_NUMPY1_ONLY.get, _NUMPY1,
          "onnxruntime <= 1.18 cannot import with numpy 2 (<= 1.17 do not even pin numpy<2)."),
@@ -277,12 +299,7 @@ for _id, _pkg, _old, _fault, _doc in (
         ("numpy2-onnx", "onnx", lambda line: facts.ONNX_NUMPY2_FIRST if lt(line, facts.ONNX_NUMPY2_FIRST.value) else None,
          "do not officially support (basic import worked in tests)",
          "onnx supports numpy 2 officially from 1.17 (older ones imported fine in tests).")):
-    line_rule(_id, _doc, _pkg, lambda ctx, line, old=_old: old(line),
-               f"numpy {{ctx.numpy}} admits only numpy 2, which {_pkg} {{spec}} {_fault}",
-               f"numpy {{ctx.numpy}} admits numpy 2, which {_pkg} {{bad}} {_fault}; pin numpy<2{{or_bound}}",
-               f"pin numpy<2, or use a release of {_pkg} built for numpy 2",
-               when=lambda ctx: any(major_of(n) >= 2 for n in _numpy_lines(ctx)),
-               partial=lambda ctx: any(major_of(n) < 2 for n in _numpy_lines(ctx)))
+    _numpy2_rule(_id, _pkg, _old, _fault, _doc)
 
 
 @rule("onnxscript-min")
@@ -290,7 +307,7 @@ def _onnxscript_min(ctx: RuleContext) -> None:
     """The dynamo exporter imports a torch-version-specific onnxscript module: a minimum onnxscript per torch."""
     if "dynamo" not in ctx.target.exporters or ctx.target.onnxscript is None:
         return  # unset: rendering adds the implied minimum
-    mins = {line: exp(line).onnxscript_min for line in ctx.candidates["torch"] if exp(line).onnxscript_min}
+    mins = {line: least for line in ctx.candidates["torch"] if (least := exp(line).onnxscript_min)}
     never = [line for line in mins if not overlap(ctx.target.onnxscript, f">={mins[line]}", facts.ONNXSCRIPT_LINES)]
     below = [line for line in mins if overlap(ctx.target.onnxscript, f"<{mins[line]}", facts.ONNXSCRIPT_LINES)]
     impossible = bool(mins) and len(never) == len(mins)
@@ -370,7 +387,7 @@ def _jetpack_stack(ctx: RuleContext) -> None:
                "correct host_provides.jetpack or host_provides.l4t")
     for key in ("cudnn", "tensorrt"):
         want, have = getattr(fact.value, key), ctx.host.get(key)
-        if want and have and (ver(have) is None or ver(have).release[:2] != Version(want).release[:2]):
+        if want and have and ((found := ver(have)) is None or found.release[:2] != Version(want).release[:2]):
             ctx.emit("warning", f"JetPack {version} ships {key} {want}, but host_provides says {have}", fact.source,
                    f"check host_provides.{key} against the board")
 
