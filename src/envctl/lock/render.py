@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from envctl.core.atomic import ensure_inside, write_text_atomic
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import BlockedByRules
 from envctl.core.limits import read_project_text
 from envctl.core.paths import env_dir, env_file, virtual_packages_file
 from envctl.matrix.loader import Target
@@ -184,9 +184,9 @@ def render_target(root: Path, target: Target, matrix_path: Path) -> RenderResult
     errors = blocking_findings(target)
     if errors:
         reasons = "; ".join(f"{f.rule}: {f.message}" for f in errors)
-        raise EnvctlError(
+        raise BlockedByRules(
             f"target '{target.name}' cannot work, so it is not rendered: {reasons}",
-            file=matrix_path, hint="Run `envctl matrix check` for sources and remedies.", exit_code=1,
+            file=matrix_path, hint="Run `envctl matrix check` for sources and remedies.",
         )
     text = render_text(target, matrix_path)
     # envs/<target> may be a symlink committed into the project: never write through it.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from envctl.certify.certificate import Certificate, CertificateError, read_certificate
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import BlockedByRules, EnvctlError, LockStale, NotRunnableHere
 from envctl.core.paths import EnvPrefix, cert_path
 from envctl.matrix.loader import Target
 from envctl.matrix.project import Project
@@ -32,9 +32,9 @@ def render(project: Project, targets: list[Target]):
     blocked = {k: v for k, v in blocked.items() if v}
     if blocked:
         lines = "; ".join(f"{name}: {f.rule} ({f.message})" for name, fs in blocked.items() for f in fs)
-        raise EnvctlError(
+        raise BlockedByRules(
             f"nothing rendered: {len(blocked)} target(s) cannot work: {lines}",
-            file=project.matrix_path, hint="Run `envctl matrix check` for sources and remedies.", exit_code=1,
+            file=project.matrix_path, hint="Run `envctl matrix check` for sources and remedies.",
         )
     return [render_target(project.root, t, project.matrix_path) for t in targets]
 
@@ -111,13 +111,13 @@ def ensure_lock(project: Project, target: Target, mode: LockMode = LockMode.AUTO
     path = lock_path(project.root, target)
     if mode is LockMode.FROZEN:
         if not path.exists():
-            raise EnvctlError(f"--frozen: target '{target.name}' has no lock at {path}", exit_code=1,
+            raise LockStale(f"--frozen: target '{target.name}' has no lock at {path}",
                               hint=f"Make it with `envctl lock {target.name}` (and commit it).")
         return None
     stale = check_locks(project, [target])
     if stale:
-        raise EnvctlError(f"--locked: the lock of target '{target.name}' is missing or stale: {stale[0].reason}",
-                          file=path, exit_code=1,
+        raise LockStale(f"--locked: the lock of target '{target.name}' is missing or stale: {stale[0].reason}",
+                          file=path,
                           hint=f"Run `envctl lock {target.name}` and commit the lock, or drop --locked to relock here.")
     return None
 
@@ -136,7 +136,7 @@ def create(project: Project, target: Target, *, prefix: Path | None = None, forc
 
     blocker = host_blocker(target)
     if blocker:
-        raise EnvctlError(f"not creating: {blocker}", exit_code=1)
+        raise NotRunnableHere(f"not creating: {blocker}")
     ensure_locked(project, target, channels=channels, progress=progress)
     return create_env(project.root, target, prefix=prefix, force=force, progress=progress)
 
@@ -188,7 +188,7 @@ def run_chain(project: Project, target: Target, *, prefix: Path | None = None, f
     try:
         runnable = runnability(target, facts)
         if not runnable and refuse_lock_only:
-            raise EnvctlError(f"not creating: {runnable.advice}", exit_code=1)
+            raise NotRunnableHere(f"not creating: {runnable.advice}")
         if lock_mode is LockMode.AUTO:
             ensure_rendered(project, target, progress)
         # Lock-only targets are locked too: solving for their platform is the one check this host can make.

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.certify.certificate import Certificate
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, WriteFailed
 
 OK_OUTCOMES = ("passed", "xfailed", "lock-only")
 # Failures of the host-side stages before the smoke run (the runner's classes
@@ -258,7 +258,7 @@ def write_reports(suite: SuiteResult, junit: Path | None, markdown: Path | None)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, content)
         except OSError as exc:
-            raise EnvctlError(f"cannot write the {kind} report to {path}: {exc.strerror or exc}", exit_code=1) from None
+            raise WriteFailed(f"cannot write the {kind} report to {path}: {exc.strerror or exc}") from None
         suite.written[kind] = str(path)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:  # GitHub Actions renders what steps append here on the run's page
@@ -267,8 +267,7 @@ def write_reports(suite: SuiteResult, junit: Path | None, markdown: Path | None)
                 handle.write(text + "\n")
             suite.written["step_summary"] = step_summary
         except OSError as exc:
-            raise EnvctlError(f"cannot append to $GITHUB_STEP_SUMMARY ({step_summary}): {exc.strerror or exc}",
-                              exit_code=1) from None
+            raise WriteFailed(f"cannot append to $GITHUB_STEP_SUMMARY ({step_summary}): {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------- drift
