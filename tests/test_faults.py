@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from envctl.certify.certify import run_smoke
+from envctl.cli.exitcodes import exit_code
 from envctl.core.paths import default_prefix
 from envctl.create.build import create_env, env_state
 from envctl.core.errors import EnvctlError
@@ -556,7 +557,7 @@ def test_read_only_prefix_keeps_the_previous_env(small_lock, tmp_path):
     with read_only_bind(folder):
         with pytest.raises(EnvctlError) as err:
             create_env(small_lock, "small", prefix=prefix, force=True)
-        assert "Read-only file system" in str(err.value) and err.value.exit_code == 1, str(err.value)
+        assert "Read-only file system" in str(err.value) and exit_code(err.value) == 1, str(err.value)
         assert env_state(prefix) == before
         assert run_env_python(prefix, "import pip; print('ok')") == "ok"
     assert leftovers(prefix) == []

@@ -48,7 +48,7 @@ TABLE: tuple[ExitStatus, ...] = (
     ExitStatus("1", (errors.WriteFailed,),
                "a full disk, a read-only folder or a file where a folder should be (one error naming the path)",
                CHECK_FAILED),
-    ExitStatus("2", (errors.EnvctlError,),
+    ExitStatus("2", (errors.EnvctlError, errors.FileMissing),
                "bad input: a malformed or unknown key in the matrix, an unknown target, conflicting options, a path "
                "that would lead out of the project, hostile YAML; nothing is written", BAD_INPUT),
     ExitStatus("70", (Exception,),

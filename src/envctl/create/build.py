@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envctl import __version__
-from envctl.core.atomic import ensure_inside, write_text_atomic
+from envctl.core.atomic import write_text_atomic
 from envctl.core.errors import EnvBroken, EnvctlError, WriteFailed
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import EnvPrefix, default_prefix, env_python, lock_path
@@ -125,12 +125,12 @@ def create_env(
     lock = lock_path(root, name)
     if not lock.is_file():
         raise EnvctlError(f"no lock for target '{name}': {lock} does not exist", hint=f"Run `envctl lock --target {name}`.")
-    place = EnvPrefix.of(root, name, prefix.path if isinstance(prefix, EnvPrefix) else prefix)
+    # The chain hands over the EnvPrefix it made at its start; an API caller's path is made one here.
+    place = prefix if isinstance(prefix, EnvPrefix) else EnvPrefix.of(root, name, prefix)
     prefix = check_prefix_path(place.path)
     check_prefix(str(prefix))  # shell or Python syntax in a prefix would run from its launchers (core/prefixrule)
+    place.checked()  # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it
     if place.in_project_state:
-        # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
-        ensure_inside(root, prefix, "env prefix")
         try:
             ensure_state_dir(root)  # .envctl/.gitignore: envs are never committed, in any project
         except OSError as exc:

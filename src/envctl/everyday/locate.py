@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError, LockStale, NotRunnableHere
-from envctl.core.atomic import ensure_inside
 from envctl.core.paths import EnvPrefix, env_python, project_root
 from envctl.matrix.loader import Target
 from envctl.matrix.project import Project
@@ -49,10 +48,8 @@ def locate_env(matrix_path: Path, target_name: str | None = None, prefix: Path |
             raise EnvctlError("name the env: --target T (or --prefix PATH)")
         return EnvLocation(None, Path(sys.prefix), Path(sys.executable), "current interpreter")
     root = project_root(matrix_path)
-    place = EnvPrefix.of(root, target if target is not None else "-", prefix)
-    prefix = place.path
-    if place.in_project_state:  # never run an env a committed .envctl symlink points at, outside the project
-        ensure_inside(root, prefix, "env prefix", action="use")
+    # never run an env a committed .envctl symlink points at, outside the project
+    prefix = EnvPrefix.of(root, target if target is not None else "-", prefix).checked("use")
     python = env_python(prefix)
     if not python.exists():
         made_for = (env_state(prefix) or {}).get("target")
