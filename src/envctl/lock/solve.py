@@ -27,7 +27,7 @@ from envctl.core.limits import read_project_text
 from envctl.core.paths import env_file, lock_path
 from envctl.lock.lockfile import LockInfo, LockRequest, PlatformLock, content_hash, lock_format, read_lock_meta, source_path
 from envctl.matrix.loader import Target
-from envctl.lock.render import is_fresh, recorded_target_hash, spec_hash
+from envctl.lock.render import recorded_target_hash, spec_hash
 
 Progress = Callable[..., None]
 
@@ -318,8 +318,9 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
     """Targets whose lock is missing, unreadable, or made from another spec.
 
     The one place "is this lock stale?" is decided (lock --check, --locked,
-    the chain's relock, status, pack): a rendered file older than the matrix
-    makes its lock stale too, even when the lock matches that file.
+    the chain's relock, status, pack). A matrix edited since the lock was made
+    shows as another definition (the lock records the target's hash), so a
+    stale rendered file needs no check of its own here.
     """
     root = Path(root)
     stale: list[StaleLock] = []
@@ -347,9 +348,6 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
             ))
         elif info.target_hash != target.definition_hash() or info.target != target.name:
             stale.append(StaleLock(target.name, "the lock was made from another definition of this target", "stale", str(path)))
-        elif not is_fresh(root, target):
-            stale.append(StaleLock(target.name, "environment.yml is stale against the matrix (run `envctl render`)",
-                                   "stale", str(path)))
         else:
             problem = _body_problem(path, env_path, target, info)
             if problem:
