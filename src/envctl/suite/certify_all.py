@@ -109,10 +109,6 @@ class SuiteResult:
         return (all(t.outcome in OK_OUTCOMES for t in self.targets) and not (self.fail_on_drift and self.drifted)
                 and not (self.fail_on_lock_only and self.lock_only))
 
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
-
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(("passed", "failed", "xfailed", "xpassed", "lock-only"), 0)
         for t in self.targets:
@@ -120,7 +116,7 @@ class SuiteResult:
         return counts
 
     def to_json(self) -> dict:
-        return {"matrix": str(self.matrix), "ok": self.ok, "exit_code": self.exit_code, "counts": self.counts(),
+        return {"matrix": str(self.matrix), "ok": self.ok, "counts": self.counts(),
                 "drifted": self.drifted, "fail_on_drift": self.fail_on_drift,
                 "lock_only": self.lock_only, "fail_on_lock_only": self.fail_on_lock_only,
                 "seconds": round(self.seconds, 3), "targets": [t.to_json() for t in self.targets],
