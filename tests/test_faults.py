@@ -781,7 +781,7 @@ def _break_package(channel: Path, subdir: str, filename: str, member: str) -> No
     repodata_path = channel / subdir / "repodata.json"
     repodata = json.loads(repodata_path.read_text())
     record = repodata["packages"][filename]
-    record.update(sha256=hashlib.sha256(blob).hexdigest(), md5=hashlib.md5(blob).hexdigest(), size=len(blob))
+    record.update(sha256=hashlib.sha256(blob).hexdigest(), md5=hashlib.md5(blob, usedforsecurity=False).hexdigest(), size=len(blob))
     repodata_path.write_text(json.dumps(repodata))
 
 

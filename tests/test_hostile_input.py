@@ -187,7 +187,7 @@ def test_alias_documents_load_or_refuse_cleanly(levels, width, where, tail):
 def test_format_widths_in_name_templates_are_refused_cleanly(template):
     doc = {"version": 1, "defaults": VALID, "axes": [{"name": template, "product": {"torch": ["2.4"], "opset": [17]}}]}
     with tempfile.TemporaryDirectory() as tmp:
-        with pytest.raises(EnvctlError, match="name template|control characters are not allowed"):
+        with pytest.raises(EnvctlError, match=r"name template|control characters are not allowed"):
             load_matrix(_write(doc, Path(tmp)))
 
 
@@ -365,7 +365,7 @@ def unsafe_yaml_loaders_raise(monkeypatch):
 
     monkeypatch.setattr(yaml.constructor.FullConstructor, "__init__", refuse, raising=False)
     with pytest.raises(AssertionError):
-        yaml.load("a: 1", Loader=yaml.Loader)  # the trap works
+        yaml.load("a: 1", Loader=yaml.Loader)  # noqa: S506 - the trap works
     used.clear()
     return used
 

@@ -23,7 +23,7 @@ from typing import Any
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
-from envctl.core.limits import MAX_JSON_BYTES, parse_json, read_json
+from envctl.core.limits import MAX_JSON_BYTES, read_json
 from envctl.smoke import BUILTIN_MODELS
 from envctl.core.paths import cert_path, env_python, lock_path
 from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree

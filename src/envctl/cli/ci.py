@@ -1,14 +1,18 @@
-"""`envctl ci github` and `envctl ci gitlab`: write a CI configuration that certifies the matrix."""
+"""`envctl ci NAME`: write a CI configuration that certifies the matrix, one command per CI system in suite/ci/."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 
 from envctl.cli import options
-from envctl.cli.command import add_commands, command
+from envctl.cli.command import command
+
+if TYPE_CHECKING:
+    from envctl.suite.ci import CiSystem
 
 
 def _write(text: str, out: Optional[Path], default: Path, what: str, jobs: int) -> None:
@@ -30,40 +34,46 @@ GPU_LABEL_HELP = ("Run CUDA targets without `runner_labels:` on self-hosted runn
 INSTALL_HELP = ("Where CI installs envctl from: a path in the checkout, or 'envctl-onnx @ git+URL@COMMIT' (default: "
                 "the checkout in envctl's own repo, else the git commit this envctl was installed from).")
 FAIL_ON_DRIFT_HELP = "The fan-in job fails when two targets' outputs differ beyond tolerance."
+BRANCH_HELP = "The default branch: its pushes run the workflow, and its runs are never cancelled."
 
 
-@command("github")
-def ci_github(
-    out: Optional[Path] = options.out("Workflow file (default .github/workflows/certify.yml in the project; '-' for stdout)."),
-    gpu_label: Optional[str] = typer.Option(None, "--gpu-label", help=GPU_LABEL_HELP),
-    install: Optional[str] = typer.Option(None, "--install", help=INSTALL_HELP),
-    branch: str = typer.Option("main", "--branch", help="The default branch: its pushes run the workflow, and its runs are never cancelled."),
-    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help=FAIL_ON_DRIFT_HELP),
-    matrix: Path = options.MATRIX,
-) -> None:
-    """Write a GitHub Actions workflow that checks the locks and certifies every target."""
-    from envctl.suite import ci_github as ci
+def ci_command(system: CiSystem) -> Callable[..., None]:
+    """The `ci` subcommand of one CI system of the registry: the options every system takes, and
+    --branch where the system's file names the default branch."""
+    import inspect
 
-    text = ci.github_workflow(matrix, gpu_label=gpu_label, install=install, branch=branch, fail_on_drift=fail_on_drift)
-    _write(text, out, ci.default_out(matrix), "certify job(s)", ci.job_count(text))
+    def generate(**given: Any) -> None:
+        from envctl.suite.ci import CiOptions
 
+        made = system.generate(given["matrix"], CiOptions(given["gpu_label"], given["install"],
+                                                          given.get("branch", "main"), given["fail_on_drift"]))
+        _write(made.text, given["out"], made.path, "certify job(s)", made.jobs)
 
-@command("gitlab")
-def ci_gitlab(
-    out: Optional[Path] = options.out("Pipeline file (default .gitlab-ci.yml at the checkout's root; '-' for stdout)."),
-    gpu_label: Optional[str] = typer.Option(None, "--gpu-label", help=GPU_LABEL_HELP.replace("self-hosted runners", "runners tagged")),
-    install: Optional[str] = typer.Option(None, "--install", help=INSTALL_HELP),
-    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help=FAIL_ON_DRIFT_HELP),
-    matrix: Path = options.MATRIX,
-) -> None:
-    """Write a GitLab CI pipeline (.gitlab-ci.yml) that checks the locks and certifies every target."""
-    from envctl.suite import ci_gitlab as ci
-
-    text = ci.gitlab_pipeline(matrix, gpu_label=gpu_label, install=install, fail_on_drift=fail_on_drift)
-    _write(text, out, ci.default_out(matrix), "certify job(s)", ci.job_count(text))
+    option = partial(inspect.Parameter, kind=inspect.Parameter.KEYWORD_ONLY)
+    params = [
+        option("out", annotation=Optional[Path], default=options.out(
+            f"{system.kind} file (default {system.path} at the checkout's root; '-' for stdout).")),
+        option("gpu_label", annotation=Optional[str], default=typer.Option(
+            None, "--gpu-label", help=GPU_LABEL_HELP.replace("self-hosted runners", system.gpu_runners))),
+        option("install", annotation=Optional[str], default=typer.Option(None, "--install", help=INSTALL_HELP)),
+        *([option("branch", annotation=str, default=typer.Option("main", "--branch", help=BRANCH_HELP))]
+          if system.takes_branch else []),
+        option("fail_on_drift", annotation=bool, default=typer.Option(False, "--fail-on-drift", help=FAIL_ON_DRIFT_HELP)),
+        option("matrix", annotation=Path, default=options.MATRIX),
+    ]
+    # Typer reads the options from the signature: each system's command gets its own.
+    generate.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+    generate.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    generate.__name__ = generate.__qualname__ = f"ci_{system.name}"
+    generate.__doc__ = system.summary
+    return command(system.name)(generate)
 
 
 def register(app: typer.Typer) -> None:
+    from envctl.cli.command import add_commands
+
     ci_app = typer.Typer(no_args_is_help=True, help="Generate CI configuration that certifies the matrix.")
-    add_commands(ci_app, ci_github, ci_gitlab)
+    from envctl.suite.ci import systems  # light: the systems' modules load their heavy parts when they run
+
+    add_commands(ci_app, *(ci_command(system) for system in systems().values()))
     app.add_typer(ci_app, name="ci")

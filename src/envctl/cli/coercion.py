@@ -69,7 +69,7 @@ def install() -> bool:
     if original is None or getattr(original, "envctl_plain", False):
         return original is not None
 
-    class PlainRuntimeParam(RuntimeParam):  # type: ignore[misc, valid-type]
+    class PlainRuntimeParam(RuntimeParam):
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
             from typing import get_args, get_origin
 

@@ -110,7 +110,7 @@ def run_main(app: Callable[..., Any]) -> int:
         run_cleanups()
         _note_interrupt()
         return exit_status(exc)
-    except Exception as exc:  # noqa: BLE001 - the last resort: one paragraph instead of a traceback
+    except Exception as exc:  # the last resort: one paragraph instead of a traceback
         try:
             report_internal_error(exc)
         except KeyboardInterrupt:

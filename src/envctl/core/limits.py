@@ -51,7 +51,7 @@ def short(value: Any, limit: int = 160) -> str:
     """repr(value), bounded in time and length whatever the value (nested, aliased, huge)."""
     try:
         text = _repr.repr(value)
-    except Exception:  # noqa: BLE001 - a message must never fail to format
+    except Exception:  # a message must never fail to format
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

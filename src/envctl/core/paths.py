@@ -25,7 +25,8 @@ DEFAULT_MATRIX = Path("envs/matrix.yaml")
 
 
 class _Named(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only, so a frozen dataclass (matrix's Target) fits
 
 
 TargetRef = Union[str, _Named]

@@ -80,9 +80,9 @@ def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Pa
 
 
 def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None = None, prefix: Path | None = None,
-                 opset: int | None = None, dynamic: list[str] = (), exporter: str | None = None,
+                 opset: int | None = None, dynamic: list[str] | tuple[str, ...] = (), exporter: str | None = None,
                  simplify: str | None = None, sizes: str | None = None, path: Path | None = None,
-                 timeout: float | None = None, lock_mode: str = "auto", inputs: list[Path] = ()) -> dict:
+                 timeout: float | None = None, lock_mode: str = "auto", inputs: list[Path] | tuple[Path, ...] = ()) -> dict:
     """Run the recipe; return the report (status, versions, per-size errors, files, failure)."""
     from envctl.certify.certify import DEFAULT_TIMEOUT, run_smoke
 

@@ -14,7 +14,7 @@ _HOMES = {
     "lock_target": "solve",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = sorted(_HOMES)  # noqa: PLE0605 - one list of names: _HOMES
 
 
 def __getattr__(name: str):

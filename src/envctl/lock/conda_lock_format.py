@@ -114,7 +114,7 @@ def build_lockfile(
         # the entry (md5 is a required field), even for conda-lock's own files.
         inputs_metadata={
             source: InputMeta(
-                md5=hashlib.md5(source_text.encode()).hexdigest(),
+                md5=hashlib.md5(source_text.encode(), usedforsecurity=False).hexdigest(),
                 sha256=hashlib.sha256(source_text.encode()).hexdigest(),
             )
         },
@@ -167,7 +167,7 @@ def read_meta(path: Path) -> LockInfo:
     data = read_lock_bytes(path)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        doc = yaml.load(_metadata_block(data.decode("utf-8")), Loader=loader)
+        doc = yaml.load(_metadata_block(data.decode("utf-8")), Loader=loader)  # noqa: S506 - a SafeLoader
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise EnvctlError(f"not a conda-lock file (unreadable YAML: {exc})", file=path) from None
     meta = doc.get("metadata") if isinstance(doc, dict) else None

@@ -212,4 +212,4 @@ def content_hash_problem(doc: dict, spec_hash: str | None, virtual_for) -> str |
 
 def parse(data: bytes) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(data.decode("utf-8"), Loader=loader)
+    return yaml.load(data.decode("utf-8"), Loader=loader)  # noqa: S506 - a SafeLoader

@@ -164,7 +164,7 @@ def _check_structure(path: Path, data: bytes) -> None:
 
     try:
         problem = structure_problem(parse(data))
-    except Exception as exc:  # noqa: BLE001 - YAML errors: a broken file
+    except Exception as exc:  # YAML errors: a broken file
         problem = f"unreadable YAML ({short(str(exc), 300) or type(exc).__name__})"
     if problem:
         raise EnvctlError(f"cannot use the lock: {problem}", file=path, hint="Re-lock it with `envctl lock`.")

@@ -140,12 +140,12 @@ class Matrix:
         return chosen
 
 
-def _error(path: Path, mapping: LineDict | None, key: str, message: str, keypath: str) -> EnvctlError:
+def _error(path: Path, mapping: dict | None, key: str, message: str, keypath: str) -> EnvctlError:
     line = mapping.line_of(key) if isinstance(mapping, LineDict) else None
     return EnvctlError(message, file=path, line=line, key=keypath)
 
 
-def _check_keys(path: Path, mapping: LineDict, allowed: tuple[str, ...], where: str) -> None:
+def _check_keys(path: Path, mapping: dict, allowed: tuple[str, ...], where: str) -> None:
     for key in mapping:
         if key not in allowed:
             raise _error(
@@ -155,17 +155,17 @@ def _check_keys(path: Path, mapping: LineDict, allowed: tuple[str, ...], where: 
             )
 
 
-def _mapping(path: Path, value: Any, keypath: str, parent: LineDict | None, key: str) -> LineDict:
+def _mapping(path: Path, value: Any, keypath: str, parent: dict | None, key: str) -> LineDict:
     if value is None:
         empty = LineDict()
-        empty.line, empty.key_lines = (parent.line_of(key) if parent is not None else None), {}
+        empty.line, empty.key_lines = (parent.line_of(key) if isinstance(parent, LineDict) else None), {}
         return empty
     if not isinstance(value, dict):
         raise _error(path, parent, key, f"expected a mapping, got {type(value).__name__}", keypath)
-    return value
+    return value if isinstance(value, LineDict) else LineDict(value)  # YAML's mappings are LineDicts already
 
 
-def _check_name(path: Path, name: Any, mapping: LineDict | None, key: str, keypath: str) -> str:
+def _check_name(path: Path, name: Any, mapping: dict | None, key: str, keypath: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise _error(
             path, mapping, key,
@@ -364,7 +364,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
     targets: dict[str, Target] = {}
     excluded: list[Excluded] = []
 
-    def add(target: Target, mapping: LineDict, key: str, keypath: str) -> None:
+    def add(target: Target, mapping: dict, key: str, keypath: str) -> None:
         if target.name in targets:
             raise _error(path, mapping, key, f"target '{target.name}' is defined twice (explicitly or by an axes group)", keypath)
         targets[target.name] = target
@@ -380,7 +380,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
     if not isinstance(axes, list):
         raise _error(path, doc, "axes", "'axes' is a list of groups", "axes")
     for index, group in enumerate(axes):
-        if not isinstance(group, dict):
+        if not isinstance(group, LineDict):  # what YAML's mappings load as
             raise _error(path, doc, "axes", "each axes group is a mapping", f"axes[{index}]")
         for item in _expand_axes(path, group, index, defaults):
             if isinstance(item, Excluded):

@@ -76,7 +76,7 @@ def load_manifest(root, expected):
     try:
         actual = sha256_file(path)
     except OSError:
-        raise Refused("the bundle is damaged: first bad file: %s (missing)" % MANIFEST)
+        raise Refused("the bundle is damaged: first bad file: %s (missing)" % MANIFEST) from None
     if actual != expected:
         raise Refused("the bundle is damaged: first bad file: %s (sha256 %s, the header says %s)" % (MANIFEST, actual, expected))
     with open(path, encoding="utf-8") as handle:
@@ -148,12 +148,12 @@ def check_pkgs_stream(bundle, offset, size, expected, manifest):
                     want = packages.get(member.name)
                     data = tar.extractfile(member)
                     got = hashlib.sha256()
-                    for chunk in iter(lambda: data.read(1 << 20), b""):
+                    for chunk in iter(lambda: data.read(1 << 20), b""):  # noqa: B023 - read up before the loop moves on
                         got.update(chunk)
                     if want is None or got.hexdigest() != want[0]:
                         raise Refused("the bundle is damaged: first bad file: %s" % member.name)
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise Refused("the bundle is damaged: its package payload does not read (%s)" % exc)
+        raise Refused("the bundle is damaged: its package payload does not read (%s)" % exc) from None
     missing = sorted(set(packages) - seen)
     raise Refused("the bundle is damaged: first bad file: %s" % (missing[0] if missing else "the package payload"))
 
@@ -172,7 +172,7 @@ class _Window(object):
 
 
 def check_pkgs_dir(dest, manifest):
-    for rel, (sha, size) in sorted(manifest.get("packages", {}).items()):
+    for rel, (sha, _size) in sorted(manifest.get("packages", {}).items()):
         path = os.path.join(dest, rel)
         if not os.path.isfile(path) or sha256_file(path) != sha:
             raise Refused("the bundle is damaged: first bad file: %s" % rel)
