@@ -1,4 +1,4 @@
-"""`envctl ci NAME`: write a CI configuration that certifies the matrix, one command per CI system in suite/ci/."""
+"""The `ci NAME` commands: write a CI configuration that certifies the matrix, one per CI system in suite/ci/."""
 
 from __future__ import annotations
 
