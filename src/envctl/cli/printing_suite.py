@@ -23,7 +23,7 @@ class SuiteProgress:
     """One live line per target on a terminal; plain timestamped lines in CI logs."""
 
     def __init__(self) -> None:
-        self._live = None
+        self._live: Any = None  # a rich Progress on a terminal
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._started = time.monotonic()

@@ -173,9 +173,8 @@ def run_chain(project: Project, target: Target, *, prefix: EnvPrefix | None = No
             stage = "certify"
             from envctl.certify.certify import certify_lock_only
 
-            return ChainResult(target.name, certificate=certify_lock_only(project.root, target, runnable.reason,
-                                                                          facts=facts, out=out),
-                               certification="lock-only")
+            cert = certify_lock_only(project.root, target, runnable.reason or "lock-only", facts=facts, out=out)
+            return ChainResult(target.name, certificate=cert, certification="lock-only")
         stage = "create"
         created = create_env(project.root, target, prefix=place, force=force, progress=progress)
         if not certify:
@@ -234,7 +233,7 @@ def certify_one(matrix_path: Path, name: str, *, prefix: Path | None = None, tim
     if not runnable:  # nothing to build or run here: record the lock's state
         if lock_mode is LockMode.LOCKED:
             ensure_lock(project, target, lock_mode)
-        return certify_lock_only(project.root, target, runnable.reason, out=out)
+        return certify_lock_only(project.root, target, runnable.reason or "lock-only", out=out)
     if prefix is not None:  # an env the user names: certified as it is, never built
         place = EnvPrefix.of(project.root, target, prefix)
         if lock_mode is not LockMode.AUTO:
@@ -247,4 +246,6 @@ def certify_one(matrix_path: Path, name: str, *, prefix: Path | None = None, tim
         input_files(inputs)  # refused before anything is built
     chain = unwrap(lambda: run_chain(project, target, reuse_certificate=False, timeout=timeout, out=out,
                                      lock_mode=lock_mode, progress=progress, inputs=inputs))
+    if chain.certificate is None:  # unreachable: with certify on, every chain ends in a certificate
+        raise RuntimeError(f"the chain of '{name}' ended without a certificate")
     return chain.certificate
