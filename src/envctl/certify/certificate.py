@@ -263,14 +263,14 @@ def shape_problem(data: Any) -> str | None:
 
 def read_certificate(path: Path) -> Certificate:
     """Load a certificate; CertificateError (with the path) when it is missing, unreadable or malformed."""
-    from envctl.core.errors import EnvctlError
+    from envctl.core.errors import EnvctlError, FileMissing
     from envctl.core.limits import MAX_JSON_BYTES, read_json
 
     try:
         data = read_json(Path(path), MAX_JSON_BYTES, "certificate")  # capped, regular file, bounded depth
+    except FileMissing:
+        raise CertificateError(f"no certificate at {path}") from None
     except EnvctlError as exc:
-        if exc.message == "file not found":
-            raise CertificateError(f"no certificate at {path}") from None
         raise CertificateError(f"unreadable certificate {path}: {exc.message}") from None
     try:
         cert = Certificate.from_json(data)

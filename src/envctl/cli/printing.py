@@ -1,7 +1,8 @@
 """What the commands print: tables for people, JSON for scripts (`*_json`).
 
-The shared pieces (console, styles, Progress, error and size formatting) stay
-in envctl.core.output, which the doctor, export and suite reports use too.
+The doctor and export reports print from cli/printing_everyday.py, status and
+the whole-matrix run from cli/printing_suite.py. The shared pieces (console,
+styles, Progress, error and size formatting) stay in envctl.core.output.
 """
 
 from __future__ import annotations

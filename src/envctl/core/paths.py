@@ -101,6 +101,15 @@ class EnvPrefix:
         state = state_home(self.root)
         return self.path == state or state in self.path.parents
 
+    def checked(self, action: str = "write") -> Path:
+        """The path; one in the project's state folder is refused when a symlink (a committed .envctl ->
+        elsewhere) leads it out of the project. Every command that builds or uses an env goes through this."""
+        if self.in_project_state:
+            from envctl.core.atomic import ensure_inside
+
+            ensure_inside(self.root, self.path, "env prefix", action=action)
+        return self.path
+
 
 def certs_dir(root: Path) -> Path:
     return Path(root) / "certs"

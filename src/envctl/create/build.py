@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envctl import __version__
-from envctl.core.atomic import ensure_inside, write_text_atomic
-from envctl.core.errors import EnvctlError
+from envctl.core.atomic import write_text_atomic
+from envctl.core.errors import EnvBroken, EnvctlError, WriteFailed
 from envctl.core.hashing import sha256_file
 from envctl.core.paths import EnvPrefix, default_prefix, env_python, lock_path
 from envctl.core.statedir import ensure_state_dir
@@ -125,12 +125,12 @@ def create_env(
     lock = lock_path(root, name)
     if not lock.is_file():
         raise EnvctlError(f"no lock for target '{name}': {lock} does not exist", hint=f"Run `envctl lock --target {name}`.")
-    place = EnvPrefix.of(root, name, prefix.path if isinstance(prefix, EnvPrefix) else prefix)
+    # The chain hands over the EnvPrefix it made at its start; an API caller's path is made one here.
+    place = prefix if isinstance(prefix, EnvPrefix) else EnvPrefix.of(root, name, prefix)
     prefix = check_prefix_path(place.path)
     check_prefix(str(prefix))  # shell or Python syntax in a prefix would run from its launchers (core/prefixrule)
+    place.checked()  # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it
     if place.in_project_state:
-        # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
-        ensure_inside(root, prefix, "env prefix")
         try:
             ensure_state_dir(root)  # .envctl/.gitignore: envs are never committed, in any project
         except OSError as exc:
@@ -163,10 +163,10 @@ def _os_error(prefix: Path, exc: OSError) -> EnvctlError:
         errno.ENOTDIR: "Something on the way to the prefix is a file, not a folder; choose another --prefix.",
         errno.EEXIST: "Something on the way to the prefix is a file, not a folder; choose another --prefix.",
     }.get(exc.errno)
-    return EnvctlError(
+    return WriteFailed(
         f"cannot create the env at {prefix}: {exc.strerror or exc}{where}. "
         "Nothing was swapped in: the previous env (if any) is unchanged.",
-        hint=hint, exit_code=1,
+        hint=hint,
     )
 
 
@@ -273,10 +273,10 @@ def _link_verified(conda: list[Any], pip: list[PipPackage], lock: Path, host: st
             shutil.rmtree(staging, ignore_errors=True)
             keys = {(corrupt.manager, name) for name in corrupt.packages}
             if keys <= evicted:
-                raise EnvctlError(
+                raise EnvBroken(
                     f"{corrupt.describe()}, even after evicting them from the package cache and fetching them "
                     "again; refusing to install unverified files. Nothing was changed.",
-                    file=lock, exit_code=1,
+                    file=lock,
                     hint="The package does not match its own file list: re-lock, or report it to the channel/index.",
                 ) from None
             emit(progress, "refetch", manager=corrupt.manager, packages=sorted(corrupt.packages),
@@ -324,9 +324,9 @@ def _check_python(python: Path) -> str:
             env=without_host_python(), capture_output=True, text=True, errors="replace", timeout=120,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EnvctlError(f"the new env's python does not run: {exc}", exit_code=1) from None
+        raise EnvBroken(f"the new env's python does not run: {exc}") from None
     if proc.returncode != 0:
-        raise EnvctlError(f"the new env's python does not run: {proc.stderr.strip()[-2000:]}", exit_code=1)
+        raise EnvBroken(f"the new env's python does not run: {proc.stderr.strip()[-2000:]}")
     return proc.stdout.strip()
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvBroken, EnvctlError
 from envctl.lock.lockfile import read_lock
 from envctl.core.hashing import sha256_file
 from envctl.create.prefixswap import Progress, emit
@@ -111,10 +111,10 @@ def conda_records(entries: list[Any], lock: Path) -> list[Any]:
 
 def _check_hash(entry: Any, what: str, expected: str, actual: str, where: str, lock: Path) -> None:
     if expected != actual:
-        raise EnvctlError(
+        raise EnvBroken(
             f"conda package {entry.name} {entry.version}: {what} does not match the lock "
             f"(expected {expected}, actual {actual}; {where}). Nothing was changed.",
-            file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.", exit_code=1,
+            file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.",
         )
 
 
@@ -167,4 +167,4 @@ def install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Pro
             reporter=Reporter() if progress is not None else None,
         ))
     except Exception as exc:
-        raise EnvctlError(f"linking the conda packages of the lock failed: {exc}", file=lock, exit_code=1) from None
+        raise EnvBroken(f"linking the conda packages of the lock failed: {exc}", file=lock) from None

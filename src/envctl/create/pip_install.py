@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvBroken, EnvctlError
 from envctl.core.process import run_tied, signal_text, uv_binary, without_host_python
 
 # uv's wording (0.5 ... 0.13): "Hash mismatch for `name @ url`\n\n Expected:\n  sha256:..\n\n Computed:\n  sha256:.."
@@ -139,16 +139,14 @@ def pip_error(output: str, packages: list[PipPackage]) -> EnvctlError:
         url = req.split("@", 1)[1].strip() if "@" in req else ""
         expected = match["expected"].removeprefix("sha256:")
         actual = match["actual"].removeprefix("sha256:")
-        return EnvctlError(
+        return EnvBroken(
             f"pip package {name}: the wheel's sha256 does not match the lock "
             f"(expected {expected}, actual {actual}; {url}). Nothing was changed.",
             hint="The lock is the source of truth: re-lock (`envctl lock`) if the wheel changed on purpose.",
-            exit_code=1,
         )
     tail = "\n".join(output.strip().splitlines()[-15:])
-    return EnvctlError(
+    return EnvBroken(
         f"installing the {len(packages)} pip package(s) of the lock failed; uv said:\n{tail}",
-        exit_code=1,
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, SolveFailed
 from envctl.lock.lockfile import LockedPackage, LockInfo, LockRequest, PlatformLock, read_lock_bytes
 
 # Keys envctl keeps in conda-lock's `metadata.custom_metadata` (which conda-lock's parser keeps).
@@ -74,7 +74,7 @@ def build_lockfile(
         for rec in plat.conda:
             md5 = _hex(rec.md5)
             if not md5:
-                raise EnvctlError(f"the channel gives no md5 for {rec.url}; conda-lock requires one for conda packages", exit_code=1)
+                raise SolveFailed(f"the channel gives no md5 for {rec.url}; conda-lock requires one for conda packages")
             packages.append(
                 LockedDependency(
                     name=rec.name.normalized,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from envctl.core.atomic import write_bytes_atomic
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, FileMissing
 from envctl.core.hashing import sha256_bytes
 from envctl.core.paths import cache_home
 
@@ -121,10 +121,8 @@ def read_lock_bytes(path: Path) -> bytes:
 
     try:
         return read_regular(Path(path), MAX_LOCK_BYTES, "lock")  # a regular file under the cap, or a clear error
-    except EnvctlError as exc:
-        if exc.message == "file not found":
-            raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
-        raise
+    except FileMissing:
+        raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
 
 
 def _plan_path(sha: str) -> Path:

@@ -22,7 +22,7 @@ import yaml
 
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_bytes_atomic
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, SolveFailed, WriteFailed
 from envctl.core.limits import read_project_text
 from envctl.core.paths import env_file, lock_path
 from envctl.lock.lockfile import LockInfo, LockRequest, PlatformLock, content_hash, lock_format, read_lock_meta, source_path
@@ -183,10 +183,10 @@ def _solve(target: Target, platform: str, channels: list[str], specs: list[str],
 
         what = "cannot be solved for" if isinstance(exc, SolverError) else "cannot be locked: reading the channels failed for"
         vp_text = ", ".join(f"{n}={v}" for n, v in virtual.items()) or "none"
-        raise EnvctlError(
+        raise SolveFailed(
             f"target '{target.name}' {what} {platform} "
             f"(channels: {', '.join(channels)}; virtual packages: {vp_text}):\n{str(exc).strip()}",
-            file=env_path, exit_code=1,
+            file=env_path,
         ) from None
     return sorted(records, key=lambda r: r.name.normalized)
 
@@ -208,9 +208,9 @@ def _resolve_pip(target: Target, platform: str, spec: _EnvSpec, records, virtual
 
     python = next((r for r in records if r.name.normalized == "python"), None)
     if python is None:
-        raise EnvctlError(
+        raise SolveFailed(
             f"target '{target.name}' has a pip part but its conda solution for {platform} has no python",
-            file=env_path, exit_code=1,
+            file=env_path,
         )
     opts = spec.pip_options
     options = PipOptionsSpec(
@@ -224,16 +224,16 @@ def _resolve_pip(target: Target, platform: str, spec: _EnvSpec, records, virtual
             options=options, provided=_provided(records), base=root,
         )
     except PipResolveError as exc:
-        raise EnvctlError(
+        raise SolveFailed(
             f"the pip part of target '{target.name}' cannot be resolved for {platform} "
             f"(python {python.version}):\n{exc}",
-            file=env_path, exit_code=1,
+            file=env_path,
         ) from None
     except OSError as exc:  # its scratch folder: a full or read-only temp dir
-        raise EnvctlError(
+        raise SolveFailed(
             f"the pip part of target '{target.name}' cannot be resolved for {platform}: "
             f"{exc.strerror or exc} ({exc.filename or 'temp folder'})",
-            file=env_path, exit_code=1,
+            file=env_path,
         ) from None
 
 
@@ -247,10 +247,10 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     except FileNotFoundError:
         raise EnvctlError(f"target '{target.name}' is not rendered yet; run `envctl render {target.name}`", file=env_path) from None
     if recorded_target_hash(env_path) != target.definition_hash():
-        raise EnvctlError(
+        raise SolveFailed(
             f"this file was rendered from another definition of target '{target.name}'; "
             f"run `envctl render {target.name}` before locking",
-            file=env_path, exit_code=1,
+            file=env_path,
         )
     spec = _read_spec(env_path, text)
     use_channels = list(channels) if channels else spec.channels
@@ -288,7 +288,7 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     try:
         data = lock_format().write(request, path.name)
     except OSError as exc:  # conda-lock's writer works in a private temp folder
-        raise EnvctlError(f"cannot write the lock for '{target.name}': {exc.strerror or exc}", exit_code=1) from None
+        raise WriteFailed(f"cannot write the lock for '{target.name}': {exc.strerror or exc}") from None
     ensure_inside(root, path, "lock file")
     changed = not path.exists() or path.read_bytes() != data
     if changed:
@@ -315,7 +315,13 @@ def _portability(name: str, planned: list[PlatformLock]) -> tuple[str, ...]:
 
 
 def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
-    """Targets whose lock is missing, unreadable, or made from another spec."""
+    """Targets whose lock is missing, unreadable, or made from another spec.
+
+    The one place "is this lock stale?" is decided (lock --check, --locked,
+    the chain's relock, status, pack). A matrix edited since the lock was made
+    shows as another definition (the lock records the target's hash), so a
+    stale rendered file needs no check of its own here.
+    """
     root = Path(root)
     stale: list[StaleLock] = []
     for target in targets:

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from envctl import __version__
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, WriteFailed
 from envctl.core.jsonread import load_json
 from envctl.core.limits import MAX_JSON_BYTES, MAX_LOCK_BYTES, MAX_MATRIX_BYTES, read_regular
 from envctl.core.prefixrule import SH_BRACKET
@@ -261,7 +261,7 @@ def pack_bundle(matrix_path: Path, name: str, out: Path, *, platform: str | None
         return PackResult(out, target.name, built.platform, "sh", out.stat().st_size, env_size(env)[0],
                           len(manifest["files"]), info["counts"], info["lock_sha256"], cert, time.monotonic() - started)
     except OSError as exc:
-        raise EnvctlError(f"cannot write the bundle {out}: {exc.strerror or exc} ({exc.filename or ''}); nothing was written",
-                          exit_code=1) from None
+        raise WriteFailed(f"cannot write the bundle {out}: {exc.strerror or exc} ({exc.filename or ''}); "
+                          "nothing was written") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)

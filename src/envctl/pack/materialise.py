@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, PackFailed
 from envctl.pack.sources import Archive, fetch
 
 # 200 bytes: under conda-build's 255-byte placeholder (rattler patches binaries
@@ -100,7 +100,7 @@ def _link_conda(records: list[Any], dest: Path, platform: str, lock: Path) -> No
             execute_link_scripts=False,  # they would run on this machine, not the target
         ))
     except Exception as exc:
-        raise EnvctlError(f"linking the conda packages for {platform} failed: {exc}", file=lock, exit_code=1) from None
+        raise PackFailed(f"linking the conda packages for {platform} failed: {exc}", file=lock) from None
 
 
 def _install_pip(pip: list, files: list[Archive], target, platform: str, python: str, dest: Path) -> None:
@@ -216,8 +216,8 @@ def record_prefix_files(prefix: Path) -> list[list[str]]:
             rel = os.path.relpath(path, prefix)
             for b in build:
                 if b in data:
-                    raise EnvctlError(f"{rel} names the folder the env was built in ({b.decode()}); it would not survive the move",
-                                      exit_code=1)
+                    raise PackFailed(f"{rel} names the folder the env was built in ({b.decode()}); "
+                                     "it would not survive the move")
             if needle in data:
                 found.append([rel, "binary" if b"\0" in data else "text"])
     return found

@@ -27,7 +27,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, WriteFailed
 from envctl.core.limits import short
 from envctl.core.prefixrule import check_prefix
 from envctl.core.text import printable
@@ -291,7 +291,7 @@ def pack_oci(matrix_path: Path, name: str, out: Path, *, platform: str | None = 
                           sum(1 for p in env.rglob("*") if p.is_file()), info["counts"], info["lock_sha256"], cert,
                           time.monotonic() - started)
     except OSError as exc:
-        raise EnvctlError(f"cannot write the image {out}: {exc.strerror or exc} ({exc.filename or ''}); nothing was written",
-                          exit_code=1) from None
+        raise WriteFailed(f"cannot write the image {out}: {exc.strerror or exc} ({exc.filename or ''}); "
+                          "nothing was written") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, PackFailed
 from envctl.create.verify import cache_home
 
 
@@ -108,9 +108,8 @@ def fetch(manager: str, name: str, version: str, url: str, sha256: str | None, m
             raise _mismatch(manager, name, version, expected or md5 or "", sha256_file(Path(tmp)), clean, lock)
         os.replace(tmp, cached)
     except OSError as exc:
-        raise EnvctlError(f"{manager} package {name} {version}: cannot download {clean}: {exc}", file=lock,
-                          hint="Pack on a machine that reaches the channel/index, or put the file in a package cache.",
-                          exit_code=1) from None
+        raise PackFailed(f"{manager} package {name} {version}: cannot download {clean}: {exc}", file=lock,
+                         hint="Pack on a machine that reaches the channel/index, or put the file in a package cache.") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -138,8 +137,8 @@ def copy_reporting(response, out, name: str, progress=None, chunk: int = 1 << 20
 
 
 def _mismatch(manager: str, name: str, version: str, expected: str, actual: str, where: str, lock: Path) -> EnvctlError:
-    return EnvctlError(
+    return PackFailed(
         f"{manager} package {name} {version}: the file's hash does not match the lock "
         f"(expected {expected}, actual {actual}; {where}). Nothing was packed.",
-        file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.", exit_code=1,
+        file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.",
     )
