@@ -27,20 +27,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from envctl.core.errors import EnvctlError
+from envctl.core.progress import Progress, emit  # noqa: F401 - build and conda_install import them from here too
 
-Progress = Callable[..., None]
 
 SCRATCH_MARKER = ".envctl-scratch.json"
 _SEP = "~"  # never in a target name (atomic.SAFE_NAME); see the module docstring
 KINDS = ("staging", "old")
-
-
-def emit(progress: Progress | None, event: str, **info: Any) -> None:
-    if progress is not None:
-        progress(event, **info)
 
 
 def check_prefix_path(prefix: Path) -> Path:
