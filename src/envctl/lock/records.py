@@ -36,22 +36,15 @@ class LockHeader:
 
 
 @dataclass(frozen=True)
-class LockInfo:
+class LockInfo(LockHeader):
     """A lock's header, where it was read from and the digest of its bytes."""
 
     path: Path
-    target: str | None
-    target_hash: str | None
-    spec_hash: str | None
-    envctl_version: str | None
-    platforms: tuple[str, ...]
-    channels: tuple[str, ...]
     sha256: str  # "sha256:<hex>" of the file's bytes: what certificates and env states record
 
     @classmethod
     def of(cls, path: Path, sha256: str, header: LockHeader) -> "LockInfo":
-        return cls(path, header.target, header.target_hash, header.spec_hash, header.envctl_version,
-                   header.platforms, header.channels, sha256)
+        return cls(**vars(header), path=path, sha256=sha256)
 
     @property
     def hex(self) -> str:
