@@ -1,6 +1,6 @@
 """`envctl env export`: a target's lock for people who install with conda directly.
 
-conda-lock's own renderer writes both kinds from the lock (no re-solve):
+The lock format's own renderer (conda-lock's, in lock/conda_lock_format.py) writes both kinds from the lock (no re-solve):
 
 * ``env``: an environment.yml pinned to ``name=version=build`` for conda and
   ``name == version --hash=sha256:...`` for pip (conda hands the pip list to

@@ -20,8 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from envctl.core.errors import EnvctlError
 from envctl.core.hashing import md5_text, sha256_text
 from envctl.core.limits import control_char, short
@@ -95,6 +93,8 @@ def render_lockfile(lockfile, name: str) -> bytes:
 
 
 def _load(text: str) -> Any:
+    import yaml  # not at import time: a no-op create compares digests only and never parses
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
