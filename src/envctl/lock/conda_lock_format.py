@@ -151,7 +151,7 @@ def _entry_problem(entry: Any, platforms: tuple[str, ...]) -> tuple[str, str | N
         return f"({name}): conda url {short(entry['url'])} does not end in <channel>/<subdir>/<package file>", "url"
     hashes = entry.get("hash") if isinstance(entry.get("hash"), dict) else {}
     if manager == "pip" and not (isinstance(hashes.get("sha256"), str) and hashes["sha256"]):
-        return f"({name} {entry['version']}): a pip package with no sha256; refusing to install it unchecked", "hash.sha256"
+        return f"pip package {name} {entry['version']} has no sha256 in the lock; refusing to install it unchecked", "hash.sha256"
     if not any(isinstance(v, str) and v for v in hashes.values()):
         return f"({name} {entry['version']}) has no hash", "hash"
     deps = entry.get("dependencies") or {}
@@ -174,7 +174,8 @@ def _packages(doc: dict, header: LockHeader) -> tuple[LockedPackage, ...]:
         problem = _entry_problem(entry, header.platforms)
         if problem:
             why, key = problem
-            raise LockFormatError(f"package entry {index + 1} {why}", f"package[{index}]" + (f".{key}" if key else ""))
+            where = "" if why.startswith("pip package") else f"package entry {index + 1} "  # names itself
+            raise LockFormatError(where + why, f"package[{index}]" + (f".{key}" if key else ""))
         ident = (entry["platform"], entry["manager"], entry["name"].lower().replace("_", "-"))
         if ident in seen:
             raise LockFormatError(f"{entry['name']} appears twice for {entry['platform']} ({entry['manager']})",
