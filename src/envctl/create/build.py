@@ -50,8 +50,9 @@ from envctl.core.paths import EnvPrefix, default_prefix, env_python
 from envctl.lock.lockfile import Lock, load_lock, lock_path
 from envctl.core.statedir import ensure_state_dir
 from envctl.core.prefixrule import check_prefix
-from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
-                                      scratch_path, swap_in)
+from envctl.core.progress import Progress, emit
+from envctl.create.prefixswap import (check_prefix_path, env_in_use, mark_scratch, prefix_lock, recover_leftovers, scratch_path,
+                                      swap_in)
 from envctl.create.verify import STATE_FILE, CorruptFiles, verify_conda, verify_files
 
 if TYPE_CHECKING:

@@ -27,11 +27,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from envctl.core.errors import EnvctlError
-from envctl.core.progress import Progress, emit  # noqa: F401 - build and conda_install import them from here too
-
+from envctl.core.progress import Progress, emit
 
 SCRATCH_MARKER = ".envctl-scratch.json"
 _SEP = "~"  # never in a target name (atomic.SAFE_NAME); see the module docstring

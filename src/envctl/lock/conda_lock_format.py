@@ -149,7 +149,7 @@ def _entry_problem(entry: Any, platforms: tuple[str, ...]) -> tuple[str, str | N
         return f"({name}): url {short(entry['url'])} is not a URL", "url"
     if manager == "conda" and (url.count("/") < 4 or not _CONDA_FILE.fullmatch(url.rsplit("/", 1)[1])):
         return f"({name}): conda url {short(entry['url'])} does not end in <channel>/<subdir>/<package file>", "url"
-    hashes = entry.get("hash") if isinstance(entry.get("hash"), dict) else {}
+    hashes = entry["hash"] if isinstance(entry.get("hash"), dict) else {}
     if manager == "pip" and not (isinstance(hashes.get("sha256"), str) and hashes["sha256"]):
         return f"pip package {name} {entry['version']} has no sha256 in the lock; refusing to install it unchecked", "hash.sha256"
     if not any(isinstance(v, str) and v for v in hashes.values()):

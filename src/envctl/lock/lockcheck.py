@@ -87,9 +87,10 @@ def missing_specs(doc: LockDocument, conda: list[str], pip: list[str]) -> str | 
             if name and not name.startswith("__") and name not in have.get((platform, "conda"), set()):
                 return f"the spec asks for {name} (conda) but the lock has no {name} for {platform} (cut short?)"
         for requirement in pip:
-            name = pip_name(requirement)
-            if name and name not in have.get((platform, "pip"), set()):
-                return f"the spec asks for {name} (pip) but the lock has no {name} for {platform} (cut short?)"
+            pip_wanted = pip_name(requirement)
+            if pip_wanted and pip_wanted not in have.get((platform, "pip"), set()):
+                return (f"the spec asks for {pip_wanted} (pip) but the lock has no {pip_wanted} for {platform} "
+                        "(cut short?)")
     return None
 
 
