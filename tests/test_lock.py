@@ -23,7 +23,8 @@ import yaml
 
 from envctl.cli.exitcodes import exit_code
 from envctl.core.errors import EnvctlError
-from envctl.core.paths import env_file, lock_path
+from envctl.core.paths import env_file
+from envctl.lock.lockfile import lock_path
 from envctl.lock.pip_resolve import choose_wheel
 from envctl.lock.render import render_target, spec_hash
 from envctl.lock.solve import check_locks, lock_target, read_lock_meta
@@ -383,7 +384,7 @@ def test_conda_provided_packages_pin_and_drop_their_pypi_dependencies(tmp_path):
     names = {p.name for p in beside_conda}
     assert "onnx" not in names and "protobuf" not in names  # protobuf came only through onnx
     onnx_ir = next(p for p in beside_conda if p.name == "onnx-ir")
-    assert "onnx" in onnx_ir.dependencies  # the edge to the conda package is kept
+    assert "onnx" in onnx_ir.dependency_names  # the edge to the conda package is kept
 
 
 # ---------------------------------------------------------------- issue 12 item 8: a lock holds what it claims

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from envctl.certify.runner_io import Caveat, Precision, RunnerResultError, check_verdict_fields
+from envctl.core.hashing import digest_hex
 from envctl.core.limits import short
 
 # 2: `caveats` (what a verdict could not prove), runs[].precision (float64-judged comparison)
 # and runs[].pad_notes. Version 1 files read as having none.
 SCHEMA_VERSION = 2
+HOST = "host"  # the target name of the interpreter envctl runs in, certified in place (`certify --target host`)
 
 
 class Result(str, enum.Enum):
@@ -55,8 +57,8 @@ class LockRef:
 
     @property
     def hex(self) -> str | None:
-        """Bare hex digest (locks record "sha256:<hex>", certificates bare hex)."""
-        return str(self.sha256).split(":", 1)[-1] if self.sha256 else None
+        """The digest's hex: certificates record `sha256:<hex>`, those made before bare hex (core/hashing)."""
+        return digest_hex(self.sha256)
 
 
 @dataclass

@@ -132,7 +132,7 @@ def print_setup(result) -> None:
     cert = result.certificate.to_json() if result.certificate else {}
     path = result.certificate.path if result.certificate else None
     if result.certification == "already certified":
-        console.print(f"[green]already certified[/]: {path} passed for this lock ({created.lock_sha256[:12]}).")
+        console.print(f"[green]already certified[/]: {path} passed for this lock ({created.lock_sha256.removeprefix('sha256:')[:12]}).")
     elif result.certification == "passed":
         console.print(f"[green]certified[/]: smoke export-and-infer passed -> {path}")
     elif result.certification == "failed":

@@ -3,9 +3,10 @@
     <root>/envs/matrix.yaml                      the matrix
     <root>/envs/<target>/environment.yml         render
     <root>/envs/<target>/virtual-packages.yml    render (for conda-lock users)
-    <root>/locks/<target>.conda-lock.yml         lock
+    <root>/locks/<target><format suffix>         lock (its file name: lock/lockfile.lock_path)
     <root>/.envctl/envs/<target>                 create (the env; git-ignored)
     <root>/certs/<target>.json                   certify
+    <root>/certs/<target>.device.json            certify --import (a bundle's device certificate)
 
 Functions take a target name or anything with a `.name` (a matrix Target), so
 that this module needs nothing from the later stages.
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Union
 
-LOCK_SUFFIX = ".conda-lock.yml"
 ENV_FILE = "environment.yml"
 VIRTUAL_PACKAGES_FILE = "virtual-packages.yml"
 DEFAULT_MATRIX = Path("envs/matrix.yaml")
@@ -32,8 +32,11 @@ class _Named(Protocol):
 TargetRef = Union[str, _Named]
 
 
-def _name(target: TargetRef) -> str:
+def target_name(target: TargetRef) -> str:
     return target if isinstance(target, str) else target.name
+
+
+_name = target_name
 
 
 def project_root(matrix_path: Path) -> Path:
@@ -56,10 +59,6 @@ def virtual_packages_file(root: Path, target: TargetRef) -> Path:
 
 def locks_dir(root: Path) -> Path:
     return Path(root) / "locks"
-
-
-def lock_path(root: Path, target: TargetRef) -> Path:
-    return locks_dir(root) / f"{_name(target)}{LOCK_SUFFIX}"
 
 
 def envs_home(root: Path) -> Path:
@@ -117,6 +116,11 @@ def certs_dir(root: Path) -> Path:
 
 def cert_path(root: Path, target: TargetRef) -> Path:
     return certs_dir(root) / f"{_name(target)}.json"
+
+
+def device_cert_path(root: Path, target: TargetRef) -> Path:
+    """certs/<target>.device.json: a bundle's device certificate, once imported (`certify --import`)."""
+    return Path(root) / "certs" / f"{target_name(target)}.device.json"
 
 
 def env_python(prefix: Path) -> Path:

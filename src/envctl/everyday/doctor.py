@@ -20,7 +20,7 @@ from pathlib import Path
 from envctl.core.errors import EnvctlError
 from envctl.core.limits import parse_json
 from envctl.create.envrecords import CondaRecord, conda_records
-from envctl.core.paths import lock_path
+from envctl.lock.lockfile import lock_path
 
 # Drift in these breaks the certified combination (conda spellings included).
 MANAGED = {"torch", "pytorch", "onnx", "onnxruntime", "onnxruntime-gpu", "protobuf", "libprotobuf", "numpy"}
@@ -131,9 +131,9 @@ def _conda_installed(prefix: Path) -> tuple[dict[str, CondaRecord], set[str]]:
 
 def drift(prefix: Path, lock: Path, platform: str, dists: list[dict]) -> dict:
     """Packages added, removed or changed in the env since it was created from `lock`."""
-    from envctl.lock.lockfile import read_lock
+    from envctl.lock.lockfile import load_lock
 
-    entries = read_lock(lock).for_platform(platform)
+    entries = load_lock(lock).for_platform(platform)
     conda, owned = _conda_installed(prefix)
     pip = {_canon(d["name"]): d for d in dists if d["folder"] not in owned}
     out = []
@@ -197,9 +197,9 @@ def installed_target(found: dict, target=None, opset: int | None = None, facts: 
 
 def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | None = None, opset: int | None = None) -> dict:
     """Everything `envctl doctor` reports, as JSON-ready data (see the module doc)."""
-    from envctl.core.hashing import sha256_file
-
+    from envctl.core.hashing import same_digest
     from envctl.create.build import env_state
+    from envctl.lock.lockfile import load_lock
     from envctl.host.facts import host_facts
     from envctl.core.paths import project_root
     from envctl.pipeline.stages import host_blocker
@@ -256,7 +256,7 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
         lock = lock if lock.exists() or not state.get("lock_file") else Path(state["lock_file"])
         if lock.exists():
             report["drift"] = drift(where, lock, state.get("host_platform") or host_platform(), found["dists"])
-            changed = sha256_file(lock) != state.get("lock_sha256")
+            changed = not same_digest(load_lock(lock).sha256, state.get("lock_sha256"))
             report["drift"]["lock_changed"] = changed
             managed = [p for p in report["drift"]["packages"] if p["managed"]]
             if changed:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from envctl.core.errors import EnvctlError
 from envctl.smoke import BUILTIN_MODELS
-from envctl.core.paths import lock_path
+from envctl.lock.lockfile import lock_path
 
 EXPORTERS = ("torchscript", "dynamo")
 SIMPLIFIERS = ("auto", "required", "onnxslim", "onnxsim")

@@ -72,8 +72,8 @@ def check_env_lock(matrix_path: Path, prefix: Path, mode: str = "auto", project:
     auto: a note when locks/ now holds another lock than the env was built from;
     locked: that is an error, and so is a missing or stale lock; frozen: no check.
     """
-    from envctl.core.hashing import sha256_file_or_none
-    from envctl.core.paths import lock_path
+    from envctl.core.hashing import same_digest
+    from envctl.lock.lockfile import load_lock, lock_path
     from envctl.create.build import env_state
 
     if mode == "frozen":
@@ -92,8 +92,11 @@ def check_env_lock(matrix_path: Path, prefix: Path, mode: str = "auto", project:
 
         project = project or Project.load(matrix_path)
         ensure_lock(project, project.target(name), LockMode.LOCKED)
-    current = sha256_file_or_none(lock)
-    if current is None or current == state.get("lock_sha256"):
+    try:
+        current = load_lock(lock).sha256
+    except EnvctlError:  # no lock (or an unreadable one) here: nothing to compare with
+        return None
+    if same_digest(current, state.get("lock_sha256")):
         return None
     if mode == "locked":
         raise LockStale(f"--locked: {prefix} was built from another {lock.name} than the one in locks/ now",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "LockContents": "lockfile", "LockInfo": "lockfile", "LockedPackage": "lockfile", "read_lock": "lockfile",
-    "read_lock_meta": "lockfile", "LockResult": "solve", "StaleLock": "solve", "check_locks": "solve",
+    "Lock": "lockfile", "LockInfo": "records", "LockedPackage": "records", "LockFormat": "records",
+    "load_lock": "lockfile", "lock_path": "lockfile", "read_lock": "lockfile", "read_lock_meta": "lockfile", "LockResult": "solve", "StaleLock": "solve", "check_locks": "solve",
     "lock_target": "solve",
 }
 

@@ -10,7 +10,6 @@ thing envctl does.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ import yaml
 from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import BlockedByRules
 from envctl.core.limits import read_project_text
+from envctl.core.hashing import sha256_text_digest
 from envctl.core.paths import env_dir, env_file, virtual_packages_file
 from envctl.matrix.loader import Target
 from envctl.host.platform import virtual_packages
@@ -144,7 +144,7 @@ def virtual_packages_text(target: Target) -> str:
 
 def spec_hash(text: str) -> str:
     """Hash of a rendered file's content: what a lock records it came from."""
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return sha256_text_digest(text)
 
 
 def recorded_target_hash(path: Path) -> str | None:

@@ -10,7 +10,6 @@ carry a `reason` and a `source`. The result is a flat, ordered set of
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
@@ -19,13 +18,14 @@ from typing import Any
 
 from envctl.core.atomic import SAFE_NAME
 from envctl.core.errors import EnvctlError, did_you_mean
+from envctl.core.hashing import sha256_text_digest
 from envctl.core.limits import short
+from envctl.core.paths import DEFAULT_MATRIX
 from envctl.smoke import BUILTIN_MODELS
 from envctl.matrix.fields import TARGET_FIELDS, FieldError, PipOptions, parse_field
 from envctl.matrix.versions import Spec
 from envctl.core.yamlsource import LineDict, load_yaml
 
-DEFAULT_MATRIX = Path("envs/matrix.yaml")
 TOP_LEVEL_KEYS = ("version", "defaults", "targets", "axes")
 AXIS_KEYS = ("name", "base", "product", "zip", "exclude", "description")
 EXCLUDE_META = ("reason", "source")
@@ -103,7 +103,7 @@ class Target:
         data = self.to_json()
         data.pop("runner_labels")  # where CI runs it does not change the env: renders and locks stay fresh
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return sha256_text_digest(canonical)
 
 
 @dataclass(frozen=True)

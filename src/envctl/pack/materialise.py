@@ -61,11 +61,12 @@ def check_platform(lock: Path, platform: str) -> str:
 def materialise(lock: Path, target, platform: str, dest: Path, progress=None) -> Materialised:
     """Link the lock's `platform` part into `dest` (new folder), relocatable; return what went in."""
     from envctl.create.conda_install import conda_records, read_lock_entries
+    from envctl.lock.lockfile import load_lock
 
-    lock_sha = check_platform(lock, platform)
-    conda, pip = read_lock_entries(lock, target.name, platform, lock_sha)
+    check_platform(lock, platform)
+    conda, pip = read_lock_entries(load_lock(lock), target.name, platform)
     _say(progress, "fetch", f"checking {len(conda)} conda packages and {len(pip)} wheels against the lock")
-    conda_files = [fetch("conda", e.name, e.version, e.url, e.hash.sha256, e.hash.md5, lock, progress) for e in conda]
+    conda_files = [fetch("conda", e.name, e.version, e.url, e.sha256, e.md5, lock, progress) for e in conda]
     pip_files = [fetch("pip", p.name, p.version, p.url, p.sha256, None, lock, progress) for p in pip]
     python = next((e.version for e in conda if e.name == "python"), "")
     dest.mkdir(parents=True)

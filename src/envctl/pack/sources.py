@@ -8,7 +8,6 @@ it is used: the lock is the source of truth, whatever cache it came from.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.request
@@ -18,6 +17,7 @@ from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 from envctl.core.errors import EnvctlError, PackFailed
+from envctl.core.hashing import file_digest, sha256_file
 from envctl.create.verify import cache_home
 
 
@@ -37,20 +37,8 @@ class Archive:
         return unquote(self.url.split("#", 1)[0].rsplit("/", 1)[1])
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def md5_file(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5").hex()
 
 
 def archive_cache() -> Path:

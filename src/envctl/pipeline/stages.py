@@ -16,17 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from envctl.certify.certificate import Certificate, CertificateError, read_certificate
+from envctl.certify.certificate import HOST, Certificate, CertificateError, read_certificate
 from envctl.core.errors import EnvctlError, LockStale, NotRunnableHere
+from envctl.core.hashing import same_digest
+from envctl.core.progress import Progress
 from envctl.core.paths import EnvPrefix, cert_path
 from envctl.matrix.loader import Target
 from envctl.matrix.project import Project
 
 if TYPE_CHECKING:
     from envctl.lock.render import RenderResult
-
-Progress = Callable[..., None]
-HOST = "host"  # the interpreter envctl runs in, certified in place
 
 
 def render(project: Project, targets: list[Target]) -> list[RenderResult]:
@@ -81,7 +80,7 @@ def ensure_lock(project: Project, target: Target, mode: LockMode = LockMode.AUTO
     The LockResult when it solved, else None. Whether the lock is stale is
     decided by `lock.solve.check_locks` alone.
     """
-    from envctl.core.paths import lock_path
+    from envctl.lock.lockfile import lock_path
     from envctl.lock.solve import check_locks
 
     path = lock_path(project.root, target)
@@ -117,7 +116,7 @@ def fresh_certificate(project: Project, target: Target, prefix: Path, lock_sha25
         cert = read_certificate(cert_path(project.root, target))
     except CertificateError:
         return None
-    ok = (cert.passed and cert.lock is not None and cert.lock.hex == lock_sha256
+    ok = (cert.passed and cert.lock is not None and same_digest(cert.lock.sha256, lock_sha256)
           and cert.prefix == str(prefix) and cert.target_hash == target.definition_hash())
     return cert if ok else None
 

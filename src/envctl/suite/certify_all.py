@@ -150,7 +150,8 @@ def _stage_failure(stage: str, target: str, exc: BaseException) -> dict:
 def certify_target(project, target, facts: dict, *, timeout: float | None, emit, lock_mode=None) -> TargetResult:
     """The stage chain for one target (None: the host interpreter); never raises for the target's own errors."""
     from envctl.certify.certify import certify_host
-    from envctl.pipeline.stages import HOST, LockMode, StageFailed, run_chain
+    from envctl.certify.certificate import HOST
+    from envctl.pipeline.stages import LockMode, StageFailed, run_chain
 
     started = time.monotonic()
     name = target.name if target is not None else HOST
@@ -193,7 +194,7 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
     """
     from envctl.host.facts import host_facts
     from envctl.matrix.project import Project
-    from envctl.pipeline.stages import HOST
+    from envctl.certify.certificate import HOST
 
     if jobs < 1:
         raise EnvctlError(f"-j/--jobs must be at least 1, not {jobs}")

@@ -37,7 +37,7 @@ import jinja2
 
 from envctl.core.atomic import write_text_atomic
 from envctl.core.errors import EnvctlError
-from envctl.core.paths import lock_path
+from envctl.lock.lockfile import lock_path
 from envctl.host.runnable import needs_gpu
 from envctl.matrix.fields import RUNNER_LABEL
 from envctl.matrix.loader import Target

@@ -20,6 +20,8 @@ from typing import Any
 
 from envctl.certify.certificate import Certificate, CertificateError, read_certificate
 from envctl.core.errors import EnvctlError
+from envctl.core.hashing import digest_hex
+from envctl.core.paths import device_cert_path
 from envctl.host.runnable import runnability
 from envctl.matrix.loader import Target, load_matrix
 
@@ -82,11 +84,6 @@ class TargetStatus:
         }
 
 
-def _hex(value: Any) -> str | None:
-    """Bare hex digest: locks record "sha256:<hex>", envs and certificates bare hex."""
-    return str(value).split(":", 1)[-1] if value else None
-
-
 def _read_cert(path: Path) -> tuple[Certificate | None, str]:
     try:
         return read_certificate(path), ""
@@ -107,7 +104,7 @@ def cert_summary(cert: Certificate, path: Path) -> dict[str, Any]:
 def target_status(root: Path, target: Target, *, facts: dict | None = None) -> TargetStatus:
     from envctl.core.paths import default_prefix
     from envctl.create.build import env_state
-    from envctl.core.paths import lock_path
+    from envctl.lock.lockfile import lock_path
     from envctl.lock.solve import check_locks
     from envctl.lock.lockfile import read_lock_meta
     from envctl.core.paths import env_file
@@ -129,7 +126,7 @@ def target_status(root: Path, target: Target, *, facts: dict | None = None) -> T
     lock_file = lock_path(root, target)
     lock_sha = None
     try:
-        lock_sha = _hex(read_lock_meta(lock_file).sha256)
+        lock_sha = digest_hex(read_lock_meta(lock_file).sha256)
         locked = Stage("ok", str(lock_file))
     except EnvctlError as exc:
         locked = Stage("missing" if not lock_file.exists() else "stale", exc.message if lock_file.exists() else f"no {lock_file}")
@@ -148,7 +145,7 @@ def target_status(root: Path, target: Target, *, facts: dict | None = None) -> T
             env = Stage("missing", f"no env at {prefix}")
         elif lock_sha is None:
             env = Stage("stale", "the env's lock is gone")
-        elif _hex(state.get("lock_sha256")) == lock_sha:
+        elif digest_hex(state.get("lock_sha256")) == lock_sha:
             env = Stage("ok", f"{prefix} matches its lock")
         else:
             env = Stage("stale", f"{prefix} was built from another lock")
@@ -183,7 +180,7 @@ def target_status(root: Path, target: Target, *, facts: dict | None = None) -> T
 
 def _device_cert(root: Path, name: str, lock_sha: str | None) -> dict[str, Any] | None:
     """The imported device certificate's summary (`envctl certify --import`), with whether it is for this lock."""
-    path = root / "certs" / f"{name}.device.json"
+    path = device_cert_path(root, name)
     data, _ = _read_cert(path)
     if data is None:
         return None

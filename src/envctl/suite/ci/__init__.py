@@ -65,7 +65,7 @@ class CiProject:
     report_minutes: int
 
     def at(self, path: str) -> str:
-        """A project path (`locks/a.conda-lock.yml`) from the checkout's root."""
+        """A project path (`locks/<target><lock suffix>`) from the checkout's root."""
         return in_checkout(self.workdir, path)
 
 
@@ -115,7 +115,8 @@ class CiSystem(abc.ABC):
         """The file's text for the matrix at `matrix_path`."""
         from envctl.core.errors import EnvctlError
         from envctl.core.limits import check_text
-        from envctl.core.paths import LOCK_SUFFIX, project_root
+        from envctl.core.paths import project_root
+        from envctl.lock.lockfile import lock_format
         from envctl.matrix.loader import load_matrix
         from envctl.suite import ci_jobs
 
@@ -139,7 +140,7 @@ class CiSystem(abc.ABC):
             install=ci_jobs.install_spec(root, options.install),
             workdir=workdir,
             targets=tuple(t.name for t in targets),
-            lock_suffix=LOCK_SUFFIX,
+            lock_suffix=lock_format().suffix,
             locks=at("locks"),
             rattler_cache=at(".envctl/cache/rattler"),
             uv_cache=at(".envctl/cache/uv"),
