@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from envctl.core.errors import BlockedByRules, LockStale, NotRunnableHere
-from envctl.core.paths import EnvPrefix, env_file, lock_path
+from envctl.core.paths import EnvPrefix, env_file
+from envctl.lock.lockfile import lock_path
 from envctl.matrix.project import Project
 from envctl.pipeline import stages
 from envctl.pipeline.stages import LockMode, StageFailed
