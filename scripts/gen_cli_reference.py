@@ -6,15 +6,17 @@ walks `typer.main.get_command(app)` and adds `reference/cli.md`, one section
 per command and sub-command with its usage, help text, arguments and options
 (spelling, default, help) exactly as the code defines them; and it adds
 `reference/failure-classes.md` from the smoke runner's FAILURE_CLASSES table
-and the host's stage failures. Nothing on these pages is written by hand, so
-they cannot fall behind the code.
+and the host's stage failures; and it fills the table of compatibility rules
+in `rules.md` (between its `rules-table` markers) from the rule registry.
+Nothing on these pages is written by hand, so they cannot fall behind the code.
 
-    python scripts/gen_cli_reference.py [cli|failure-classes]   # print a page (what the site shows)
+    python scripts/gen_cli_reference.py [cli|failure-classes|rules]   # print a page or table (what the site shows)
 """
 
 from __future__ import annotations
 
 import html
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +138,10 @@ def render(commands: list[CommandDoc] | None = None) -> str:
 
 def failure_classes() -> list[tuple[str, str, str, str]]:
     """(class, where it is decided, summary, remedy) for every class a certification can end in."""
-    from envctl.smoke.envctl_smoke_classes import for_exporter
+    from envctl.smoke import runner_module
     from envctl.smoke.envctl_smoke_protocol import FAILURE_CLASSES
+
+    for_exporter = runner_module("envctl_smoke_classes").for_exporter
     from envctl.suite.certify_all import STAGE_FAILURES
 
     host_side = {"runner_crash", "timeout", "spec_error"}  # the host classifies how the runner ended
@@ -167,14 +171,45 @@ def render_failure_classes() -> str:
     return "\n".join(out) + "\n"
 
 
+RULES_PAGE = "rules.md"
+RULES_TABLE = re.compile(r"<!-- rules-table -->\n.*?<!-- /rules-table -->", re.S)
+
+
+def render_rules() -> str:
+    """The compatibility rules in check order, one row each: the registry's ids and descriptions."""
+    from envctl.rules.api import describe_rules
+
+    rows = [f"| `{rule_id}` | {_text(description)} |" for rule_id, description in describe_rules()]
+    return "\n".join(["| rule | what it checks |", "|---|---|", *rows]) + "\n"
+
+
+def fill_rules_table(markdown: str) -> str:
+    """`markdown` with the table between its rules-table markers generated; ValueError without them."""
+    if not RULES_TABLE.search(markdown):
+        raise ValueError(f"{RULES_PAGE} has no <!-- rules-table --> ... <!-- /rules-table --> markers")
+    return RULES_TABLE.sub(lambda _: render_rules(), markdown, count=1)
+
+
 # --- the mkdocs hook -----------------------------------------------------------------
+def _checkout_on_path() -> None:
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    if src not in sys.path:
+        sys.path.insert(0, src)  # the checkout's envctl, also when it is not installed
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """Fill the rules table of rules.md at build time."""
+    if page.file.src_uri != RULES_PAGE:
+        return markdown
+    _checkout_on_path()
+    return fill_rules_table(markdown)
+
+
 def on_files(files: Any, config: Any) -> Any:
     """Add the generated page to the site (mkdocs >= 1.6)."""
     from mkdocs.structure.files import File
 
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    if src not in sys.path:
-        sys.path.insert(0, src)  # the checkout's envctl, also when it is not installed
+    _checkout_on_path()
     files.append(File.generated(config, PAGE, content=render()))
     files.append(File.generated(config, CLASSES_PAGE, content=render_failure_classes()))
     return files
@@ -182,4 +217,8 @@ def on_files(files: Any, config: Any) -> Any:
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "cli"
-    sys.stdout.write(render_failure_classes() if which == "failure-classes" else render())
+    _checkout_on_path()
+    pages = {"cli": render, "failure-classes": render_failure_classes, "rules": render_rules}
+    if which not in pages:
+        sys.exit(f"usage: {sys.argv[0]} [{'|'.join(pages)}]")
+    sys.stdout.write(pages[which]())

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from envctl.suite import ci_github as ci
+from envctl.suite.ci import github as ci
 from envctl.cli import app
 from support import broken_locks
 
@@ -173,7 +173,7 @@ def test_bad_input_is_a_clean_error(matrix, tmp_path):
 
 def test_committed_workflow_is_generated_from_the_shipped_matrix():
     committed = REPO / ".github" / "workflows" / "certify.yml"
-    expected = ci.github_workflow(REPO / "envs" / "matrix.yaml")
+    expected = ci.SYSTEM.generate(REPO / "envs" / "matrix.yaml").text
     assert committed.read_text() == expected, "regenerate it: envctl ci github"
 
 
@@ -185,7 +185,7 @@ def test_committed_workflow_is_byte_identical_when_the_command_regenerates_it(tm
     result = runner.invoke(app, ["ci", "github", "--matrix", str(REPO / "envs" / "matrix.yaml"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == committed, "regenerate it: envctl ci github"
-    assert ci.github_workflow(REPO / "envs" / "matrix.yaml").encode() == committed
+    assert ci.SYSTEM.generate(REPO / "envs" / "matrix.yaml").text.encode() == committed
 
 
 def test_matrix_values_are_written_as_data_never_read_as_template(tmp_path):
@@ -235,7 +235,7 @@ def test_the_template_ships_in_the_wheel(tmp_path):
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("envctl/suite/templates/")}
     folder = REPO / "src" / "envctl" / "suite" / "templates"
     templates = {f"envctl/suite/templates/{p.name}" for p in folder.glob("*.j2")}
-    assert f"envctl/suite/templates/{ci.TEMPLATE}" in templates and shipped == templates
+    assert f"envctl/suite/templates/{ci.SYSTEM.template}" in templates and shipped == templates
 
 
 # ------------------------------------------------------------ safety, fan-in, schedule, locks
@@ -380,3 +380,24 @@ def test_lock_step_solves_missing_locks_and_keeps_committed_ones_strict(matrix, 
     assert download["with"] == {"name": "locks", "path": "locks"}
     upload = next(s for s in doc["jobs"]["lock"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert upload["with"]["name"] == "locks" and upload["with"]["path"] == "locks/"
+
+
+def test_every_module_of_the_ci_package_is_a_system_the_cli_offers(tmp_path, monkeypatch):
+    """A CI system is one module in suite/ci/ (and its template): the registry finds it, `envctl ci` lists it."""
+    from envctl.suite import ci as ci_package
+
+    modules = sorted(p.stem for p in Path(ci_package.__file__).parent.glob("*.py") if p.stem != "__init__")
+    assert sorted(s.name for s in ci_package.systems().values()) == modules and {"github", "gitlab"} <= set(modules)
+    for system in ci_package.systems().values():
+        assert (REPO / "src" / "envctl" / "suite" / "templates" / system.template).is_file()
+        result = runner.invoke(app, ["ci", system.name, "--help"])
+        assert result.exit_code == 0 and ("--branch" in result.output) == system.takes_branch, result.output
+    # A module there without SYSTEM is refused, not skipped.
+    (tmp_path / "forgotten.py").write_text("NAME = 'forgotten'\n")
+    monkeypatch.setattr(ci_package, "__path__", [*ci_package.__path__, str(tmp_path)])
+    ci_package.systems.cache_clear()
+    try:
+        with pytest.raises(TypeError, match=r"forgotten\.py defines no SYSTEM"):
+            ci_package.systems()
+    finally:
+        ci_package.systems.cache_clear()

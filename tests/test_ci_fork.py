@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from envctl.cli import app
-from envctl.suite import ci_github
+from envctl.suite.ci import github as ci_github
 from support.project import pip_target, write_project
 
 REPO = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 
 PyPI's `envctl` is an unrelated project: a workflow that ran `pip install
 envctl==X` would install a stranger's code the day a matching version appears.
-Every generator is checked here (add a new one, e.g. GitLab, to GENERATORS).
+Every CI system of the registry (envctl.suite.ci.systems()) is checked here.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import envctl
 from envctl.suite.ci_install import DIST_NAME, check_install_spec
+from envctl.suite.ci import CiSystem, systems
 from envctl.cli import app
 from envctl.core.errors import EnvctlError
 
@@ -32,17 +33,15 @@ TARGET = {"platforms": ["linux-64"], "channels": ["conda-forge"], "python": "3.1
           "exporters": ["torchscript"]}
 
 
-def _github(matrix: Path, *extra: str):
-    return runner.invoke(app, ["ci", "github", "--matrix", str(matrix), "--out", "-", *extra])
+def _generator(system: CiSystem):
+    def generate(matrix: Path, *extra: str):
+        if not system.takes_branch:  # --branch goes only to systems whose file names the branch
+            extra = tuple(a for i, a in enumerate(extra) if a != "--branch" and (i == 0 or extra[i - 1] != "--branch"))
+        return runner.invoke(app, ["ci", system.name, "--matrix", str(matrix), "--out", "-", *extra])
+    return generate
 
 
-def _gitlab(matrix: Path, *extra: str):
-    extra = tuple(a for i, a in enumerate(extra) if a != "--branch" and (i == 0 or extra[i - 1] != "--branch"))
-    return runner.invoke(app, ["ci", "gitlab", "--matrix", str(matrix), "--out", "-", *extra])
-
-
-# name -> (matrix path, *options) -> CliRunner result with the text on stdout
-GENERATORS = {"github": _github, "gitlab": _gitlab}
+GENERATORS = {name: _generator(system) for name, system in systems().items()}  # every CI system
 
 
 def install_args(text: str) -> list[str]:

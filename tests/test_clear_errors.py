@@ -83,14 +83,14 @@ def test_export_refuses_unsupported_opsets_up_front(tmp_path, opset):
 
 
 def test_export_report_with_non_finite_numbers_prints(capsys):
-    from envctl.everyday.export import print_report
+    from envctl.cli.printing_everyday import print_export
 
     report = {"model": "m:f", "exporter": "dynamo", "opset_requested": 18, "env": "e", "versions": {}, "stages": [],
               "sizes": [{"sizes": {"batch": 2}, "passed": False, "max_abs": "nan", "max_rel": float("nan"), "error": None},
                         {"sizes": None, "passed": False, "max_abs": float("inf"), "max_rel": None, "error": ["x"]}],
               "warnings": [], "seconds": 1.0, "status": "failed", "failure": {"class": "mismatch", "stage": "compare"},
               "output_tail": ""}
-    print_report(report)
+    print_export(report)
     assert "nan" in capsys.readouterr().out
 
 

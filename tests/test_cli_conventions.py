@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click  # noqa: F401  (typer's commands are click commands)
+import click  # typer's commands are click commands
 import pytest
 import typer.main
 from typer.testing import CliRunner

@@ -88,7 +88,8 @@ def test_default_create_writes_the_gitignore_and_git_sees_nothing(locked_project
 
 
 @pytest.mark.parametrize("command", [["run", "--target", TARGET, "--", "python", "-c", "print('ran outside')"],
-                                     ["list", "--target", TARGET], ["doctor", "--target", TARGET]])
+                                     ["list", "--target", TARGET], ["doctor", "--target", TARGET],
+                                     ["certify", "--target", TARGET, "--prefix", f".envctl/envs/{TARGET}"]])
 def test_an_env_behind_a_planted_symlink_is_never_used(locked_project, tmp_path, command):
     """A committed `.envctl -> elsewhere` holding an env: commands that use the default env refuse it, run nothing."""
     root = project_copy(locked_project, tmp_path / "project")

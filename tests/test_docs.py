@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from envctl.rules.api import describe_rules
 
@@ -18,12 +21,38 @@ def _slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def test_rules_table_is_the_rule_registry():
+def test_rules_table_is_generated_from_the_rule_registry():
+    """docs/rules.md holds markers, not a table: the site's hook fills them from the registry,
+    so adding a rule touches no doc."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_cli_reference", REPO / "scripts" / "gen_cli_reference.py")
+    hook = importlib.util.module_from_spec(spec)
+    sys.modules["gen_cli_reference"] = hook  # its dataclasses look their module up there
+    spec.loader.exec_module(hook)
     text = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
-    rows = [re.fullmatch(r"\| `([a-z0-9-]+)` \| (.*) \|", line) for line in text.splitlines()]
-    table = [(m.group(1), m.group(2)) for m in rows if m]
-    assert table == describe_rules(), "docs/rules.md's table differs from envctl.rules.api.describe_rules()"
+    assert not re.search(r"^\| `[a-z0-9-]+` \|", text, re.M), "docs/rules.md lists rules by hand: the hook generates them"
+    filled = hook.fill_rules_table(text)
+    table = [m.groups() for m in re.finditer(r"^\| `([a-z0-9-]+)` \| (.*) \|$", filled, re.M)]
+    assert [rule_id for rule_id, _ in table] == [rule_id for rule_id, _ in describe_rules()] and len(table) > 10
+    with pytest.raises(ValueError, match="rules-table"):
+        hook.fill_rules_table("# no markers")
     assert "docs/rules.md" in README
+
+
+def test_the_contributors_map_names_one_or_two_source_files_that_exist():
+    """docs/architecture.md's map: for each thing a contributor adds, the files it takes exist, and are few."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("\n## The contributor's map\n", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (a [^|]+?) \| (.+?) \| .+ \|$", section, re.M)}
+    assert set(rows) == {"a compatibility rule", "a lockfile format", "a built-in smoke model", "a CI system"}, rows
+    for thing, files in rows.items():
+        paths = re.findall(r"`((?:src|docs)/[^`]*)`", files)
+        assert paths, thing
+        for path in paths:
+            assert (REPO / path).exists(), f"{thing}: {path}"
+        source = [p for p in paths if p.startswith("src/") and p.endswith((".py", "/"))]
+        assert 1 <= len(source) <= 2, f"{thing} takes {source}: the map promises one or two files"
 
 
 def test_readme_links_and_contents_resolve():
@@ -57,6 +86,9 @@ def test_the_test_commands_install_what_the_tests_need_and_ci_runs_both():
     ci = (REPO / ".ci" / "run").read_text()
     assert "pip install" not in ci  # no installs of its own: the README's commands do them
     assert 'run_tier "full suite" "$test_command"' in ci and 'run_tier "fast tier" "$fast_command"' in ci
+    # lint and types run before the tests, with the tools the test extra installs
+    assert ci.index("run_tier ruff") < ci.index("run_tier mypy") < ci.index('run_tier "fast tier"')
+    assert '"ruff>=' in extras and '"mypy>=' in extras
     # .ci/run extracts exactly those commands
     printed = subprocess.run(["bash", str(REPO / ".ci" / "run"), "--print-commands"], capture_output=True, text=True,
                              check=True, timeout=60)

@@ -53,7 +53,7 @@ def test_pip_naming_an_unmanaged_package_is_an_error(tmp_path, names):
 
 
 def test_pip_in_defaults_is_checked_too_and_through_the_real_command(tmp_path):
-    matrix = project(tmp_path, defaults={"pip": ["torch", "timm"]})
+    project(tmp_path, defaults={"pip": ["torch", "timm"]})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     done = subprocess.run([sys.executable, "-m", "envctl", "render", "--all"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env=env)

@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from envctl.certify.certify import run_smoke
+from envctl.cli.exitcodes import exit_code
 from envctl.core.paths import default_prefix
 from envctl.create.build import create_env, env_state
 from envctl.core.errors import EnvctlError
@@ -556,7 +557,7 @@ def test_read_only_prefix_keeps_the_previous_env(small_lock, tmp_path):
     with read_only_bind(folder):
         with pytest.raises(EnvctlError) as err:
             create_env(small_lock, "small", prefix=prefix, force=True)
-        assert "Read-only file system" in str(err.value) and err.value.exit_code == 1, str(err.value)
+        assert "Read-only file system" in str(err.value) and exit_code(err.value) == 1, str(err.value)
         assert env_state(prefix) == before
         assert run_env_python(prefix, "import pip; print('ok')") == "ok"
     assert leftovers(prefix) == []
@@ -581,7 +582,7 @@ def test_full_disk_during_create_keeps_the_previous_env(small_lock, tmp_path):
         with pytest.raises(EnvctlError) as err:
             create_env(small_lock, "small", prefix=prefix, force=True)  # a second copy cannot fit
         assert "No space left on device" in str(err.value), str(err.value)
-        assert err.value.exit_code == 1
+        assert exit_code(err.value) == 1
         assert env_state(prefix) == before
         assert run_env_python(prefix, "import json, pip; print('ok')") == "ok"
         assert leftovers(prefix) == []  # the half-built staging folder is gone, its space free again
@@ -595,10 +596,11 @@ def test_file_size_limit_during_create_keeps_the_previous_env(small_lock, tmp_pa
     before = env_state(prefix)
     code = (
         "import sys; from pathlib import Path; from envctl.create import create_env; from envctl.core.errors import EnvctlError\n"
+        "from envctl.cli.exitcodes import exit_code\n"
         "try:\n"
         f"    create_env(Path({str(small_lock)!r}), 'small', prefix=Path({str(prefix)!r}), force=True)\n"
         "except EnvctlError as exc:\n"
-        "    print('ENVCTL-ERROR', exc); sys.exit(exc.exit_code)\n"
+        "    print('ENVCTL-ERROR', exc); sys.exit(exit_code(exc))\n"
     )
     # An empty package cache: extracting python's archive writes files of many MB.
     env = child_env(RATTLER_CACHE_DIR=str(tmp_path / "rattler"), ENVCTL_CACHE_DIR=str(tmp_path / "envctl"))
@@ -779,7 +781,7 @@ def _break_package(channel: Path, subdir: str, filename: str, member: str) -> No
     repodata_path = channel / subdir / "repodata.json"
     repodata = json.loads(repodata_path.read_text())
     record = repodata["packages"][filename]
-    record.update(sha256=hashlib.sha256(blob).hexdigest(), md5=hashlib.md5(blob).hexdigest(), size=len(blob))
+    record.update(sha256=hashlib.sha256(blob).hexdigest(), md5=hashlib.md5(blob, usedforsecurity=False).hexdigest(), size=len(blob))
     repodata_path.write_text(json.dumps(repodata))
 
 

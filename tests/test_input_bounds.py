@@ -14,7 +14,6 @@ import os
 import struct
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 

@@ -102,11 +102,11 @@ def test_fail_on_lock_only_fails_a_run_that_only_locked():
     from envctl.suite.summary import markdown_summary
 
     mixed = results("linux-64")[:1] + results("linux-64")[5:6]  # one passed, one lock-only
-    assert SuiteResult(Path("m.yaml"), mixed, [], 1.0).exit_code == 0
+    assert SuiteResult(Path("m.yaml"), mixed, [], 1.0).ok
     strict = SuiteResult(Path("m.yaml"), mixed, [], 1.0, fail_on_lock_only=True)
-    assert strict.exit_code == 1 and strict.lock_only == ["gpu.multi"]
+    assert not strict.ok and strict.lock_only == ["gpu.multi"]
     assert "--fail-on-lock-only" in markdown_summary(strict) and strict.to_json()["lock_only"] == ["gpu.multi"]
-    assert SuiteResult(Path("m.yaml"), mixed[:1], [], 1.0, fail_on_lock_only=True).exit_code == 0
+    assert SuiteResult(Path("m.yaml"), mixed[:1], [], 1.0, fail_on_lock_only=True).ok
 
 
 def test_each_case_says_what_happened_to_it():

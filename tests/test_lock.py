@@ -21,8 +21,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from envctl.cli.exitcodes import exit_code
 from envctl.core.errors import EnvctlError
-from envctl.core.paths import env_file, lock_path
+from envctl.core.paths import env_file
+from envctl.lock.lockfile import lock_path
 from envctl.lock.pip_resolve import choose_wheel
 from envctl.lock.render import render_target, spec_hash
 from envctl.lock.solve import check_locks, lock_target, read_lock_meta
@@ -294,7 +296,7 @@ def test_cuda_version_conflict_is_explained(tmp_path, local_channel):
     with pytest.raises(EnvctlError) as caught:
         lock_target(tmp_path, target)
     err = caught.value
-    assert err.exit_code == 1
+    assert exit_code(err) == 1
     assert "cuda-too-new" in err.message and "linux-64" in err.message
     assert "__cuda=11.8" in err.message  # what it was solved against
     assert "cuda-version 12.9" in err.message and "__cuda >=12.9" in err.message  # the solver's explanation
@@ -306,7 +308,7 @@ def test_cpu_target_gets_no_cuda(tmp_path, local_channel):
     target = render(tmp_path, matrix, "cpu-probe")
     with pytest.raises(EnvctlError) as caught:
         lock_target(tmp_path, target)
-    assert caught.value.exit_code == 1
+    assert exit_code(caught.value) == 1
     assert "envctl-gpu-probe" in caught.value.message and "__cuda" in caught.value.message
     assert "__cuda=" not in caught.value.message  # not among the virtual packages solved against
 
@@ -316,7 +318,7 @@ def test_channel_override(tmp_path, local_channel):
     target = render(tmp_path, matrix, "elsewhere")
     with pytest.raises(EnvctlError) as caught:
         lock_target(tmp_path, target)
-    assert caught.value.exit_code == 1 and "nonexistent/envctl-test-channel" in caught.value.message
+    assert exit_code(caught.value) == 1 and "nonexistent/envctl-test-channel" in caught.value.message
 
     url = Path(local_channel).as_uri()
     result = lock_target(tmp_path, target, channels=[url])
@@ -334,7 +336,7 @@ def test_pip_failure_names_target_platform_and_reason(tmp_path, local_channel):
     with pytest.raises(EnvctlError) as caught:
         lock_target(tmp_path, target)
     message = caught.value.message
-    assert caught.value.exit_code == 1
+    assert exit_code(caught.value) == 1
     assert "two-arch" in message and "linux-64" in message and f"python {PY_VERSION}" in message
     assert "onnx==0.0.0.1" in message  # uv's own explanation
 
@@ -382,7 +384,7 @@ def test_conda_provided_packages_pin_and_drop_their_pypi_dependencies(tmp_path):
     names = {p.name for p in beside_conda}
     assert "onnx" not in names and "protobuf" not in names  # protobuf came only through onnx
     onnx_ir = next(p for p in beside_conda if p.name == "onnx-ir")
-    assert "onnx" in onnx_ir.dependencies  # the edge to the conda package is kept
+    assert "onnx" in onnx_ir.dependency_names  # the edge to the conda package is kept
 
 
 # ---------------------------------------------------------------- issue 12 item 8: a lock holds what it claims
@@ -448,7 +450,7 @@ def test_bad_lock_entries_are_clear_errors_at_create(cpu_project, tmp_path, edit
     try:
         with pytest.raises(EnvctlError) as err:
             create_env(root, target.name, prefix=tmp_path / "env")
-        assert expected in err.value.message and err.value.exit_code == 2, err.value.message
+        assert expected in err.value.message and exit_code(err.value) == 2, err.value.message
         assert not (tmp_path / "env").exists()
     finally:
         path.unlink()  # deliberately broken: not one of the locks every reader must read

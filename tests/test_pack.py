@@ -186,7 +186,7 @@ def test_help_and_extract_only(bundle: Path, tmp_path: Path):
     locked = {p["url"].rsplit("/", 1)[1]: p["hash"]["sha256"] for p in lock["package"] if p["platform"] == "linux-64"}
     shipped = {Path(k).name: v[0] for k, v in manifest["packages"].items()}
     assert shipped == locked  # every locked package and wheel, with the lock's own sha256
-    for rel, (sha, _) in manifest["packages"].items():
+    for rel, (_sha, _) in manifest["packages"].items():
         assert (dest / rel).is_file()
     assert ["lib/python3.11/_sysconfigdata__linux_x86_64-linux-gnu.py", "text"] in manifest["prefix_files"] or \
         any(mode == "text" and "_sysconfigdata" in rel for rel, mode in manifest["prefix_files"])

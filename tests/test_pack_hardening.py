@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from envctl.host.platform import host_platform
-from support.packing import PACK_TARGET as TARGET
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only")]

@@ -102,7 +102,7 @@ def test_follow_stops_at_the_timeout(tmp_path):
 class _Handler(http.server.BaseHTTPRequestHandler):
     body = os.urandom(3 << 20)
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):  # http.server's name
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()

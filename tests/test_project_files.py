@@ -31,7 +31,7 @@ def umask():
     """Set the process umask for a test, and put the old one back."""
     old = os.umask(0o022)
     os.umask(old)
-    yield lambda value: os.umask(value)
+    yield os.umask
     os.umask(old)
 
 

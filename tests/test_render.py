@@ -112,3 +112,16 @@ def test_changed_target_makes_render_stale(tmp_path):
     assert is_fresh(tmp_path, target)
     path.write_text(path.read_text().replace("opset: 17", "opset: 18"))
     assert not is_fresh(tmp_path, load_matrix(path).targets["pip-cpu"])
+
+
+def test_the_rules_run_once_per_target_per_render(tmp_path):
+    """`envctl render` asks the rules for blocking findings (before and while rendering) and for the
+    implied packages: one judgement per target serves them all."""
+    from envctl.rules.api import _judged
+
+    path = project(tmp_path)
+    _judged.cache_clear()
+    result = runner.invoke(app, ["render", "--all", "--matrix", str(path)])
+    assert result.exit_code == 0, result.output
+    info = _judged.cache_info()
+    assert info.misses == 2 and info.hits >= 2, info  # two targets, each judged once and asked again

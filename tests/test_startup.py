@@ -30,7 +30,8 @@ def unchanged_env(tmp_path_factory, local_channel) -> tuple[Path, Path]:
     last, naming this lock's sha256, and a bin/python. Building a real env would make this test slow;
     what the no-op path reads is exactly these two things (the test fails if create starts building)."""
     from envctl.core.hashing import sha256_file
-    from envctl.core.paths import default_prefix, lock_path
+    from envctl.core.paths import default_prefix
+    from envctl.lock.lockfile import lock_path
     from envctl.create.verify import STATE_FILE
     from envctl.lock.render import render_target
     from envctl.lock.solve import lock_target

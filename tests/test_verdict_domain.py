@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs torch, onnx, onnxruntime, onnxscript and transformers in this interpreter")
 
 SUPPORT = Path(__file__).parent / "support"
-MODELS = ["convnext", "hubert", "scale_if_bytes", "always_true"]
+MODELS = ["convnext", "hubert", "scale_if_bytes", "always_true", "swin", "resnet_varargs"]
 
 
 def _env():
@@ -56,12 +56,37 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def host_cert(project):
-    """One `envctl certify --target host` over the four models, both exporters."""
+    """One `envctl certify --target host` over the models, both exporters."""
     root, matrix = project
     proc = _envctl(root, "certify", "--target", "host", "--matrix", str(matrix), "--json")
     cert = json.loads(proc.stdout)
     runs = {(r["model"].split(":")[1], r["exporter"]): r for r in cert["runs"]}
     return cert, runs, proc
+
+
+@pytest.mark.slow
+def test_probing_small_sizes_leaves_a_self_changing_model_as_it_was(host_cert):
+    """Swin shrinks a layer's window to a small input and keeps it: after the domain probes at
+    height 1, PyTorch would refuse every size it accepted before (and the export would fail)
+    unless each probe leaves the model as it found it. Sizes above the export size are
+    accepted by eager Swin and must not be reported as refused."""
+    cert, runs, _ = host_cert
+    run = runs[("swin", "torchscript")]
+    export = next(s for s in run["stages"] if s["name"] == "export")
+    assert export["status"] in ("passed", "warning"), export  # warning: the tracer warned (it does)
+    failure = run.get("failure") or {}
+    assert "broadcast shape" not in failure.get("message", ""), failure
+    above = [c for c in cert.get("caveats", []) if c["model"].endswith(":swin") and "above" in c["message"]]
+    assert above == [], above
+
+
+@pytest.mark.slow
+def test_a_forward_taking_star_inputs_exports_under_dynamo(host_cert):
+    """`forward(self, *inputs)`: torch.export binds every input to one parameter, so the
+    dynamic shapes must be nested the same way, or a healthy model fails to export."""
+    _, runs, _ = host_cert
+    for exporter in ("torchscript", "dynamo"):
+        assert runs[("resnet_varargs", exporter)]["status"] == "passed", runs[("resnet_varargs", exporter)].get("failure")
 
 
 def _cases(run):
@@ -182,6 +207,39 @@ def test_bisection_finds_the_smallest_accepted_size_and_the_sweep_stays_inside(s
     # its 0/1 specialization (dynamic dims >= 2) is no restriction of the model's: batch 1 stays
     assert domain.limit(found, {"batch": [2, None]})["batch"][0] == 1 and not domain.range_caveats(
         case, {"batch": [2, None]})
+
+
+def test_an_eager_probe_leaves_attributes_and_buffers_as_they_were(smoke):
+    """A forward that keeps state (a clamped window, a call counter, a buffer accumulated in
+    place, a buffer replaced) is run by the probes as often as they like: the model the
+    export and the reference see afterwards is the one the user built."""
+    import torch
+    from torch import nn
+
+    _, domain = smoke
+
+    class Stateful(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.window, self.calls = 4, 0
+            self.register_buffer("total", torch.zeros(2))
+            self.register_buffer("last", torch.zeros(2))
+
+        def forward(self, x):
+            self.window = min(self.window, x.shape[-1])
+            self.calls += 1
+            self.total += x.sum()
+            self.last = x[0, :2].clone()
+            return x[..., :self.window] * 2 + self.total.sum()
+
+    model = Stateful().eval()
+    inner = nn.Sequential(model)
+    out = domain.eager(inner, [torch.ones(1, 1)])
+    assert out.shape == (1, 1)
+    assert (model.window, model.calls) == (4, 0) and model.total.tolist() == [0.0, 0.0]
+    assert model.last.tolist() == [0.0, 0.0] and not hasattr(model, "_probe")
+    assert domain.eager(inner, [torch.ones(1, 8)]).shape == (1, 4)  # the window the user built
+    assert model.total.tolist() == [0.0, 0.0]
 
 
 def test_exact_sizes_are_fed_as_given_and_refused_ones_reported_not_replaced(smoke):

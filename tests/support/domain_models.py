@@ -75,3 +75,37 @@ class AlwaysTrue(nn.Module):
 def always_true():
     torch.manual_seed(0)
     return {"model": AlwaysTrue().eval(), "inputs": (torch.rand(1, 3, 8, 8),), "input_names": ["image"]}
+
+
+def swin():
+    """Swin changes itself in forward: a layer shown an input smaller than its window shrinks
+    the window to it and keeps it (`set_shift_and_window_size`), so the model fails on sizes
+    it accepted before. Probing the domain at size 1 must leave the model as it was."""
+    from transformers import SwinConfig, SwinModel
+    torch.manual_seed(0)
+    model = SwinModel(SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 1],
+                                 window_size=4))
+    return {"model": _Hidden(model, "pixel_values").eval(), "inputs": (torch.rand(1, 3, 32, 32),),
+            "input_names": ["pixel_values"], "output_names": ["last_hidden_state"],
+            "dynamic_axes": {"pixel_values": {0: "batch", 2: "height", 3: "width"},
+                             "last_hidden_state": {0: "batch", 1: "tokens"}}}
+
+
+class _Inputs(nn.Module):
+    """A wrapper whose forward takes `*inputs`, as many export scripts write one."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        return self.model(pixel_values=inputs[0]).pooler_output
+
+
+def resnet_varargs():
+    """A ResNet behind `forward(self, *inputs)`: torch.export binds all inputs to one parameter."""
+    from transformers import ResNetConfig, ResNetModel
+    torch.manual_seed(0)
+    model = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]))
+    return {"model": _Inputs(model).eval(), "inputs": (torch.rand(1, 3, 32, 32),), "input_names": ["pixel_values"],
+            "dynamic_axes": {"pixel_values": {0: "batch", 2: "height", 3: "width"}}}

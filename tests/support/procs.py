@@ -83,7 +83,7 @@ def reap_adopted(pids: list[int], ceiling: float = 120.0) -> dict[int, int]:
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                raise AssertionError(f"process {pid} was not adopted: it ended before its parent was killed")
+                raise AssertionError(f"process {pid} was not adopted: it ended before its parent was killed") from None
             if done:
                 statuses[pid] = status
         assert time.monotonic() < deadline, f"adopted processes still running: {set(pids) - set(statuses)}"

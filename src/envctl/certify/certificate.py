@@ -22,21 +22,22 @@ from envctl.smoke.envctl_smoke_certificate import (
 from envctl.smoke.envctl_smoke_protocol import Failure
 
 SCHEMA_VERSION = CERTIFICATE_VERSION  # the name envctl's readers and tests use
+HOST = "host"  # the target name of the interpreter envctl runs in, certified in place (`certify --target host`)
 
-__all__ = ["SCHEMA_VERSION", "Certificate", "CertificateError", "Certification", "Failure", "LockRef", "Result",
-           "assemble", "read_certificate", "shape_problem"]
+__all__ = ["HOST", "SCHEMA_VERSION", "Certificate", "CertificateError", "Certification", "Failure", "LockRef",
+           "Result", "assemble", "read_certificate", "shape_problem"]
 
 
 def read_certificate(path: Path) -> Certificate:
     """Load a certificate; CertificateError (with the path) when it is missing, unreadable or malformed."""
-    from envctl.core.errors import EnvctlError
+    from envctl.core.errors import EnvctlError, FileMissing
     from envctl.core.limits import MAX_JSON_BYTES, read_json
 
     try:
         data = read_json(Path(path), MAX_JSON_BYTES, "certificate")  # capped, regular file, bounded depth
+    except FileMissing:
+        raise CertificateError(f"no certificate at {path}") from None
     except EnvctlError as exc:
-        if exc.message == "file not found":
-            raise CertificateError(f"no certificate at {path}") from None
         raise CertificateError(f"unreadable certificate {path}: {exc.message}") from None
     try:
         cert = Certificate.from_json(data)

@@ -25,10 +25,10 @@ from envctl.core.atomic import ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
 from envctl.core.limits import MAX_JSON_BYTES, read_json
 from envctl.smoke import BUILTIN_MODELS
-from envctl.core.paths import cert_path, env_python, lock_path
+from envctl.core.paths import cert_path, env_python
+from envctl.lock.lockfile import lock_path
 from envctl.core.process import foreign_python_env, kill_tree, signal_text, start_tree
-from envctl.core.hashing import sha256_file_or_none
-from envctl.certify.certificate import SCHEMA_VERSION, Certificate, Certification, LockRef, assemble
+from envctl.certify.certificate import HOST, SCHEMA_VERSION, Certificate, Certification, LockRef, assemble
 from envctl.smoke.envctl_smoke_certificate import created_now
 from envctl.smoke.envctl_smoke_protocol import Failure, RunnerResult, Spec, remedy_of
 from envctl.certify.truth import host_models, input_files, limit_findings
@@ -37,7 +37,6 @@ from envctl.host.facts import host_facts
 from envctl.matrix.loader import Target
 from envctl.host.platform import host_platform
 
-HOST = "host"
 DEFAULT_SIZES = [1, 2, 5]
 DEFAULT_TIMEOUT = 900
 # Lock entry names -> the names the runner reports versions under.
@@ -61,10 +60,20 @@ def provider_order(target_ep: str) -> list[str]:
 
 def expected_versions(lock_file: Path, platform_name: str) -> dict[str, str]:
     """Versions the lock promises on this platform, by the runner's names."""
-    from envctl.lock.lockfile import read_lock
+    from envctl.lock.lockfile import load_lock
 
-    return {VERSION_NAMES[p.name]: p.version for p in read_lock(lock_file).for_platform(platform_name)
+    return {VERSION_NAMES[p.name]: p.version for p in load_lock(lock_file).for_platform(platform_name)
             if p.name in VERSION_NAMES}
+
+
+def _lock_digest(lock_file: Path) -> str | None:
+    """`sha256:<hex>` of the lock (read once per command, with the other readers), or None without one."""
+    from envctl.lock.lockfile import load_lock
+
+    try:
+        return load_lock(lock_file).sha256
+    except EnvctlError:
+        return None
 
 
 def run_smoke(python: Path, spec: Spec, timeout: float, progress=None) -> tuple[RunnerResult | None, dict]:
@@ -207,7 +216,7 @@ def certify_lock_only(root: Path, target: Target, reason: str, *, facts: dict | 
                 certified="lock-only",
                 lock={"path": str(lock_file), "fresh": not stale, "problem": stale[0].reason if stale else None,
                       # status compares this with the current lock, as for run certificates
-                      "sha256": sha256_file_or_none(lock_file)},
+                      "sha256": _lock_digest(lock_file)},
                 ran_on_target_hardware=False, runs=[], failure=None, seconds=round(time.monotonic() - started, 3))
     return _write(root, target.name, data, out)
 
@@ -230,7 +239,7 @@ def certify_env(root: Path, target: Target, prefix: Path, *, facts: dict | None 
     spec.input_files = files
     known = dict(target=target.name, host=facts if facts is not None else host_facts(),
                  target_hash=target.definition_hash(), xfail=target.xfail,
-                 lock=LockRef(path=str(lock_file), sha256=sha256_file_or_none(lock_file)),
+                 lock=LockRef(path=str(lock_file), sha256=_lock_digest(lock_file)),
                  environment={"prefix": str(prefix), "python": str(python)})
     if progress:
         progress("certify", target=target.name, message=f"smoke export-and-infer with {python}")

@@ -38,7 +38,7 @@ def host_models(matrix) -> list[str]:
     if isinstance(matrix, (str, Path)):
         from envctl.matrix.loader import load_matrix
 
-        matrix = load_matrix(matrix)  # raises EnvctlError naming file/line on bad input
+        matrix = load_matrix(Path(matrix))  # raises EnvctlError naming file/line on bad input
     seen: list[str] = []
     for target in matrix.targets.values():
         for model in target.models:

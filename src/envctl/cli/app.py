@@ -2,8 +2,8 @@
 
 Every command takes `--matrix`; read-only ones take `--json`. Options are
 defined once in cli/options.py; every command goes through cli/command.py,
-which turns EnvctlError into one paragraph on stderr with exit status 2 (bad
-input) or 1 (a check that failed), never a traceback. What commands print
+which turns EnvctlError into one paragraph on stderr with the exit status its
+class maps to (cli/exitcodes.py), never a traceback. What commands print
 lives in cli/printing.py.
 """
 
@@ -16,7 +16,7 @@ import typer
 
 # One module per command group, imported and registered explicitly: a missing
 # module is an ImportError here, never a silently absent command.
-from envctl.cli import certify, coercion, create, everyday, lock, matrix, pack, status
+from envctl.cli import certify, ci, coercion, create, everyday, lock, matrix, pack, status
 
 coercion.install()  # str/int/bool/Path options without importing pydantic (see cli/coercion.py)
 
@@ -73,7 +73,7 @@ def _global_options(
     set_debug(debug)
 
 # In this order `envctl --help` lists the commands (sub-groups follow them).
-for _group in (matrix, lock, certify, create, everyday, status, pack):
+for _group in (matrix, lock, certify, create, everyday, status, ci, pack):
     _group.register(app)
 
 

@@ -83,18 +83,20 @@ def certify(
             printing.print_certificate(cert.to_json(), cert.path)
         return 0 if cert.result.value in ("passed", "skipped") else 1
 
+    from envctl.cli.exitcodes import CHECK_FAILED, SUCCESS
+    from envctl.cli.printing_suite import SuiteProgress, print_suite
     from envctl.suite import certify_all as suite
-    from envctl.suite import summary as suite_report
 
-    with suite_report.SuiteProgress() as progress:
+    with SuiteProgress() as progress:
         result = suite.run_suite(matrix, names, all_targets=all_, jobs=jobs, timeout=timeout,
                                  junit=junit, markdown=markdown, fail_on_drift=fail_on_drift,
                                  fail_on_lock_only=fail_on_lock_only, lock_mode=lock_mode, progress=progress)
+    code = SUCCESS if result.ok else CHECK_FAILED
     if json_:
-        printing.emit_json(result.to_json())
+        printing.emit_json(result.to_json() | {"exit_code": code})
     else:
-        suite_report.print_suite(result)
-    return result.exit_code
+        print_suite(result)
+    return code
 
 
 def register(app: typer.Typer) -> None:

@@ -66,10 +66,10 @@ def install() -> bool:
         return False
     parameter = getattr(core, "_TyperParameter", None)
     original = getattr(parameter, "get_runtime_param", None)
-    if original is None or getattr(original, "envctl_plain", False):
+    if parameter is None or original is None or getattr(original, "envctl_plain", False):
         return original is not None
 
-    class PlainRuntimeParam(RuntimeParam):  # type: ignore[misc, valid-type]
+    class PlainRuntimeParam(RuntimeParam):
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
             from typing import get_args, get_origin
 

@@ -5,8 +5,9 @@ the marked functions on a Typer app. The wrapper turns what the function does
 into how the process ends:
 
 * an int it returns is the exit status (None is 0);
-* EnvctlError becomes one clean paragraph on stderr and its exit code
-  (2 bad input, 1 a check that failed), never a traceback;
+* EnvctlError becomes one clean paragraph on stderr and the exit status
+  its class maps to in cli/exitcodes.py (2 bad input, 1 a check that
+  failed), never a traceback;
 * Ctrl-C becomes exit 130 with a one-line note (writes are atomic, so nothing
   half-written is left).
 
@@ -29,10 +30,10 @@ from typing import Any, Callable
 
 import typer
 
+from envctl.cli.exitcodes import INTERNAL_ERROR, exit_code
 from envctl.core.errors import EnvctlError
 
 INTERRUPTED = "envctl: interrupted; nothing half-written was kept.\n"
-INTERNAL_ERROR = 70  # sysexits.h EX_SOFTWARE: a bug in envctl, not bad input (2) or a failed check (1)
 REPORT_TO = "the envctl issue tracker (where you got envctl)"
 
 _debug = False
@@ -84,7 +85,7 @@ def call(func: Callable[..., int | None], *args: Any, **kwargs: Any) -> int:
         if debug_enabled():
             traceback.print_exc(file=sys.stderr)
         print_error(exc)
-        return exc.exit_code
+        return exit_code(exc)
     except KeyboardInterrupt as exc:
         from envctl.core.interrupts import exit_status, run_cleanups
 
@@ -109,7 +110,7 @@ def run_main(app: Callable[..., Any]) -> int:
         run_cleanups()
         _note_interrupt()
         return exit_status(exc)
-    except Exception as exc:  # noqa: BLE001 - the last resort: one paragraph instead of a traceback
+    except Exception as exc:  # the last resort: one paragraph instead of a traceback
         try:
             report_internal_error(exc)
         except KeyboardInterrupt:

@@ -62,8 +62,10 @@ def doctor(
     if json_:
         emit_json(reports[0] if len(reports) == 1 else reports)
     else:
+        from envctl.cli.printing_everyday import print_doctor
+
         for found in reports:
-            doctor_mod.print_report(found)
+            print_doctor(found)
     return 1 if any(found["breaks_export"] for found in reports) else 0
 
 
@@ -98,7 +100,9 @@ def export_cmd(
     if json_:
         emit_json(result)
     else:
-        export_mod.print_report(result)
+        from envctl.cli.printing_everyday import print_export
+
+        print_export(result)
     return 0 if result["status"] == "passed" else 1
 
 

@@ -52,7 +52,9 @@ def lock(
     project = Project.load(matrix)
     targets = options.names(targets, target)
     if check:
-        stale = pipeline.check_locks(project, project.select(targets, all_ or not targets))
+        from envctl.lock.solve import check_locks
+
+        stale = check_locks(project.root, project.select(targets, all_ or not targets))
         if json_:
             printing.emit_json([s.__dict__ for s in stale])
         else:

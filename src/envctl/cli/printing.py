@@ -1,7 +1,8 @@
 """What the commands print: tables for people, JSON for scripts (`*_json`).
 
-The shared pieces (console, styles, Progress, error and size formatting) stay
-in envctl.core.output, which the doctor, export and suite reports use too.
+The doctor and export reports print from cli/printing_everyday.py, status and
+the whole-matrix run from cli/printing_suite.py. The shared pieces (console,
+styles, Progress, error and size formatting) stay in envctl.core.output.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def print_setup(result) -> None:
     cert = result.certificate.to_json() if result.certificate else {}
     path = result.certificate.path if result.certificate else None
     if result.certification == "already certified":
-        console.print(f"[green]already certified[/]: {path} passed for this lock ({created.lock_sha256[:12]}).")
+        console.print(f"[green]already certified[/]: {path} passed for this lock ({created.lock_sha256.removeprefix('sha256:')[:12]}).")
     elif result.certification == "passed":
         console.print(f"[green]certified[/]: smoke export-and-infer passed -> {path}")
     elif result.certification == "failed":

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, WriteFailed
 
 # A target name becomes a folder under envs/ and a file under locks/, certs/ and .envctl/envs/:
 # a plain file name, never a path.
@@ -98,7 +98,7 @@ def _write_error(path: Path, exc: OSError) -> EnvctlError:
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "Make the folder writable (or run from a writable checkout); the previous file is unchanged."
     where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
-    return EnvctlError(f"cannot write {path}: {reason}{where}", hint=hint, exit_code=1)
+    return WriteFailed(f"cannot write {path}: {reason}{where}", hint=hint)
 
 
 _UMASK_LOCK = threading.Lock()

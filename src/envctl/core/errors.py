@@ -1,8 +1,9 @@
-"""The one error type users see: a clear paragraph, never a traceback.
+"""The errors users see: a clear paragraph, never a traceback.
 
 Every problem with user input (matrix, lockfile, command line) is raised as
-`EnvctlError`; the CLI prints it and exits with its `exit_code` (2 for bad
-input, 1 for a failed check).
+`EnvctlError`; a check envctl made that failed is one of its subclasses below.
+The class says what went wrong; which exit status that is, is decided in one
+place, the table in `envctl.cli.exitcodes` (stages never pick a status).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ class EnvctlError(Exception):
         line: int | None = None,
         key: str | None = None,
         hint: str | None = None,
-        exit_code: int = 2,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -31,7 +31,6 @@ class EnvctlError(Exception):
         self.line = line
         self.key = key
         self.hint = hint
-        self.exit_code = exit_code
 
     def where(self) -> str:
         parts = []
@@ -56,6 +55,50 @@ class EnvctlError(Exception):
             "key": self.key,
             "hint": self.hint,
         }
+
+
+class FileMissing(EnvctlError):
+    """A file envctl was asked to read is not there (callers turn it into what is missing: a lock, a certificate)."""
+
+
+class CheckFailed(EnvctlError):
+    """A check envctl made failed: the input was well-formed, the result is not what was asked for."""
+
+
+class BlockedByRules(CheckFailed):
+    """A compatibility rule error stops a target from rendering."""
+
+
+class LockStale(CheckFailed):
+    """A lock is missing or stale where --locked or --frozen forbid making it, or an env was built from another lock."""
+
+
+class NotRunnableHere(CheckFailed):
+    """This host cannot run the target (another platform, no GPU): nothing to build or run here."""
+
+
+class SolveFailed(CheckFailed):
+    """The target cannot be locked: no solution, or the channels or index did not answer."""
+
+
+class EnvBroken(CheckFailed):
+    """An env could not be built or verified: a hash mismatch, a closure gap, an interpreter that does not run."""
+
+
+class PackFailed(CheckFailed):
+    """A bundle or image could not be made: a download failed, a file does not match the lock."""
+
+
+class WriteFailed(CheckFailed):
+    """A file or folder could not be written: a full disk, a read-only folder, a file where a folder should be."""
+
+
+class CommandNotFound(EnvctlError):
+    """`envctl run`: the command is not on the env's PATH (a shell's 127)."""
+
+
+class CommandNotRunnable(EnvctlError):
+    """`envctl run`: the command exists but cannot be executed (a shell's 126)."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

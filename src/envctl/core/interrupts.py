@@ -54,7 +54,7 @@ def run_cleanups() -> None:
     for kill in pending:
         try:
             kill()
-        except Exception:  # noqa: BLE001 - best effort while going down
+        except Exception:  # best effort while going down
             pass
 
 

@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, FileMissing
 
 # A real matrix is a few KB; a real lock a few hundred KB (measured: the
 # project's largest lock, three platforms with CUDA, is under 200 KB).
@@ -51,7 +51,7 @@ def short(value: Any, limit: int = 160) -> str:
     """repr(value), bounded in time and length whatever the value (nested, aliased, huge)."""
     try:
         text = _repr.repr(value)
-    except Exception:  # noqa: BLE001 - a message must never fail to format
+    except Exception:  # a message must never fail to format
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -83,7 +83,7 @@ def read_regular(path: Path, cap: int, what: str = "file") -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | READ_FLAGS)
     except FileNotFoundError:
-        raise EnvctlError("file not found", file=path) from None
+        raise FileMissing("file not found", file=path) from None
     except OSError as exc:
         raise EnvctlError(f"cannot read the {what}: {exc.strerror or exc}", file=path) from None
     try:

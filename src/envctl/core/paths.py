@@ -3,9 +3,10 @@
     <root>/envs/matrix.yaml                      the matrix
     <root>/envs/<target>/environment.yml         render
     <root>/envs/<target>/virtual-packages.yml    render (for conda-lock users)
-    <root>/locks/<target>.conda-lock.yml         lock
+    <root>/locks/<target><format suffix>         lock (its file name: lock/lockfile.lock_path)
     <root>/.envctl/envs/<target>                 create (the env; git-ignored)
     <root>/certs/<target>.json                   certify
+    <root>/certs/<target>.device.json            certify --import (a bundle's device certificate)
 
 Functions take a target name or anything with a `.name` (a matrix Target), so
 that this module needs nothing from the later stages.
@@ -18,21 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Union
 
-LOCK_SUFFIX = ".conda-lock.yml"
 ENV_FILE = "environment.yml"
 VIRTUAL_PACKAGES_FILE = "virtual-packages.yml"
 DEFAULT_MATRIX = Path("envs/matrix.yaml")
 
 
 class _Named(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only, so a frozen dataclass (matrix's Target) fits
 
 
 TargetRef = Union[str, _Named]
 
 
-def _name(target: TargetRef) -> str:
+def target_name(target: TargetRef) -> str:
     return target if isinstance(target, str) else target.name
+
+
+_name = target_name
 
 
 def project_root(matrix_path: Path) -> Path:
@@ -55,10 +59,6 @@ def virtual_packages_file(root: Path, target: TargetRef) -> Path:
 
 def locks_dir(root: Path) -> Path:
     return Path(root) / "locks"
-
-
-def lock_path(root: Path, target: TargetRef) -> Path:
-    return locks_dir(root) / f"{_name(target)}{LOCK_SUFFIX}"
 
 
 def envs_home(root: Path) -> Path:
@@ -100,6 +100,15 @@ class EnvPrefix:
         state = state_home(self.root)
         return self.path == state or state in self.path.parents
 
+    def checked(self, action: str = "write") -> Path:
+        """The path; one in the project's state folder is refused when a symlink (a committed .envctl ->
+        elsewhere) leads it out of the project. Every command that builds or uses an env goes through this."""
+        if self.in_project_state:
+            from envctl.core.atomic import ensure_inside
+
+            ensure_inside(self.root, self.path, "env prefix", action=action)
+        return self.path
+
 
 def certs_dir(root: Path) -> Path:
     return Path(root) / "certs"
@@ -107,6 +116,11 @@ def certs_dir(root: Path) -> Path:
 
 def cert_path(root: Path, target: TargetRef) -> Path:
     return certs_dir(root) / f"{_name(target)}.json"
+
+
+def device_cert_path(root: Path, target: TargetRef) -> Path:
+    """certs/<target>.device.json: a bundle's device certificate, once imported (`certify --import`)."""
+    return Path(root) / "certs" / f"{target_name(target)}.device.json"
 
 
 def env_python(prefix: Path) -> Path:

@@ -98,7 +98,7 @@ def run_tied(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
     preexec = _die_with_parent()
     if preexec is not None:
         kwargs["preexec_fn"] = preexec
-    return subprocess.run(cmd, **kwargs)  # noqa: PLW1509 - the preexec only calls prctl (looked up before fork)
+    return subprocess.run(cmd, **kwargs)  # the preexec only calls prctl (looked up before fork)
 
 
 def _die_with_parent() -> Callable[[], None] | None:

@@ -50,7 +50,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     if own is None:
         own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
         loader.flatten_mapping(node)
-        node._envctl_own = own  # type: ignore[attr-defined]
+        node._envctl_own = own
     merged = len(node.value) - own
     result = LineDict()
     result.line = node.start_mark.line + 1

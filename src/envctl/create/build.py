@@ -43,18 +43,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envctl import __version__
-from envctl.core.atomic import ensure_inside, write_text_atomic
-from envctl.core.errors import EnvctlError
-from envctl.core.hashing import sha256_file
-from envctl.core.paths import EnvPrefix, default_prefix, env_python, lock_path
+from envctl.core.atomic import write_text_atomic
+from envctl.core.errors import EnvBroken, EnvctlError, WriteFailed
+from envctl.core.hashing import same_digest
+from envctl.core.paths import EnvPrefix, default_prefix, env_python
+from envctl.lock.lockfile import Lock, load_lock, lock_path
 from envctl.core.statedir import ensure_state_dir
 from envctl.core.prefixrule import check_prefix
-from envctl.create.prefixswap import (Progress, check_prefix_path, emit, env_in_use, mark_scratch, prefix_lock, recover_leftovers,
-                                      scratch_path, swap_in)
+from envctl.core.progress import Progress, emit
+from envctl.create.prefixswap import (check_prefix_path, env_in_use, mark_scratch, prefix_lock, recover_leftovers, scratch_path,
+                                      swap_in)
 from envctl.create.verify import STATE_FILE, CorruptFiles, verify_conda, verify_files
 
 if TYPE_CHECKING:
-    from envctl.create.pip_install import PipPackage
+    from envctl.lock.records import LockedPackage
     from envctl.matrix.loader import Target
 
 __all__ = ["CreateResult", "create_env", "default_prefix", "env_in_use", "env_state", "verify_files", "STATE_FILE"]
@@ -125,21 +127,20 @@ def create_env(
     lock = lock_path(root, name)
     if not lock.is_file():
         raise EnvctlError(f"no lock for target '{name}': {lock} does not exist", hint=f"Run `envctl lock --target {name}`.")
-    place = EnvPrefix.of(root, name, prefix.path if isinstance(prefix, EnvPrefix) else prefix)
+    # The chain hands over the EnvPrefix it made at its start; an API caller's path is made one here.
+    place = prefix if isinstance(prefix, EnvPrefix) else EnvPrefix.of(root, name, prefix)
     prefix = check_prefix_path(place.path)
     check_prefix(str(prefix))  # shell or Python syntax in a prefix would run from its launchers (core/prefixrule)
+    place.checked()  # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it
     if place.in_project_state:
-        # .envctl (or .envctl/envs) may be a symlink committed into the project: never build through it.
-        ensure_inside(root, prefix, "env prefix")
         try:
             ensure_state_dir(root)  # .envctl/.gitignore: envs are never committed, in any project
         except OSError as exc:
             raise _os_error(prefix, exc) from None
     # Refuse a folder envctl did not make before anything (even the flock file) is written beside it.
     _refuse_foreign(prefix)
-    lock_sha = sha256_file(lock)
     try:
-        return _create_locked(root, name, lock, lock_sha, prefix, force, progress, started)
+        return _create_locked(root, name, load_lock(lock), prefix, force, progress, started)
     except OSError as exc:  # a full disk, a read-only or missing parent, a file where a folder should be
         raise _os_error(prefix, exc) from None
 
@@ -163,24 +164,24 @@ def _os_error(prefix: Path, exc: OSError) -> EnvctlError:
         errno.ENOTDIR: "Something on the way to the prefix is a file, not a folder; choose another --prefix.",
         errno.EEXIST: "Something on the way to the prefix is a file, not a folder; choose another --prefix.",
     }.get(exc.errno)
-    return EnvctlError(
+    return WriteFailed(
         f"cannot create the env at {prefix}: {exc.strerror or exc}{where}. "
         "Nothing was swapped in: the previous env (if any) is unchanged.",
-        hint=hint, exit_code=1,
+        hint=hint,
     )
 
 
-def _create_locked(root: Path, name: str, lock: Path, lock_sha: str, prefix: Path, force: bool,
+def _create_locked(root: Path, name: str, lock: Lock, prefix: Path, force: bool,
                    progress: Progress | None, started: float) -> CreateResult:
     with prefix_lock(prefix, progress) as waited:
         recover_leftovers(prefix)
         state = env_state(prefix)
-        if not force and _matches(prefix, state, lock_sha):
+        if not force and _matches(prefix, state, lock.sha256):
             return _result(name, prefix, "unchanged", state, started, waited)
         _refuse_foreign(prefix, state)
         action = "rebuilt" if state is not None else "created"
-        emit(progress, "start", target=name, message=f"{'rebuilding' if state else 'creating'} {name} at {prefix} from {lock.name}")
-        state = _build(lock, lock_sha, name, prefix, progress)
+        emit(progress, "start", target=name, message=f"{'rebuilding' if state else 'creating'} {name} at {prefix} from {lock.path.name}")
+        state = _build(lock, name, prefix, progress)
         return _result(name, prefix, action, state, started, waited)
 
 
@@ -196,7 +197,8 @@ def _refuse_foreign(prefix: Path, state: dict | None = None) -> None:
 
 
 def _matches(prefix: Path, state: dict | None, lock_sha: str) -> bool:
-    return bool(state) and state.get("lock_sha256") == lock_sha and env_python(prefix).exists()
+    # Envs made before the digest took its `sha256:` spelling recorded bare hex: same_digest reads both.
+    return bool(state) and same_digest(state.get("lock_sha256"), lock_sha) and env_python(prefix).exists()
 
 
 def _result(name: str, prefix: Path, action: str, state: dict, started: float, waited: bool) -> CreateResult:
@@ -213,13 +215,14 @@ def _result(name: str, prefix: Path, action: str, state: dict, started: float, w
 # ---------------------------------------------------------------- building
 
 
-def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progress | None) -> dict[str, Any]:
+def _build(lock_read: Lock, name: str, prefix: Path, progress: Progress | None) -> dict[str, Any]:
     from envctl.host.platform import host_platform
 
     host = host_platform()
     from envctl.create.conda_install import read_lock_entries  # rattler and the lock's parser: only to build
 
-    conda, pip = read_lock_entries(lock, name, host, lock_sha)
+    conda, pip = read_lock_entries(lock_read, name, host)
+    lock, lock_sha = lock_read.path, lock_read.sha256
     staging = scratch_path(prefix, "staging")
     if os.path.lexists(staging):  # not provably envctl's (recovery removes those): never build into it, never delete it
         raise EnvctlError(f"{staging} exists but is not a leftover this create can prove it made; refusing to touch it",
@@ -255,7 +258,7 @@ def _build(lock: Path, lock_sha: str, name: str, prefix: Path, progress: Progres
     return state
 
 
-def _link_verified(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, staging: Path, prefix: Path,
+def _link_verified(conda: list[Any], pip: list[LockedPackage], lock: Path, host: str, staging: Path, prefix: Path,
                    progress: Progress | None) -> None:
     """_link, and where a package cache holds changed files: evict those packages and link again.
 
@@ -273,10 +276,10 @@ def _link_verified(conda: list[Any], pip: list[PipPackage], lock: Path, host: st
             shutil.rmtree(staging, ignore_errors=True)
             keys = {(corrupt.manager, name) for name in corrupt.packages}
             if keys <= evicted:
-                raise EnvctlError(
+                raise EnvBroken(
                     f"{corrupt.describe()}, even after evicting them from the package cache and fetching them "
                     "again; refusing to install unverified files. Nothing was changed.",
-                    file=lock, exit_code=1,
+                    file=lock,
                     hint="The package does not match its own file list: re-lock, or report it to the channel/index.",
                 ) from None
             emit(progress, "refetch", manager=corrupt.manager, packages=sorted(corrupt.packages),
@@ -290,7 +293,7 @@ def _link_verified(conda: list[Any], pip: list[PipPackage], lock: Path, host: st
             raise
 
 
-def _link(conda: list[Any], pip: list[PipPackage], lock: Path, host: str, staging: Path, prefix: Path,
+def _link(conda: list[Any], pip: list[LockedPackage], lock: Path, host: str, staging: Path, prefix: Path,
           progress: Progress | None) -> None:
     """Install both parts into a fresh `staging` and verify every linked file; CorruptFiles on a mismatch."""
     staging.mkdir(parents=True)
@@ -324,9 +327,9 @@ def _check_python(python: Path) -> str:
             env=without_host_python(), capture_output=True, text=True, errors="replace", timeout=120,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EnvctlError(f"the new env's python does not run: {exc}", exit_code=1) from None
+        raise EnvBroken(f"the new env's python does not run: {exc}") from None
     if proc.returncode != 0:
-        raise EnvctlError(f"the new env's python does not run: {proc.stderr.strip()[-2000:]}", exit_code=1)
+        raise EnvBroken(f"the new env's python does not run: {proc.stderr.strip()[-2000:]}")
     return proc.stdout.strip()
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvBroken, EnvctlError
 from envctl.create.envrecords import conda_records, distributions
 
 # PEP 508's marker environment, computed by the env's interpreter (standard library only).
@@ -45,7 +45,7 @@ def _conda_name(spec: str) -> str:
 
 
 def _refuse(message: str) -> None:
-    raise EnvctlError(f"the new env is unreadable: {message}", exit_code=1)
+    raise EnvBroken(f"the new env is unreadable: {message}")
 
 
 def conda_gaps(prefix: Path) -> list[str]:
@@ -72,7 +72,7 @@ def marker_environment(python: Path) -> dict[str, str]:
     except (OSError, subprocess.TimeoutExpired, IndexError, EnvctlError):
         data = None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise EnvctlError(f"the new env's python ({python}) did not report its platform facts", exit_code=1)
+        raise EnvBroken(f"the new env's python ({python}) did not report its platform facts")
     return data
 
 
@@ -111,8 +111,8 @@ def check_closure(staging: Path, lock: Path) -> None:
         gaps += pip_gaps(staging, marker_environment(python))
     if gaps:
         more = f" (and {len(gaps) - 3} more)" if len(gaps) > 3 else ""
-        raise EnvctlError(
+        raise EnvBroken(
             f"the lock is not the whole env: {'; '.join(gaps[:3])}{more}. Nothing was swapped in: "
             "the previous env (if any) is unchanged.",
-            file=lock, exit_code=1,
+            file=lock,
             hint="The lock's records leave out what these packages need (edited by hand?): re-lock with `envctl lock`.")

@@ -7,53 +7,30 @@ later envs of the same lock skip importing conda-lock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from envctl.core.errors import EnvctlError
-from envctl.lock.lockfile import read_lock
+from envctl.core.errors import EnvBroken, EnvctlError
 from envctl.core.hashing import sha256_file
-from envctl.create.prefixswap import Progress, emit
-
-if TYPE_CHECKING:
-    from envctl.create.pip_install import PipPackage
-
-
-@dataclass(frozen=True)
-class _Hashes:
-    md5: str | None
-    sha256: str | None
+from envctl.core.progress import Progress, emit
+from envctl.lock.lockfile import Lock
+from envctl.lock.records import LockedPackage
 
 
-@dataclass(frozen=True)
-class CondaEntry:
-    """One locked conda package, as conda-lock's parser read it."""
-
-    name: str
-    version: str
-    url: str
-    hash: _Hashes
-
-
-def read_lock_entries(lock: Path, name: str, host: str, lock_sha: str) -> tuple[list[CondaEntry], list[PipPackage]]:
-    """The lock's conda and pip entries for `host` (read once per lock, then from envctl's cache)."""
-    from envctl.create.pip_install import PipPackage
-
-    contents = read_lock(lock, expect_sha256=lock_sha)
+def read_lock_entries(lock: Lock, name: str, host: str) -> tuple[list[LockedPackage], list[LockedPackage]]:
+    """The lock's conda and pip entries for `host`, the lock accepted by its format's own tools."""
+    contents = lock.verified()
     locked_for = contents.info.target
     if locked_for and locked_for != name:
-        raise EnvctlError(f"the lock was made for target '{locked_for}', not '{name}'", file=lock)
+        raise EnvctlError(f"the lock was made for target '{locked_for}', not '{name}'", file=lock.path)
     if host not in contents.info.platforms:
         raise EnvctlError(
             f"the lock for '{name}' covers {', '.join(contents.info.platforms)}, not this machine's platform {host}; "
             "an env can only be created for the host platform",
-            file=lock,
+            file=lock.path,
             hint="Add the host's platform to the target's platforms and re-lock, or create it on a matching machine.",
         )
-    conda = [CondaEntry(p.name, p.version, p.url, _Hashes(p.md5, p.sha256)) for p in contents.for_platform(host, "conda")]
-    pip = [PipPackage(p.name, p.version, p.url, p.sha256 or "") for p in contents.for_platform(host, "pip")]
-    return conda, pip
+    return contents.for_platform(host, "conda"), contents.for_platform(host, "pip")
 
 
 def conda_records(entries: list[Any], lock: Path) -> list[Any]:
@@ -92,29 +69,29 @@ def conda_records(entries: list[Any], lock: Path) -> list[Any]:
                 )
             checked = False
             for kind in ("sha256", "md5"):
-                expected, actual = (getattr(entry.hash, kind) or "").lower(), getattr(record, kind)
+                expected, actual = (getattr(entry, kind) or "").lower(), getattr(record, kind)
                 if expected and actual:
                     _check_hash(entry, "the channel's " + kind, expected, actual.hex(), url, lock)
                     checked = True
             if not checked:
                 raise EnvctlError(f"conda package {entry.name} {entry.version}: no hash to check against the lock", file=lock)
-            if url.startswith("file:") and entry.hash.sha256:
+            if url.startswith("file:") and entry.sha256:
                 path = Path(url2pathname(urlparse(url).path))
                 try:
                     actual_sha = sha256_file(path)
                 except OSError as exc:
                     raise EnvctlError(f"conda package {entry.name}: cannot read {path}: {exc.strerror}", file=lock) from None
-                _check_hash(entry, "the archive's sha256", entry.hash.sha256.lower(), actual_sha, str(path), lock)
+                _check_hash(entry, "the archive's sha256", entry.sha256.lower(), actual_sha, str(path), lock)
             records.append(record)
     return records
 
 
 def _check_hash(entry: Any, what: str, expected: str, actual: str, where: str, lock: Path) -> None:
     if expected != actual:
-        raise EnvctlError(
+        raise EnvBroken(
             f"conda package {entry.name} {entry.version}: {what} does not match the lock "
             f"(expected {expected}, actual {actual}; {where}). Nothing was changed.",
-            file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.", exit_code=1,
+            file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.",
         )
 
 
@@ -167,4 +144,4 @@ def install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Pro
             reporter=Reporter() if progress is not None else None,
         ))
     except Exception as exc:
-        raise EnvctlError(f"linking the conda packages of the lock failed: {exc}", file=lock, exit_code=1) from None
+        raise EnvBroken(f"linking the conda packages of the lock failed: {exc}", file=lock) from None

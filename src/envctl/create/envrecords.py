@@ -95,7 +95,7 @@ def _metadata_file(folder: Path) -> Path:
 
 def distributions(site: Path, warn: Warn = _ignore) -> list[Distribution]:
     """The dist-info/egg-info folders of one site-packages folder; a bad one is skipped with a warning."""
-    found = []
+    found: list[Distribution] = []
     try:
         folders = sorted(p for p in Path(site).iterdir() if p.name.endswith(DIST_SUFFIXES) and p.is_dir())
     except OSError as exc:

@@ -17,11 +17,11 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvBroken, EnvctlError
 from envctl.core.process import run_tied, signal_text, uv_binary, without_host_python
+from envctl.lock.records import LockedPackage
 
 # uv's wording (0.5 ... 0.13): "Hash mismatch for `name @ url`\n\n Expected:\n  sha256:..\n\n Computed:\n  sha256:.."
 _HASH_MISMATCH = re.compile(
@@ -30,15 +30,7 @@ _HASH_MISMATCH = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class PipPackage:
-    name: str
-    version: str
-    url: str
-    sha256: str
-
-
-def requirements_text(packages: list[PipPackage]) -> str:
+def requirements_text(packages: list[LockedPackage]) -> str:
     lines = []
     for pkg in packages:
         if not pkg.sha256:
@@ -52,7 +44,7 @@ def requirements_text(packages: list[PipPackage]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, final: Path) -> None:
+def install_pip(packages: list[LockedPackage], *, python: Path, staging: Path, final: Path) -> None:
     """Install `packages` into the env whose interpreter is `python` (inside `staging`).
 
     Raises EnvctlError naming package, expected and actual hash when a wheel
@@ -87,7 +79,7 @@ def install_pip(packages: list[PipPackage], *, python: Path, staging: Path, fina
     rewrite_shebangs(staging, final)
 
 
-def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
+def verify_pip(staging: Path, packages: list[LockedPackage]) -> None:
     """Check the files uv installed into `staging` against their RECORDs; CorruptFiles if any differ."""
     from packaging.utils import canonicalize_name
 
@@ -131,7 +123,7 @@ def verify_pip(staging: Path, packages: list[PipPackage]) -> None:
     raise CorruptFiles("pip", found, evict)
 
 
-def pip_error(output: str, packages: list[PipPackage]) -> EnvctlError:
+def pip_error(output: str, packages: list[LockedPackage]) -> EnvctlError:
     match = _HASH_MISMATCH.search(output)
     if match:
         req = match["req"]
@@ -139,16 +131,14 @@ def pip_error(output: str, packages: list[PipPackage]) -> EnvctlError:
         url = req.split("@", 1)[1].strip() if "@" in req else ""
         expected = match["expected"].removeprefix("sha256:")
         actual = match["actual"].removeprefix("sha256:")
-        return EnvctlError(
+        return EnvBroken(
             f"pip package {name}: the wheel's sha256 does not match the lock "
             f"(expected {expected}, actual {actual}; {url}). Nothing was changed.",
             hint="The lock is the source of truth: re-lock (`envctl lock`) if the wheel changed on purpose.",
-            exit_code=1,
         )
     tail = "\n".join(output.strip().splitlines()[-15:])
-    return EnvctlError(
+    return EnvBroken(
         f"installing the {len(packages)} pip package(s) of the lock failed; uv said:\n{tail}",
-        exit_code=1,
     )
 
 

@@ -27,20 +27,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
 
 from envctl.core.errors import EnvctlError
-
-Progress = Callable[..., None]
+from envctl.core.progress import Progress, emit
 
 SCRATCH_MARKER = ".envctl-scratch.json"
 _SEP = "~"  # never in a target name (atomic.SAFE_NAME); see the module docstring
 KINDS = ("staging", "old")
-
-
-def emit(progress: Progress | None, event: str, **info: Any) -> None:
-    if progress is not None:
-        progress(event, **info)
 
 
 def check_prefix_path(prefix: Path) -> Path:

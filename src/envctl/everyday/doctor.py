@@ -20,7 +20,7 @@ from pathlib import Path
 from envctl.core.errors import EnvctlError
 from envctl.core.limits import parse_json
 from envctl.create.envrecords import CondaRecord, conda_records
-from envctl.core.paths import lock_path
+from envctl.lock.lockfile import lock_path
 
 # Drift in these breaks the certified combination (conda spellings included).
 MANAGED = {"torch", "pytorch", "onnx", "onnxruntime", "onnxruntime-gpu", "protobuf", "libprotobuf", "numpy"}
@@ -77,9 +77,9 @@ def _import_remedy(name: str, error: str, fix: str) -> str:
         top = missing.group(1).split(".")[0].replace("google", "protobuf")  # google.protobuf is protobuf's
         what = f"{name} is not installed" if top == name else f"{name} needs {top}, which is missing"
         return f"{what}; {fix}"
-    from envctl.smoke.envctl_smoke_classes import classify
+    from envctl.smoke import runner_module
 
-    return classify("versions", error)[1]
+    return runner_module("envctl_smoke_classes").classify("versions", error)[1]
 
 
 def probe(python: Path) -> dict:
@@ -126,9 +126,9 @@ def _conda_installed(prefix: Path) -> tuple[dict[str, CondaRecord], set[str]]:
 
 def drift(prefix: Path, lock: Path, platform: str, dists: list[dict]) -> dict:
     """Packages added, removed or changed in the env since it was created from `lock`."""
-    from envctl.lock.lockfile import read_lock
+    from envctl.lock.lockfile import load_lock
 
-    entries = read_lock(lock).for_platform(platform)
+    entries = load_lock(lock).for_platform(platform)
     conda, owned = _conda_installed(prefix)
     pip = {_canon(d["name"]): d for d in dists if d["folder"] not in owned}
     out = []
@@ -192,9 +192,9 @@ def installed_target(found: dict, target=None, opset: int | None = None, facts: 
 
 def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | None = None, opset: int | None = None) -> dict:
     """Everything `envctl doctor` reports, as JSON-ready data (see the module doc)."""
-    from envctl.core.hashing import sha256_file
-
+    from envctl.core.hashing import same_digest
     from envctl.create.build import env_state
+    from envctl.lock.lockfile import load_lock
     from envctl.host.facts import host_facts
     from envctl.core.paths import project_root
     from envctl.pipeline.stages import host_blocker
@@ -251,7 +251,7 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
         lock = lock if lock.exists() or not state.get("lock_file") else Path(state["lock_file"])
         if lock.exists():
             report["drift"] = drift(where, lock, state.get("host_platform") or host_platform(), found["dists"])
-            changed = sha256_file(lock) != state.get("lock_sha256")
+            changed = not same_digest(load_lock(lock).sha256, state.get("lock_sha256"))
             report["drift"]["lock_changed"] = changed
             managed = [p for p in report["drift"]["packages"] if p["managed"]]
             if changed:
@@ -284,72 +284,3 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
         warnings.append(f"torch is a CUDA {torch_cuda} build; the driver supports CUDA {driver}: upgrade the driver")
     report["breaks_export"] = bool(problems)
     return report
-
-
-def print_report(report: dict) -> None:
-    from envctl.core.output import escape
-    from rich.table import Table
-
-    from envctl.core.output import SEVERITY_STYLE, console
-
-    h = report["host"]
-    gpu = "none"
-    if h.get("nvidia") and h["nvidia"].get("gpus"):
-        gpu = ", ".join(f"{g['name']} (driver {g.get('driver')})" for g in h["nvidia"]["gpus"])
-        gpu += f", driver CUDA {h['nvidia'].get('driver_cuda') or '?'}"
-    elif h.get("jetson"):
-        gpu = f"Jetson L4T {h['jetson'].get('l4t')}, CUDA {h['jetson'].get('cuda', '?')}"
-    console.print(f"[bold]host[/] {h['platform']} ({h['os']} {h['os_release']}, {h.get('libc') or 'no glibc'}), "
-                  f"CPU {escape(str(h['cpu']))} x{h['cpus']}, GPU: {escape(gpu)}", soft_wrap=True)
-    env = report["env"]
-    console.print(f"[bold]env[/] {env['kind']}{' ' + escape(env['target']) if env['target'] else ''}: {escape(env['prefix'])} "
-                  f"(python {escape(env.get('python_version', '?'))})", soft_wrap=True)
-    table = Table(title_justify="left")
-    for col in ("package", "version", "build / notes"):
-        table.add_column(col, overflow="fold")
-    for key, rec in report["packages"].items():
-        notes = rec.get("error") and f"[red]import fails: {escape(rec['error'])}[/]"
-        if not notes and key == "torch":
-            notes = f"{rec.get('build')} build" + (f", CUDA {rec['cuda']}, cuDNN {rec.get('cudnn')}, GPU visible: "
-                                                    f"{rec.get('cuda_available')}" if rec.get("cuda") else "")
-        elif not notes and key == "onnxruntime":
-            notes = ", ".join(rec.get("providers") or [])
-        elif not notes and key == "onnx":
-            notes = f"IR {rec.get('ir_version')}, opsets <= {rec.get('max_opset')}"
-        elif not notes and key == "protobuf":
-            notes = f"{rec.get('implementation')} implementation"
-        # What the env's own python reported: data, shown inert (notes already carry markup of their own).
-        table.add_row(key, escape(rec.get("version") or "-"), notes if rec.get("error") else escape(notes or ""))
-    if report["packages"]:
-        console.print(table)
-    if report["targets"]:
-        runnable = [t["target"] for t in report["targets"] if t["runnable"]]
-        console.print(f"[bold]targets this machine can run[/]: {', '.join(runnable) or 'none'}")
-        for t in report["targets"]:
-            if not t["runnable"]:
-                console.print(f"  [dim]{t['target']}: {escape(t['reason'])}[/]", soft_wrap=True)
-    d = report["drift"]
-    if not d.get("checked"):
-        console.print(f"[bold]drift[/]: not checked ({escape(d.get('why', ''))})")
-    elif not d["packages"]:
-        console.print(f"[bold]drift[/]: none; the env matches {d['lock']}")
-    else:
-        console.print(f"[bold]drift[/] against {d['lock']}:")
-        for p in d["packages"]:
-            style = "red" if p["managed"] else "yellow"
-            console.print(f"  [{style}]{p['kind']}[/] {p['manager']} {escape(p['name'])}: {escape(p['locked'] or '-')} -> "
-                          f"{escape(p['installed'] or '-')}")
-    if "rules_at" in report:
-        at = report["rules_at"]
-        console.print(f"[bold]rules[/] on the installed versions (opset {at['opset']}, {', '.join(at['exporters'])}): "
-                      f"{len(report['findings']) or 'no'} finding(s)")
-        for f in report["findings"]:
-            console.print(f"  [{SEVERITY_STYLE[f['severity']]}]{f['severity']}[/] {f['rule']}: {escape(f['message'])}"
-                          + (f"\n    remedy: {escape(f['remedy'])}" if f["remedy"] else "")
-                          + f"\n    [dim]source: {escape(f['source'])}[/]", soft_wrap=True)
-    for w in report["warnings"]:
-        console.print(f"[yellow]warning[/]: {escape(w)}", soft_wrap=True)
-    for p in report["problems"]:
-        console.print(f"[bold red]breaks an export[/]: {escape(p)}", soft_wrap=True)
-    console.print("[green]ok: nothing here would break an export[/]" if not report["breaks_export"]
-                  else f"{len(report['problems'])} problem(s) would break an export.")

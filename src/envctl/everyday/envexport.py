@@ -1,6 +1,6 @@
 """`envctl env export`: a target's lock for people who install with conda directly.
 
-conda-lock's own renderer writes both kinds from the lock (no re-solve):
+The lock format's own renderer (conda-lock's, in lock/conda_lock_format.py) writes both kinds from the lock (no re-solve):
 
 * ``env``: an environment.yml pinned to ``name=version=build`` for conda and
   ``name == version --hash=sha256:...`` for pip (conda hands the pip list to
@@ -18,7 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from envctl.core.errors import EnvctlError
-from envctl.core.paths import lock_path
+from envctl.lock.records import LockFormatError
+from envctl.lock.lockfile import lock_path
 
 KINDS = ("env", "explicit")
 
@@ -42,10 +43,8 @@ def _pip_options(env_file: Path, root: Path) -> list[str] | None:
 
 def export_env(matrix_path: Path, target_name: str, *, kind: str = "env", platform: str | None = None) -> tuple[str, list[str]]:
     """(file text, notes for stderr) for `target_name`'s lock rendered as `kind` for `platform`."""
-    from conda_lock.conda_lock import render_lockfile_for_platform
-
+    from envctl.lock.lockfile import load_lock, lock_format
     from envctl.lock.solve import check_locks
-    from envctl.lock.conda_lock_format import parse_lockfile
     from envctl.matrix.loader import load_matrix
     from envctl.core.paths import project_root
     from envctl.host.platform import host_platform
@@ -61,17 +60,19 @@ def export_env(matrix_path: Path, target_name: str, *, kind: str = "env", platfo
                           hint=f"Make it with `envctl lock {target.name}`.")
     notes = [f"{s.reason}; exporting the lock as it is (re-lock with `envctl lock {target.name}`)"
              for s in check_locks(root, [target])]
-    lockfile = parse_lockfile(lock_file)
-    platforms = list(lockfile.metadata.platforms)
+    lock = load_lock(lock_file)
+    platforms = list(lock.info.platforms)
     if platform is None:
         platform = host_platform() if host_platform() in platforms else platforms[0]
         if len(platforms) > 1 and host_platform() not in platforms:
             notes.append(f"the lock covers {', '.join(platforms)}; exporting {platform} (choose with --platform)")
     elif platform not in platforms:
         raise EnvctlError(f"the lock covers {', '.join(platforms)}, not {platform}", file=lock_file, key="--platform")
-    lines = render_lockfile_for_platform(lockfile=lockfile, include_dev_dependencies=False, extras=None, kind=kind,
-                                         platform=platform, suppress_warning_for_pip_and_explicit=True)
-    has_pip = any(p.manager == "pip" and p.platform == platform for p in lockfile.package)
+    try:
+        lines = lock_format().environment_lines(lock.data, platform, kind)
+    except LockFormatError as exc:
+        raise EnvctlError(exc.problem, file=lock_file, key=exc.key) from None
+    has_pip = bool(lock.for_platform(platform, "pip"))
     if kind == "env":
         lines = _with_name_and_indexes(lines, target.name, _pip_options(env_file(root, target), root), notes)
     elif has_pip:

@@ -15,11 +15,12 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from envctl.core.errors import EnvctlError
 from envctl.smoke import BUILTIN_MODELS
+from envctl.lock.lockfile import lock_path
 from envctl.smoke.envctl_smoke_protocol import EXPORTERS, SIMPLIFIERS, RunnerResult, Spec, run_caveats
-from envctl.core.paths import lock_path
 
 
 def parse_dynamic(values: list[str]) -> dict[str, dict[int, str]] | None:
@@ -79,9 +80,9 @@ def build_export_spec(matrix_path: Path, target, python: Path, ref: str, out: Pa
 
 
 def export_model(matrix_path: Path, ref: str, out: Path, *, target: str | None = None, prefix: Path | None = None,
-                 opset: int | None = None, dynamic: list[str] = (), exporter: str | None = None,
+                 opset: int | None = None, dynamic: list[str] | tuple[str, ...] = (), exporter: str | None = None,
                  simplify: str | None = None, sizes: str | None = None, path: Path | None = None,
-                 timeout: float | None = None, lock_mode: str = "auto", inputs: list[Path] = ()) -> dict:
+                 timeout: float | None = None, lock_mode: str = "auto", inputs: list[Path] | tuple[Path, ...] = ()) -> dict:
     """Run the recipe; return the report (status, versions, per-size errors, files, failure)."""
     from envctl.certify.certify import DEFAULT_TIMEOUT, run_smoke
 
@@ -133,13 +134,8 @@ def _check_opset(opset: int) -> None:
                           hint="Leave --opset out to use the target's (else 18).")
 
 
-def _sci(value) -> str:
-    """max_abs/max_rel for the table: a number in 1.2e-05 form, anything else (nan, inf as text, None) as it is."""
-    return f"{value:.2e}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ("-" if value is None else str(value))
-
-
 def summarise(ref: str, exporter: str, spec: Spec, where: str, result: RunnerResult | None, process: dict) -> dict:
-    report = {"model": ref, "exporter": exporter, "opset_requested": spec.opset, "env": where,
+    report: dict[str, Any] = {"model": ref, "exporter": exporter, "opset_requested": spec.opset, "env": where,
               "status": "failed", "failure": process.get("failure"), "versions": {}, "stages": [], "sizes": [],
               "opset_written": None, "ir_version": None, "model_bytes": None, "files": [], "warnings": [], "caveats": [],
               "seconds": process.get("seconds"), "output_tail": None}
@@ -177,70 +173,3 @@ def summarise(ref: str, exporter: str, spec: Spec, where: str, result: RunnerRes
     if result.status == "passed":
         report["files"] = [{"path": f, "bytes": os.path.getsize(f)} for f in result.get("out_files", []) if os.path.exists(f)]
     return report
-
-
-def print_report(report: dict) -> None:
-    from envctl.core.output import escape
-    from rich.table import Table
-
-    from envctl.core.output import RESULT_STYLE, human_size, console
-
-    v = report["versions"]
-    if report["status"] != "passed" and report.get("stale_out"):
-        # first, before anything else: the file a user may pick up is not this export
-        console.print(f"[bold red]the file at {escape(report['out'])} is NOT this export[/] (an older one, "
-                      "left as it was: this export failed)", soft_wrap=True)
-    stack = ", ".join(f"{k} {v[k]}" for k in ("torch", "onnx", "onnxruntime") if v.get(k))
-    console.print(f"[bold]export[/] {escape(report['model'])} with {report['exporter']} at opset "
-                  f"{report['opset_requested']} in {escape(report['env'])}" + (f" ({stack})" if stack else ""),
-                  soft_wrap=True)
-    if report["stages"]:
-        console.print("stages: " + ", ".join(
-            f"{s['name']} [{RESULT_STYLE.get(s['status'], 'bold')}]{s['status']}[/] {s['seconds'] or 0:.1f}s"
-            for s in report["stages"]), soft_wrap=True)
-    if report["sizes"]:
-        table = Table(title="ONNX Runtime vs PyTorch", title_justify="left")
-        for col in ("inputs", "sizes", "result", "max abs", "max rel", "error"):
-            table.add_column(col, overflow="fold")
-        for case in report["sizes"]:
-            size = ", ".join(f"{k}={n}" for k, n in (case["sizes"] or {}).items()) or "static"
-            group = case.get("group") or "random"
-            group = f"your data #{case['sample']}" if group == "samples" else group
-            result = (("[green]ok[/] (float32 limit)" if case.get("precision_limited") else "[green]ok[/]")
-                      if case["passed"] else "[dim]not compared[/]" if case.get("skipped")
-                      else "[red]failed[/]")
-            table.add_row(group, size, result,
-                          _sci(case["max_abs"]), _sci(case["max_rel"]), escape(str(case["error"] or "")))
-        console.print(table)
-    mine = report.get("on_your_data")
-    if mine:
-        console.print(f"on your data: {mine['samples']} sample(s) "
-                      + ("[green]match[/]" if mine["passed"] else "[red]differ[/]")
-                      + (f" (max abs {mine['max_abs']:.2e})" if isinstance(mine.get("max_abs"), (int, float)) else ""))
-    for s in report["stages"]:  # a skipped stage says why (e.g. no simplifier installed for --simplify auto)
-        if s["status"] == "skipped" and s.get("message") and not s["message"].startswith("not requested"):
-            console.print(f"[yellow]{s['name']} skipped[/]: {escape(s['message'])}", soft_wrap=True)
-    for w in report["warnings"]:
-        console.print(f"[yellow]warning[/] {escape(w)}", soft_wrap=True)
-    for c in report.get("caveats") or []:  # what the verdict could not prove
-        console.print(f"[yellow]caveat[/] {escape(c['message'])}", soft_wrap=True)
-    seconds = f" in {report['seconds']:.1f}s" if report.get("seconds") is not None else ""
-    if report["status"] == "passed":
-        size = human_size(report["model_bytes"]) if report["model_bytes"] is not None else "?"
-        console.print(f"[green]passed[/]{seconds}: opset {escape(report['opset_written'])}, IR {escape(report['ir_version'])}, {size}")
-        console.print("files to ship: " + ", ".join(f"{f['path']} ({human_size(f['bytes'])})" for f in report["files"]),
-                      soft_wrap=True)
-        return
-    f = report["failure"] or {}
-    console.print(f"[bold red]failed[/]{seconds}: [red]{escape(str(f.get('class', '?')))}[/] at {escape(f.get('stage', '?'))}: "
-                  f"{escape(str(f.get('message', ''))[:600])}", soft_wrap=True)
-    if f.get("remedy"):
-        console.print(f"remedy: {escape(f['remedy'])}", soft_wrap=True)
-    # The runner keeps the tail of the model's own traceback in the failing stage's message.
-    detail = next((st["message"] for st in report["stages"] if st["name"] == f.get("stage") and st["status"] == "failed"), "")
-    if detail and detail.count("\n") >= 2:
-        console.print(f"[dim]{escape(chr(10).join(detail.splitlines()[-12:]))}[/]", soft_wrap=True)
-    if report.get("output_tail"):
-        console.print(f"[dim]{escape(report['output_tail'][-1500:])}[/]", soft_wrap=True)
-    console.print("nothing was written to --out" + (f"; the file at {escape(report['out'])} is an older one, "
-                                                     "not this export." if report.get("stale_out") else "."))

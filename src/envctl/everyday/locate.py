@@ -9,8 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from envctl.core.errors import EnvctlError
-from envctl.core.atomic import ensure_inside
+from envctl.core.errors import EnvctlError, LockStale, NotRunnableHere
 from envctl.core.paths import EnvPrefix, env_python, project_root
 from envctl.matrix.loader import Target
 from envctl.matrix.project import Project
@@ -43,16 +42,14 @@ def locate_env(matrix_path: Path, target_name: str | None = None, prefix: Path |
     target = project.target(target_name) if project else None
     blocker = runnability(target).advice if target is not None else None
     if blocker and refuse_unrunnable:
-        raise EnvctlError(f"cannot {refuse_unrunnable} target '{target.name}' here: {blocker}", exit_code=1)
+        raise NotRunnableHere(f"cannot {refuse_unrunnable} target '{target.name}' here: {blocker}")
     if prefix is None and target is None:
         if not current_ok:
             raise EnvctlError("name the env: --target T (or --prefix PATH)")
         return EnvLocation(None, Path(sys.prefix), Path(sys.executable), "current interpreter")
     root = project_root(matrix_path)
-    place = EnvPrefix.of(root, target if target is not None else "-", prefix)
-    prefix = place.path
-    if place.in_project_state:  # never run an env a committed .envctl symlink points at, outside the project
-        ensure_inside(root, prefix, "env prefix", action="use")
+    # never run an env a committed .envctl symlink points at, outside the project
+    prefix = EnvPrefix.of(root, target if target is not None else "-", prefix).checked("use")
     python = env_python(prefix)
     if not python.exists():
         made_for = (env_state(prefix) or {}).get("target")
@@ -75,8 +72,8 @@ def check_env_lock(matrix_path: Path, prefix: Path, mode: str = "auto", project:
     auto: a note when locks/ now holds another lock than the env was built from;
     locked: that is an error, and so is a missing or stale lock; frozen: no check.
     """
-    from envctl.core.hashing import sha256_file_or_none
-    from envctl.core.paths import lock_path
+    from envctl.core.hashing import same_digest
+    from envctl.lock.lockfile import load_lock, lock_path
     from envctl.create.build import env_state
 
     if mode == "frozen":
@@ -85,8 +82,8 @@ def check_env_lock(matrix_path: Path, prefix: Path, mode: str = "auto", project:
     name = state.get("target")
     if not name:
         if mode == "locked":
-            raise EnvctlError(f"--locked: {prefix} was not built by envctl from a lock, so it cannot be checked",
-                              exit_code=1, hint="Use --frozen to run in it anyway.")
+            raise LockStale(f"--locked: {prefix} was not built by envctl from a lock, so it cannot be checked",
+                            hint="Use --frozen to run in it anyway.")
         return None
     root = project_root(matrix_path)
     lock = lock_path(root, name)
@@ -95,11 +92,14 @@ def check_env_lock(matrix_path: Path, prefix: Path, mode: str = "auto", project:
 
         project = project or Project.load(matrix_path)
         ensure_lock(project, project.target(name), LockMode.LOCKED)
-    current = sha256_file_or_none(lock)
-    if current is None or current == state.get("lock_sha256"):
+    try:
+        current = load_lock(lock).sha256
+    except EnvctlError:  # no lock (or an unreadable one) here: nothing to compare with
+        return None
+    if same_digest(current, state.get("lock_sha256")):
         return None
     if mode == "locked":
-        raise EnvctlError(f"--locked: {prefix} was built from another {lock.name} than the one in locks/ now",
-                          exit_code=1, hint=f"`envctl create --target {name} --locked` brings it up to date.")
+        raise LockStale(f"--locked: {prefix} was built from another {lock.name} than the one in locks/ now",
+                        hint=f"`envctl create --target {name} --locked` brings it up to date.")
     return (f"note: {prefix} was built from an older {lock.name}; "
             f"`envctl create --target {name}` brings it up to date")

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import CommandNotFound, CommandNotRunnable, EnvctlError
 
 # Writes the environment it runs in, with how the activation shell ended, to argv[1] (json).
 _DUMP = ("import json, os, sys; d = dict(os.environ); done = d.pop('ENVCTL_ACTIVATION_DONE', '') == '1'; "
@@ -163,7 +163,7 @@ def command_line(prefix: Path, command: list[str], env: dict[str, str]) -> list[
     if os.sep not in exe and (os.altsep is None or os.altsep not in exe):
         found = shutil.which(exe, path=env.get("PATH", ""))
         if found is None:
-            raise EnvctlError(f"command '{exe}' not found in {prefix} or on PATH", exit_code=127)
+            raise CommandNotFound(f"command '{exe}' not found in {prefix} or on PATH")
         if os.name == "nt":
             return [found, *command[1:]]  # CreateProcess does not search the child's PATH
     return list(command)
@@ -186,4 +186,4 @@ def run_command(argv: list[str], env: dict[str, str], name: str) -> int:
     try:
         return run_foreground(argv, env)
     except OSError as exc:
-        raise EnvctlError(f"cannot run {name}: {exc.strerror}", exit_code=126) from None
+        raise CommandNotRunnable(f"cannot run {name}: {exc.strerror}") from None

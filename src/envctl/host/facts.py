@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 import platform
 import re
 import shutil
@@ -81,7 +82,7 @@ def solver_virtual_packages() -> dict[str, str]:
 
 def host_facts() -> dict:
     libc, libc_version = platform.libc_ver()
-    facts = {
+    facts: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "platform": host_platform(),
         "os": platform.system(),

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "LockContents": "lockfile", "LockInfo": "lockfile", "LockedPackage": "lockfile", "read_lock": "lockfile",
-    "read_lock_meta": "lockfile", "LockResult": "solve", "StaleLock": "solve", "check_locks": "solve",
+    "Lock": "lockfile", "LockInfo": "records", "LockedPackage": "records", "LockFormat": "records",
+    "load_lock": "lockfile", "lock_path": "lockfile", "read_lock": "lockfile", "read_lock_meta": "lockfile", "LockResult": "solve", "StaleLock": "solve", "check_locks": "solve",
     "lock_target": "solve",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = sorted(_HOMES)  # noqa: PLE0605 - one list of names: _HOMES
 
 
 def __getattr__(name: str):

@@ -14,16 +14,18 @@ the same channel contents and indexes gives the same bytes.
 
 from __future__ import annotations
 
-import hashlib
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
+from envctl.core.errors import SolveFailed
+from envctl.core.hashing import md5_text, sha256_text
+from envctl.core.limits import control_char, short
+from envctl.lock.records import LockDocument, LockedPackage, LockFormatError, LockHeader, LockRequest
 
-from envctl.core.errors import EnvctlError
-from envctl.lock.lockfile import LockedPackage, LockInfo, LockRequest, PlatformLock, read_lock_bytes
+SUFFIX = ".conda-lock.yml"
 
 # Keys envctl keeps in conda-lock's `metadata.custom_metadata` (which conda-lock's parser keeps).
 KEY_TARGET = "envctl_target"
@@ -31,34 +33,10 @@ KEY_TARGET_HASH = "envctl_target_hash"
 KEY_SPEC_HASH = "envctl_spec_hash"
 KEY_VERSION = "envctl_version"
 
-
-def _conda_dependencies(depends: list[str]) -> dict[str, str]:
-    """`name version [build]` strings as conda-lock records them: name -> version spec."""
-    out: dict[str, list[str]] = {}
-    for dep in depends:
-        parts = dep.split()
-        if not parts:
-            continue
-        specs = out.setdefault(parts[0], [])
-        if len(parts) > 1 and parts[1] not in specs:
-            specs.append(parts[1])
-    return {name: ",".join(specs) for name, specs in out.items()}
+_CONDA_FILE = re.compile(r"[^/]+\.(conda|tar\.bz2)")
 
 
-def _hex(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.hex() if isinstance(value, (bytes, bytearray)) else str(value)
-
-
-def build_lockfile(
-    *,
-    platforms: list[PlatformLock],
-    channels: list[str],
-    source: str,
-    source_text: str,
-    custom: dict[str, str],
-):
+def build_lockfile(request: LockRequest, custom: dict[str, str]):
     """A conda-lock `Lockfile` (v2 model) for all platforms of one target."""
     # conda_lock.lockfile must be imported before conda_lock.models (circular import otherwise).
     from conda_lock.lockfile.v2prelim.models import (
@@ -70,54 +48,26 @@ def build_lockfile(
     )
 
     packages = []
-    for plat in platforms:
-        for rec in plat.conda:
-            md5 = _hex(rec.md5)
-            if not md5:
-                raise EnvctlError(f"the channel gives no md5 for {rec.url}; conda-lock requires one for conda packages", exit_code=1)
-            packages.append(
-                LockedDependency(
-                    name=rec.name.normalized,
-                    version=str(rec.version),
-                    manager="conda",
-                    platform=plat.platform,
-                    dependencies=_conda_dependencies(list(rec.depends)),
-                    url=rec.url,
-                    hash=HashModel(md5=md5, sha256=_hex(rec.sha256)),
-                    build=str(rec.build),
-                    categories={"main"},
-                )
-            )
-        pinned = {pkg.name: pkg.version for pkg in plat.pip}
-        for pkg in plat.pip:
-            packages.append(
-                LockedDependency(
-                    name=pkg.name,
-                    version=pkg.version,
-                    manager="pip",
-                    platform=plat.platform,
-                    # Edges as resolved for this platform, pinned to what was resolved. A PEP 440
-                    # specifier, never conda's "*": py-rattler (pixi's lock reader) parses pip
-                    # dependencies as PEP 508 requirements and rejects "name *".
-                    dependencies={dep: f"=={pinned[dep]}" if dep in pinned else ">=0" for dep in pkg.dependencies},
-                    url=pkg.url,
-                    hash=HashModel(sha256=pkg.sha256),
-                    categories={"main"},
-                )
-            )
+    for plat in request.platforms:
+        for pkg in plat.packages:
+            if pkg.manager == "conda" and not pkg.md5:
+                raise SolveFailed(f"the channel gives no md5 for {pkg.url}; conda-lock requires one for conda packages")
+            packages.append(LockedDependency(
+                name=pkg.name, version=pkg.version, manager=pkg.manager, platform=plat.platform,
+                dependencies=dict(pkg.dependencies), url=pkg.url,
+                hash=HashModel(md5=pkg.md5, sha256=pkg.sha256) if pkg.manager == "conda" else HashModel(sha256=pkg.sha256),
+                **({"build": pkg.build or ""} if pkg.manager == "conda" else {}),
+                categories={"main"},
+            ))
     meta = LockMeta(
-        content_hash={p.platform: p.content_hash for p in platforms},
-        channels=channels,
-        platforms=[p.platform for p in platforms],
-        sources=[source],
+        content_hash={p.platform: p.content_hash for p in request.platforms},
+        channels=request.channels,
+        platforms=[p.platform for p in request.platforms],
+        sources=[request.source],
         # Both digests: the writer drops a None md5, and the parser then rejects
         # the entry (md5 is a required field), even for conda-lock's own files.
-        inputs_metadata={
-            source: InputMeta(
-                md5=hashlib.md5(source_text.encode()).hexdigest(),
-                sha256=hashlib.sha256(source_text.encode()).hexdigest(),
-            )
-        },
+        inputs_metadata={request.source: InputMeta(md5=md5_text(request.source_text),
+                                                   sha256=sha256_text(request.source_text))},
         custom_metadata=dict(sorted(custom.items())),
     )
     return Lockfile(package=packages, metadata=meta)
@@ -141,18 +91,21 @@ def render_lockfile(lockfile, name: str) -> bytes:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def parse_lockfile(path: Path):
-    """Full parse through conda-lock (slow import); EnvctlError if it is not a lock."""
-    from conda_lock.lockfile import parse_conda_lock_file
+def _load(text: str) -> Any:
+    import yaml  # not at import time: a no-op create compares digests only and never parses
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return parse_conda_lock_file(Path(path))
-    except FileNotFoundError:
-        raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
-    except Exception as exc:  # conda-lock raises pydantic, yaml and its own errors
-        from envctl.core.limits import short
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        raise LockFormatError(f"not a conda-lock file (unreadable YAML: {short(str(exc), 300)})") from None
 
-        raise EnvctlError(f"not a valid conda-lock file: {short(str(exc), 500) or type(exc).__name__}", file=path) from None
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LockFormatError(f"not a conda-lock file (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
 
 
 def _metadata_block(text: str) -> str:
@@ -161,60 +114,138 @@ def _metadata_block(text: str) -> str:
     return text if cut < 0 else text[: cut + 1]
 
 
-def read_meta(path: Path) -> LockInfo:
-    """envctl's fields of a lock, read fast (no conda_lock or rattler import)."""
-    path = Path(path)
-    data = read_lock_bytes(path)
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        doc = yaml.load(_metadata_block(data.decode("utf-8")), Loader=loader)
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise EnvctlError(f"not a conda-lock file (unreadable YAML: {exc})", file=path) from None
+def _header(doc: Any) -> LockHeader:
     meta = doc.get("metadata") if isinstance(doc, dict) else None
     if not isinstance(meta, dict):
-        raise EnvctlError("not a conda-lock file (no `metadata` mapping)", file=path)
+        raise LockFormatError("not a conda-lock file (no `metadata` mapping)", "metadata")
     custom = meta.get("custom_metadata") or {}
+    if not isinstance(custom, dict):
+        raise LockFormatError("'metadata.custom_metadata' is not a mapping", "metadata.custom_metadata")
     channels = tuple(c.get("url", "") if isinstance(c, dict) else str(c) for c in meta.get("channels") or [])
-    return LockInfo(
-        path=path,
-        target=custom.get(KEY_TARGET),
-        target_hash=custom.get(KEY_TARGET_HASH),
-        spec_hash=custom.get(KEY_SPEC_HASH),
-        envctl_version=custom.get(KEY_VERSION),
-        platforms=tuple(meta.get("platforms") or ()),
-        channels=channels,
-        sha256="sha256:" + hashlib.sha256(data).hexdigest(),
-    )
+    return LockHeader(target=custom.get(KEY_TARGET), target_hash=custom.get(KEY_TARGET_HASH),
+                      spec_hash=custom.get(KEY_SPEC_HASH), envctl_version=custom.get(KEY_VERSION),
+                      platforms=tuple(meta.get("platforms") or ()), channels=channels)
 
 
-def read_packages(path: Path) -> tuple[LockInfo, list[LockedPackage]]:
-    """Every locked package, through conda-lock's own parser (what conda-lock and micromamba read)."""
-    info = read_meta(path)
-    parsed = parse_lockfile(path)
-    return info, [LockedPackage(platform=p.platform, manager=p.manager, name=p.name, version=str(p.version),
-                                url=p.url, md5=p.hash.md5, sha256=p.hash.sha256,
-                                build=getattr(p, "build", None) or None) for p in parsed.package]
+def _entry_problem(entry: Any, platforms: tuple[str, ...]) -> tuple[str, str | None] | None:
+    """(why, key) when one `package` entry is not a whole lock entry, else None."""
+    if not isinstance(entry, dict):
+        return "is not a mapping", None
+    for key in ("name", "version", "manager", "platform", "url"):
+        value = entry.get(key)
+        if not isinstance(value, str) or not value.strip():
+            return f"has no '{key}' string (got {short(value)})", key
+        found = control_char(value)
+        if found:
+            return f"'{key}' {short(value)} contains {found}", key
+    name, manager = entry["name"], entry["manager"]
+    if manager not in ("conda", "pip"):
+        return f"({name}): manager {short(manager)} is neither conda nor pip", "manager"
+    if entry["platform"] not in platforms:
+        return f"({name}): platform {short(entry['platform'])} is not one of the lock's platforms", "platform"
+    url = entry["url"].split("#", 1)[0]
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url) or " " in url:
+        return f"({name}): url {short(entry['url'])} is not a URL", "url"
+    if manager == "conda" and (url.count("/") < 4 or not _CONDA_FILE.fullmatch(url.rsplit("/", 1)[1])):
+        return f"({name}): conda url {short(entry['url'])} does not end in <channel>/<subdir>/<package file>", "url"
+    hashes = entry["hash"] if isinstance(entry.get("hash"), dict) else {}
+    if manager == "pip" and not (isinstance(hashes.get("sha256"), str) and hashes["sha256"]):
+        return f"pip package {name} {entry['version']} has no sha256 in the lock; refusing to install it unchecked", "hash.sha256"
+    if not any(isinstance(v, str) and v for v in hashes.values()):
+        return f"({name} {entry['version']}) has no hash", "hash"
+    deps = entry.get("dependencies") or {}
+    if not isinstance(deps, dict):
+        return f"({name}): 'dependencies' is not a mapping", "dependencies"
+    return None
+
+
+def _packages(doc: dict, header: LockHeader) -> tuple[LockedPackage, ...]:
+    """Every entry checked (fields, platforms, URLs, hashes, duplicates, no empty platform) and typed."""
+    if not header.platforms or not all(isinstance(p, str) for p in header.platforms):
+        raise LockFormatError("the lock names no platforms", "metadata.platforms")
+    entries = doc.get("package")
+    if not isinstance(entries, list):
+        raise LockFormatError("the lock has no `package` list", "package")
+    seen: set[tuple[str, str, str]] = set()
+    counts = dict.fromkeys(header.platforms, 0)
+    packages = []
+    for index, entry in enumerate(entries):
+        problem = _entry_problem(entry, header.platforms)
+        if problem:
+            why, key = problem
+            where = "" if why.startswith("pip package") else f"package entry {index + 1} "  # names itself
+            raise LockFormatError(where + why, f"package[{index}]" + (f".{key}" if key else ""))
+        ident = (entry["platform"], entry["manager"], entry["name"].lower().replace("_", "-"))
+        if ident in seen:
+            raise LockFormatError(f"{entry['name']} appears twice for {entry['platform']} ({entry['manager']})",
+                                  f"package[{index}]")
+        seen.add(ident)
+        counts[entry["platform"]] += 1
+        hashes = entry.get("hash") or {}
+        packages.append(LockedPackage(
+            platform=entry["platform"], manager=entry["manager"], name=entry["name"], version=entry["version"],
+            url=entry["url"], md5=hashes.get("md5") or None, sha256=hashes.get("sha256") or None,
+            build=str(entry.get("build") or "") or None,
+            dependencies=tuple((str(n), str(s)) for n, s in (entry.get("dependencies") or {}).items())))
+    empty = [p for p, n in counts.items() if n == 0]
+    if empty:
+        raise LockFormatError(f"the lock has no packages for {', '.join(empty)} (cut short?)", "package")
+    return tuple(packages)
+
+
+def conda_lockfile(doc: dict):
+    """conda-lock's own model of a parsed lock (its slow import): what conda-lock and micromamba accept."""
+    from conda_lock.lockfile import lockfile_v1_to_v2
+    from conda_lock.lockfile.v1.models import Lockfile as LockfileV1
+    from conda_lock.lockfile.v2prelim.models import Lockfile
+
+    content = dict(doc)
+    version = content.pop("version", None)
+    try:
+        if version == 1:
+            return lockfile_v1_to_v2(LockfileV1.model_validate(content))
+        if version == 2:
+            return Lockfile.model_validate(content)
+    except Exception as exc:  # pydantic's ValidationError and friends
+        raise LockFormatError(f"not a valid conda-lock file: {short(str(exc), 500) or type(exc).__name__}") from None
+    raise LockFormatError(f"not a valid conda-lock file: version {short(version)} (1 or 2 expected)", "version")
 
 
 class CondaLockFormat:
-    """conda-lock files behind the LockFormat interface (lock/lockfile.py)."""
+    """conda-lock files behind the LockFormat interface (lock/records.py)."""
 
     name = "conda-lock"
-    suffix = ".conda-lock.yml"
+    suffix = SUFFIX
 
-    def read_meta(self, path: Path) -> LockInfo:
-        return read_meta(path)
+    def read_header(self, data: bytes) -> LockHeader:
+        """envctl's fields, from the metadata block only (no conda_lock or rattler import)."""
+        return _header(_load(_metadata_block(_decode(data))))
 
-    def read_packages(self, path: Path) -> tuple[LockInfo, list[LockedPackage]]:
-        return read_packages(path)
+    def parse(self, data: bytes) -> LockDocument:
+        """Every package, checked entry by entry (plain YAML: no conda_lock import)."""
+        doc = _load(_decode(data))
+        header = _header(doc)
+        packages = _packages(doc, header)
+        content_hashes = doc["metadata"].get("content_hash")
+        return LockDocument(header, packages, dict(content_hashes) if isinstance(content_hashes, dict) else {})
+
+    def verify(self, data: bytes) -> None:
+        """conda-lock's own parser accepts it (what conda-lock and micromamba read): a lock only envctl
+        could read is refused before anything is built from it."""
+        conda_lockfile(_load(_decode(data)))
 
     def write(self, request: LockRequest, file_name: str) -> bytes:
-        lockfile = build_lockfile(
-            platforms=request.platforms, channels=request.channels, source=request.source,
-            source_text=request.source_text,
-            custom={KEY_TARGET: request.target, KEY_TARGET_HASH: request.target_hash,
-                    KEY_SPEC_HASH: request.spec_hash, KEY_VERSION: request.envctl_version})
+        lockfile = build_lockfile(request, {KEY_TARGET: request.target, KEY_TARGET_HASH: request.target_hash,
+                                            KEY_SPEC_HASH: request.spec_hash, KEY_VERSION: request.envctl_version})
         return _envctl_header(render_lockfile(lockfile, file_name), request.target, file_name)
+
+    def environment_lines(self, data: bytes, platform: str, kind: str) -> list[str]:
+        """The lock as an environment.yml (`env`) or an explicit URL list (`explicit`), by conda-lock's renderer."""
+        from conda_lock.conda_lock import render_lockfile_for_platform
+
+        return render_lockfile_for_platform(lockfile=conda_lockfile(_load(_decode(data))), include_dev_dependencies=False,
+                                            extras=None, kind=kind, platform=platform,
+                                            suppress_warning_for_pip_and_explicit=True)
 
 
 def _envctl_header(data: bytes, target: str, file_name: str) -> bytes:

@@ -1,210 +1,179 @@
-"""The lock: typed records, the format interface, and the one place a lock is read.
+"""The one place a lock is read: its bytes once per command, hashed once, parsed by its format.
 
 Every stage that reads a lock (create, certify, doctor, status, env export)
-comes here. A lock format (today conda-lock's, in conda_lock_format.py) is one
-module implementing `LockFormat`; a `pixi.lock` writer/reader would be another.
+comes here. `load_lock(path)` reads the file and hashes it; the result is
+kept for the rest of the process while the file's identity (device, inode,
+size, mtime, ctime: what git's index trusts) is unchanged, so the staleness
+check, create and certify of one command share one read. A lock rewritten
+in between (an atomic rename is a new inode) is read afresh.
 
-Reading all packages goes through the format's full parser, which can be slow
-(conda-lock's import costs most of a second, more than linking a whole env
-from warm caches); the result is kept under envctl's cache keyed by the
-sha256 of the lock's bytes, so the next reader of the same lock skips it. A
-changed lock has another sha256 and is parsed afresh.
+The format (lock/records.py's LockFormat; conda-lock's today, in
+conda_lock_format.py) gets bytes, never a path. Its own tools' check (for
+conda-lock: its parser, whose import costs about half a second) runs only
+when a lock is used to build; the parsed packages are then kept under
+envctl's cache keyed by the sha256 of the bytes, so the next command that
+reads the same lock skips both.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from envctl.core.atomic import write_bytes_atomic
-from envctl.core.errors import EnvctlError
-from envctl.core.hashing import sha256_bytes
-from envctl.core.paths import cache_home
+from envctl.core.errors import EnvctlError, FileMissing
+from envctl.core.hashing import sha256_digest
+from envctl.core.paths import TargetRef, cache_home, locks_dir, target_name
+from envctl.lock.conda_lock_format import CondaLockFormat
+from envctl.lock.records import (LockDocument, LockedPackage, LockFormat, LockFormatError, LockHeader, LockInfo,
+                                 content_hash)
 
-PLAN_VERSION = 2
+__all__ = ["Lock", "LockInfo", "LockedPackage", "content_hash", "load_lock", "lock_format", "lock_path",
+           "read_lock", "read_lock_meta", "source_path"]
 
-
-@dataclass(frozen=True)
-class LockInfo:
-    """What envctl needs from a lock without parsing its packages."""
-
-    path: Path
-    target: str | None
-    target_hash: str | None
-    spec_hash: str | None
-    envctl_version: str | None
-    platforms: tuple[str, ...]
-    channels: tuple[str, ...]
-    sha256: str  # "sha256:<hex>" of the file's bytes: what a certificate records
-
-    @property
-    def hex(self) -> str:
-        return self.sha256.split(":", 1)[-1]
-
-
-@dataclass(frozen=True)
-class LockedPackage:
-    """One package of one platform, as the lock pins it."""
-
-    platform: str
-    manager: str  # "conda" | "pip"
-    name: str
-    version: str
-    url: str
-    md5: str | None = None
-    sha256: str | None = None
-    build: str | None = None
-
-
-@dataclass(frozen=True)
-class PlatformLock:
-    """One platform's solution, ready to be written."""
-
-    platform: str
-    conda: list[Any]  # rattler RepoDataRecord
-    pip: list[Any]  # pip_resolve.PipPackage
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class LockRequest:
-    """Everything a format needs to write one target's lock."""
-
-    target: str
-    target_hash: str
-    spec_hash: str
-    envctl_version: str
-    channels: list[str]
-    source: str  # the rendered spec, relative to the lock's folder
-    source_text: str
-    platforms: list[PlatformLock]
-
-
-@dataclass(frozen=True)
-class LockContents:
-    info: LockInfo
-    packages: tuple[LockedPackage, ...]
-
-    def for_platform(self, platform: str, manager: str | None = None) -> list[LockedPackage]:
-        return [p for p in self.packages if p.platform == platform and (manager is None or p.manager == manager)]
-
-
-class LockFormat(Protocol):
-    """What a lock format provides (the conda-lock one: conda_lock_format.CondaLockFormat)."""
-
-    name: str
-    suffix: str
-
-    def read_meta(self, path: Path) -> LockInfo: ...
-
-    def read_packages(self, path: Path) -> tuple[LockInfo, list[LockedPackage]]: ...
-
-    def write(self, request: LockRequest, file_name: str) -> bytes: ...
+PLAN_VERSION = 3
+FORMAT: LockFormat = CondaLockFormat()  # the format envctl writes; a second one would be chosen here by suffix
+_HINT = "Re-lock it with `envctl lock`."
 
 
 def lock_format() -> LockFormat:
-    from envctl.lock.conda_lock_format import CondaLockFormat
+    return FORMAT
 
-    return CondaLockFormat()
+
+def lock_path(root: Path, target: TargetRef) -> Path:
+    """<root>/locks/<target><the format's suffix>."""
+    return locks_dir(root) / f"{target_name(target)}{FORMAT.suffix}"
+
+
+class Lock:
+    """One lock file as read: its bytes, their digest, and (parsed on first use) its header and packages."""
+
+    def __init__(self, path: Path, data: bytes) -> None:
+        self.path, self.data = path, data
+        self.sha256 = sha256_digest(data)  # "sha256:<hex>"
+        self._header: LockHeader | None = None
+        self._document: LockDocument | None = None
+        self._verified = False
+
+    @property
+    def hex(self) -> str:
+        return self.sha256.split(":", 1)[1]
+
+    @property
+    def info(self) -> LockInfo:
+        if self._header is None:
+            self._header = self._formatted(FORMAT.read_header, "")
+        return LockInfo.of(self.path, self.sha256, self._header)
+
+    def document(self) -> LockDocument:
+        """Every package, the format's structure checked (fast: no conda-lock import)."""
+        if self._document is None:
+            cached = _cached(self.hex)  # parsed and verified by an earlier command
+            self._verified = cached is not None
+            self._document = cached or self._formatted(FORMAT.parse, "cannot use the lock: ")
+            self._header = self._document.header
+        return self._document
+
+    def verified(self) -> "Lock":
+        """This lock, also accepted by its format's own tools (what `conda-lock install` and micromamba read)."""
+        document = self.document()
+        if not self._verified:
+            self._formatted(FORMAT.verify, "")
+            _store(self.hex, document)
+            self._verified = True
+        return self
+
+    def for_platform(self, platform: str, manager: str | None = None) -> list[LockedPackage]:
+        return self.document().for_platform(platform, manager)
+
+    def _formatted(self, call, prefix: str) -> Any:
+        try:
+            return call(self.data)
+        except LockFormatError as exc:
+            raise EnvctlError(prefix + exc.problem, file=self.path, key=exc.key, hint=_HINT) from None
+
+
+_MEMO: dict[Path, tuple[tuple[int, ...], Lock]] = {}
+READS = {"count": 0}  # lock files read from disk in this process (tests count reads per command)
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def load_lock(path: Path) -> Lock:
+    """The lock at `path`, read and hashed once while the file stays the same; EnvctlError naming it otherwise."""
+    from envctl.core.limits import MAX_LOCK_BYTES, read_regular
+
+    path = Path(path)
+    key = Path(os.path.abspath(path))
+    ident = _identity(path)
+    memo = _MEMO.get(key)
+    if memo is not None and ident is not None and memo[0] == ident:
+        return memo[1]
+    try:
+        data = read_regular(path, MAX_LOCK_BYTES, "lock")  # a regular file under the cap, or a clear error
+    except FileMissing:
+        raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
+    READS["count"] += 1
+    lock = Lock(path, data)
+    if ident is not None and _identity(path) == ident:  # unchanged while it was read: safe to keep
+        _MEMO[key] = (ident, lock)
+    return lock
+
+
+def remember(path: Path, data: bytes) -> Lock:
+    """The lock just written at `path` from `data`: later readers in this process need not read it back."""
+    lock = Lock(Path(path), data)
+    ident = _identity(Path(path))
+    if ident is not None:
+        _MEMO[Path(os.path.abspath(path))] = (ident, lock)
+    return lock
 
 
 def read_lock_meta(path: Path) -> LockInfo:
     """envctl's fields of a lock, read fast (no conda_lock or rattler import)."""
-    return lock_format().read_meta(Path(path))
+    return load_lock(path).info
 
 
-def read_lock_bytes(path: Path) -> bytes:
-    """A lock file's bytes; EnvctlError naming it when it is missing or unreadable."""
-    from envctl.core.limits import MAX_LOCK_BYTES, read_regular
+def read_lock(path: Path) -> Lock:
+    """Every package of the lock at `path`, checked by its format and its format's tools; EnvctlError naming
+    the file when it is not a usable lock."""
+    return load_lock(path).verified()
 
+
+def _plan_path(hex_digest: str) -> Path:
+    return cache_home() / "plans" / f"{hex_digest}.json"
+
+
+def _store(hex_digest: str, document: LockDocument) -> None:
+    header = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(document.header).items()}
+    plan = {"plan_version": PLAN_VERSION, "lock_sha256": hex_digest, "header": header,
+            "content_hashes": document.content_hashes, "packages": [p.to_json() for p in document.packages]}
     try:
-        return read_regular(Path(path), MAX_LOCK_BYTES, "lock")  # a regular file under the cap, or a clear error
-    except EnvctlError as exc:
-        if exc.message == "file not found":
-            raise EnvctlError("no lock file here; run `envctl lock`", file=path) from None
-        raise
-
-
-def _plan_path(sha: str) -> Path:
-    return cache_home() / "plans" / f"{sha}.json"
-
-
-def read_lock(path: Path, *, expect_sha256: str | None = None) -> LockContents:
-    """Every package of the lock at `path`; EnvctlError naming the file when it is not a readable lock.
-
-    `expect_sha256` (bare hex) guards against the file changing under a reader
-    that already hashed it.
-    """
-    path = Path(path)
-    data = read_lock_bytes(path)
-    sha = sha256_bytes(data)
-    if expect_sha256 and sha != expect_sha256:
-        raise EnvctlError("the lock changed while it was being read; run the command again", file=path)
-    cached = _cached(sha, path)
-    if cached is not None:
-        return cached
-    _check_structure(path, data)
-    info, packages = lock_format().read_packages(path)
-    if info.hex != sha:
-        raise EnvctlError("the lock changed while it was being read; run the command again", file=path)
-    contents = LockContents(info, tuple(packages))
-    plan = {"plan_version": PLAN_VERSION, "lock_sha256": sha, "info": _info_json(info),
-            "packages": [asdict(p) for p in packages]}
-    try:
-        write_bytes_atomic(_plan_path(sha), json.dumps(plan, separators=(",", ":")).encode())
+        write_bytes_atomic(_plan_path(hex_digest), json.dumps(plan, separators=(",", ":")).encode())
     except EnvctlError:
         pass  # an unwritable cache only costs the next reader the parse again
-    return contents
 
 
-def _check_structure(path: Path, data: bytes) -> None:
-    """Entries, duplicates, empty platforms (lockcheck.py), before the format's parser, whose errors say little."""
-    from envctl.core.limits import short
-    from envctl.lock.lockcheck import parse, structure_problem
-
+def _cached(hex_digest: str) -> LockDocument | None:
     try:
-        problem = structure_problem(parse(data))
-    except Exception as exc:  # noqa: BLE001 - YAML errors: a broken file
-        problem = f"unreadable YAML ({short(str(exc), 300) or type(exc).__name__})"
-    if problem:
-        raise EnvctlError(f"cannot use the lock: {problem}", file=path, hint="Re-lock it with `envctl lock`.")
-
-
-def _info_json(info: LockInfo) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(info).items() if k != "path"}
-
-
-def _cached(sha: str, path: Path) -> LockContents | None:
-    try:
-        plan = json.loads(_plan_path(sha).read_text(encoding="utf-8"))
-        if plan.get("plan_version") != PLAN_VERSION or plan.get("lock_sha256") != sha:
+        plan = json.loads(_plan_path(hex_digest).read_text(encoding="utf-8"))
+        if plan.get("plan_version") != PLAN_VERSION or plan.get("lock_sha256") != hex_digest:
             return None
-        info = plan["info"]
-        return LockContents(
-            LockInfo(path=path, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in info.items()}),
-            tuple(LockedPackage(**p) for p in plan["packages"]))
+        header = LockHeader(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in plan["header"].items()})
+        return LockDocument(header, tuple(LockedPackage.from_json(p) for p in plan["packages"]),
+                            dict(plan["content_hashes"]))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
-def content_hash(spec_hash: str, channels: list[str], platform: str, virtual: dict[str, str]) -> str:
-    """Per-platform input hash: spec, channels, virtual packages (conda-lock's `content_hash` slot).
-
-    conda-lock computes its own value from its own parse of the spec, so
-    `conda-lock --check-input-hash` will treat an envctl lock as needing a
-    relock; envctl's freshness check uses the recorded spec hash instead.
-    """
-    canonical = json.dumps(
-        {"spec": spec_hash, "channels": channels, "platform": platform, "virtual_packages": virtual},
-        sort_keys=True, separators=(",", ":"),
-    )
-    return sha256_bytes(canonical.encode())
-
-
 def source_path(lock: Path, env: Path) -> str:
     """The spec's path relative to the lock's folder, as lock formats record their sources."""
-    import os
-
     return Path(os.path.relpath(env.resolve(), lock.parent.resolve())).as_posix()

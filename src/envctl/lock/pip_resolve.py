@@ -37,6 +37,7 @@ from packaging.utils import canonicalize_name
 
 from envctl.core.hashing import sha256_file
 from envctl.core.process import run_tied, signal_text, uv_binary
+from envctl.lock.records import LockedPackage
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,15 +73,6 @@ _UV_RESOLUTION_VARS = re.compile(
 
 class PipResolveError(Exception):
     """The pip part cannot be resolved; the message carries uv's explanation."""
-
-
-@dataclass(frozen=True)
-class PipPackage:
-    name: str  # normalised PyPI name
-    version: str
-    url: str
-    sha256: str
-    dependencies: tuple[str, ...]  # normalised names, as resolved for this platform
 
 
 @dataclass(frozen=True)
@@ -211,7 +203,7 @@ def resolve(
     options: PipOptionsSpec,
     provided: dict[str, str],
     base: Path,
-) -> tuple[list[PipPackage], float]:
+) -> tuple[list[LockedPackage], float]:
     """Resolve `requirements` for one platform; return (packages, seconds).
 
     `provided` maps PyPI names the conda part already installs to their
@@ -263,7 +255,7 @@ def resolve(
     for child, (_, parents) in edges.items():
         for parent in parents:
             deps.setdefault(parent, set()).add(child)
-    packages = []
+    resolved = []
     for entry in pylock.get("packages", []):
         name = canonicalize_name(entry["name"])
         if name in provided:
@@ -283,7 +275,14 @@ def resolve(
         sha256 = hashes.get("sha256") or (_local_sha256(url) if url.startswith("file:") else None)
         if not sha256:
             raise PipResolveError(f"the index gave no sha256 for {url}; envctl locks only hashed wheels")
-        packages.append(PipPackage(name, version, url, sha256, tuple(sorted(deps.get(name, ())))))
+        resolved.append((name, version, url, sha256))
+    pins = {name: version for name, version, _, _ in resolved}
+    # Edges as resolved for this platform, pinned to what was resolved. A PEP 440 specifier, never
+    # conda's "*": py-rattler (pixi's lock reader) parses pip dependencies as PEP 508 requirements.
+    packages = [LockedPackage(platform=platform, manager="pip", name=name, version=version, url=url, sha256=sha256,
+                              dependencies=tuple((dep, f"=={pins[dep]}" if dep in pins else ">=0")
+                                                 for dep in sorted(deps.get(name, ()))))
+                for name, version, url, sha256 in resolved]
     return sorted(packages, key=lambda p: p.name), time.monotonic() - started
 
 

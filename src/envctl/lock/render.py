@@ -10,7 +10,6 @@ thing envctl does.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,8 +17,9 @@ from typing import TYPE_CHECKING
 import yaml
 
 from envctl.core.atomic import ensure_inside, write_text_atomic
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import BlockedByRules
 from envctl.core.limits import read_project_text
+from envctl.core.hashing import sha256_text_digest
 from envctl.core.paths import env_dir, env_file, virtual_packages_file
 from envctl.matrix.loader import Target
 from envctl.host.platform import virtual_packages
@@ -144,7 +144,7 @@ def virtual_packages_text(target: Target) -> str:
 
 def spec_hash(text: str) -> str:
     """Hash of a rendered file's content: what a lock records it came from."""
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return sha256_text_digest(text)
 
 
 def recorded_target_hash(path: Path) -> str | None:
@@ -179,15 +179,26 @@ def blocking_findings(target: Target) -> list[Finding]:
     return [f for f in check_target(target) if f.severity == "error"]
 
 
+def refuse_blocked(targets: list[Target], matrix_path: Path) -> None:
+    """BlockedByRules naming every target a rule error stops (the rules run once per target, here)."""
+    blocked = {t.name: found for t in targets if (found := blocking_findings(t))}
+    if not blocked:
+        return
+    reasons = "; ".join(f"{name}: {f.rule} ({f.message})" for name, found in blocked.items() for f in found)
+    what = f"target '{next(iter(blocked))}' cannot work" if len(targets) == 1 else \
+        f"{len(blocked)} target(s) cannot work"
+    raise BlockedByRules(f"nothing rendered: {what}: {reasons}", file=matrix_path,
+                         hint="Run `envctl matrix check` for sources and remedies.")
+
+
 def render_target(root: Path, target: Target, matrix_path: Path) -> RenderResult:
     """Write envs/<target>/environment.yml (+ virtual-packages.yml); refuse on rule errors."""
-    errors = blocking_findings(target)
-    if errors:
-        reasons = "; ".join(f"{f.rule}: {f.message}" for f in errors)
-        raise EnvctlError(
-            f"target '{target.name}' cannot work, so it is not rendered: {reasons}",
-            file=matrix_path, hint="Run `envctl matrix check` for sources and remedies.", exit_code=1,
-        )
+    refuse_blocked([target], matrix_path)
+    return write_rendered(root, target, matrix_path)
+
+
+def write_rendered(root: Path, target: Target, matrix_path: Path) -> RenderResult:
+    """Write the rendered files of a target `refuse_blocked` already passed."""
     text = render_text(target, matrix_path)
     # envs/<target> may be a symlink committed into the project: never write through it.
     ensure_inside(root, env_dir(root, target), "rendered spec folder")

@@ -7,7 +7,7 @@ resolved for that platform and the Python the conda solution holds. Both go
 into one conda-lock file, written only when every platform succeeded, by an
 atomic rename: an interrupted lock leaves the previous file as it was.
 
-`read_lock_meta` and `check_locks` import neither conda_lock nor rattler, so
+`read_lock_meta` and `check_locks` import neither the format's own tools nor rattler, so
 freshness checks stay fast.
 """
 
@@ -16,20 +16,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-import yaml
+from typing import Any, Iterable
 
 from envctl import __version__
 from envctl.core.atomic import ensure_inside, write_bytes_atomic
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, SolveFailed, WriteFailed
 from envctl.core.limits import read_project_text
-from envctl.core.paths import env_file, lock_path
-from envctl.lock.lockfile import LockInfo, LockRequest, PlatformLock, content_hash, lock_format, read_lock_meta, source_path
+from envctl.core.paths import env_file
+from envctl.core.progress import Progress
+from envctl.lock.lockfile import load_lock, lock_format, lock_path, read_lock_meta, remember, source_path
+from envctl.lock.records import LockedPackage, LockInfo, LockRequest, PlatformLock, content_hash
 from envctl.matrix.loader import Target
 from envctl.lock.render import recorded_target_hash, spec_hash
-
-Progress = Callable[..., None]
 
 __all__ = [
     "LockInfo", "LockResult", "PlatformStats", "StaleLock",
@@ -183,12 +181,38 @@ def _solve(target: Target, platform: str, channels: list[str], specs: list[str],
 
         what = "cannot be solved for" if isinstance(exc, SolverError) else "cannot be locked: reading the channels failed for"
         vp_text = ", ".join(f"{n}={v}" for n, v in virtual.items()) or "none"
-        raise EnvctlError(
+        raise SolveFailed(
             f"target '{target.name}' {what} {platform} "
             f"(channels: {', '.join(channels)}; virtual packages: {vp_text}):\n{str(exc).strip()}",
-            file=env_path, exit_code=1,
+            file=env_path,
         ) from None
     return sorted(records, key=lambda r: r.name.normalized)
+
+
+def _conda_dependencies(depends: list[str]) -> tuple[tuple[str, str], ...]:
+    """`name version [build]` match specs as (name, version spec) pairs, one per name."""
+    out: dict[str, list[str]] = {}
+    for dep in depends:
+        parts = dep.split()
+        if not parts:
+            continue
+        specs = out.setdefault(parts[0], [])
+        if len(parts) > 1 and parts[1] not in specs:
+            specs.append(parts[1])
+    return tuple((name, ",".join(specs)) for name, specs in out.items())
+
+
+def _hex(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.hex() if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def _locked_conda(platform: str, records) -> list[LockedPackage]:
+    """rattler's solution as the lock's records."""
+    return [LockedPackage(platform=platform, manager="conda", name=rec.name.normalized, version=str(rec.version),
+                          url=str(rec.url), md5=_hex(rec.md5), sha256=_hex(rec.sha256), build=str(rec.build),
+                          dependencies=_conda_dependencies(list(rec.depends))) for rec in records]
 
 
 def _provided(records) -> dict[str, str]:
@@ -208,9 +232,9 @@ def _resolve_pip(target: Target, platform: str, spec: _EnvSpec, records, virtual
 
     python = next((r for r in records if r.name.normalized == "python"), None)
     if python is None:
-        raise EnvctlError(
+        raise SolveFailed(
             f"target '{target.name}' has a pip part but its conda solution for {platform} has no python",
-            file=env_path, exit_code=1,
+            file=env_path,
         )
     opts = spec.pip_options
     options = PipOptionsSpec(
@@ -224,16 +248,16 @@ def _resolve_pip(target: Target, platform: str, spec: _EnvSpec, records, virtual
             options=options, provided=_provided(records), base=root,
         )
     except PipResolveError as exc:
-        raise EnvctlError(
+        raise SolveFailed(
             f"the pip part of target '{target.name}' cannot be resolved for {platform} "
             f"(python {python.version}):\n{exc}",
-            file=env_path, exit_code=1,
+            file=env_path,
         ) from None
     except OSError as exc:  # its scratch folder: a full or read-only temp dir
-        raise EnvctlError(
+        raise SolveFailed(
             f"the pip part of target '{target.name}' cannot be resolved for {platform}: "
             f"{exc.strerror or exc} ({exc.filename or 'temp folder'})",
-            file=env_path, exit_code=1,
+            file=env_path,
         ) from None
 
 
@@ -247,10 +271,10 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     except FileNotFoundError:
         raise EnvctlError(f"target '{target.name}' is not rendered yet; run `envctl render {target.name}`", file=env_path) from None
     if recorded_target_hash(env_path) != target.definition_hash():
-        raise EnvctlError(
+        raise SolveFailed(
             f"this file was rendered from another definition of target '{target.name}'; "
             f"run `envctl render {target.name}` before locking",
-            file=env_path, exit_code=1,
+            file=env_path,
         )
     spec = _read_spec(env_path, text)
     use_channels = list(channels) if channels else spec.channels
@@ -279,7 +303,8 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
             pip_pkgs, pip_s = _resolve_pip(target, platform, spec, records, virtual, root, env_path)
             emit("pip-resolved", target=target.name, platform=platform, packages=len(pip_pkgs), seconds=pip_s,
                  message=f"{target.name} {platform}: {len(pip_pkgs)} pip packages in {pip_s:.1f}s")
-        planned.append(PlatformLock(platform, records, pip_pkgs, content_hash(s_hash, use_channels, platform, virtual)))
+        planned.append(PlatformLock(platform, (*_locked_conda(platform, records), *pip_pkgs),
+                                    content_hash(s_hash, use_channels, platform, virtual)))
         stats[platform] = PlatformStats(platform, len(records), len(pip_pkgs), solve_s, pip_s)
 
     request = LockRequest(target=target.name, target_hash=target.definition_hash(), spec_hash=s_hash,
@@ -288,12 +313,12 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
     try:
         data = lock_format().write(request, path.name)
     except OSError as exc:  # conda-lock's writer works in a private temp folder
-        raise EnvctlError(f"cannot write the lock for '{target.name}': {exc.strerror or exc}", exit_code=1) from None
+        raise WriteFailed(f"cannot write the lock for '{target.name}': {exc.strerror or exc}") from None
     ensure_inside(root, path, "lock file")
-    changed = not path.exists() or path.read_bytes() != data
+    changed = not path.exists() or load_lock(path).data != data
     if changed:
         write_bytes_atomic(path, data)
-    info = read_lock_meta(path)
+    info = remember(path, data).info
     warnings = _portability(target.name, planned)
     for warning in warnings:
         emit("warning", target=target.name, message=warning)
@@ -304,8 +329,7 @@ def lock_target(root: Path, target: Target, *, channels: list[str] | None = None
 
 def _portability(name: str, planned: list[PlatformLock]) -> tuple[str, ...]:
     """Why this lock would not install on another machine: packages from file:// locations of this one."""
-    local = sorted({str(url) for plat in planned
-                    for url in [r.url for r in plat.conda] + [p.url for p in plat.pip] if str(url).startswith("file:")})
+    local = sorted({pkg.url for plat in planned for pkg in plat.packages if pkg.url.startswith("file:")})
     if not local:
         return ()
     folders = sorted({url.rsplit("/", 1)[0] for url in local})
@@ -315,7 +339,13 @@ def _portability(name: str, planned: list[PlatformLock]) -> tuple[str, ...]:
 
 
 def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
-    """Targets whose lock is missing, unreadable, or made from another spec."""
+    """Targets whose lock is missing, unreadable, or made from another spec.
+
+    The one place "is this lock stale?" is decided (lock --check, --locked,
+    the chain's relock, status, pack). A matrix edited since the lock was made
+    shows as another definition (the lock records the target's hash), so a
+    stale rendered file needs no check of its own here.
+    """
     root = Path(root)
     stale: list[StaleLock] = []
     for target in targets:
@@ -351,19 +381,16 @@ def check_locks(root: Path, targets: Iterable[Target]) -> list[StaleLock]:
 
 def _body_problem(path: Path, env_path: Path, target: Target, info: LockInfo) -> str | None:
     """Recorded hashes match; check the body too (a lock cut short keeps its metadata intact)."""
-    from envctl.core.limits import MAX_LOCK_BYTES, read_regular
-    from envctl.lock.lockcheck import (content_hash_problem, missing_dependencies, missing_specs, parse,
-                                       structure_problem, unrequested_packages)
+    from envctl.lock.lockcheck import content_hash_problem, missing_dependencies, missing_specs, unrequested_packages
 
     try:
-        doc = parse(read_regular(path, MAX_LOCK_BYTES, "lock"))
+        doc = load_lock(path).document()
         spec = _read_spec(env_path, read_project_text(env_path, what="environment.yml"))
     except EnvctlError as exc:
-        return exc.message
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return exc.message.removeprefix("cannot use the lock: ")
+    except (OSError, UnicodeDecodeError) as exc:
         return f"unreadable ({type(exc).__name__})"
-    return (structure_problem(doc)
-            or content_hash_problem(doc, info.spec_hash, lambda platform: _virtual(target, platform))
+    return (content_hash_problem(doc, info.spec_hash, lambda platform: _virtual(target, platform))
             or missing_specs(doc, spec.conda, spec.pip)
             or missing_dependencies(doc)
             or unrequested_packages(doc, spec.conda, spec.pip))

@@ -1,6 +1,7 @@
 """The compatibility matrix: loading, field validation, version specs, the project around it."""
 
-from envctl.matrix.loader import DEFAULT_MATRIX, Matrix, Target, load_matrix
+from envctl.core.paths import DEFAULT_MATRIX
+from envctl.matrix.loader import Matrix, Target, load_matrix
 from envctl.matrix.project import Project
 from envctl.matrix.versions import Spec, SpecError
 

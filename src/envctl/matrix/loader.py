@@ -10,7 +10,6 @@ carry a `reason` and a `source`. The result is a flat, ordered set of
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
@@ -19,13 +18,14 @@ from typing import Any
 
 from envctl.core.atomic import SAFE_NAME
 from envctl.core.errors import EnvctlError, did_you_mean
+from envctl.core.hashing import sha256_text_digest
 from envctl.core.limits import short
+from envctl.core.paths import DEFAULT_MATRIX
 from envctl.smoke import BUILTIN_MODELS
 from envctl.matrix.fields import TARGET_FIELDS, FieldError, PipOptions, parse_field
 from envctl.matrix.versions import Spec
 from envctl.core.yamlsource import LineDict, load_yaml
 
-DEFAULT_MATRIX = Path("envs/matrix.yaml")
 TOP_LEVEL_KEYS = ("version", "defaults", "targets", "axes")
 AXIS_KEYS = ("name", "base", "product", "zip", "exclude", "description")
 EXCLUDE_META = ("reason", "source")
@@ -103,7 +103,7 @@ class Target:
         data = self.to_json()
         data.pop("runner_labels")  # where CI runs it does not change the env: renders and locks stay fresh
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return sha256_text_digest(canonical)
 
 
 @dataclass(frozen=True)
@@ -140,12 +140,12 @@ class Matrix:
         return chosen
 
 
-def _error(path: Path, mapping: LineDict | None, key: str, message: str, keypath: str) -> EnvctlError:
+def _error(path: Path, mapping: dict | None, key: str, message: str, keypath: str) -> EnvctlError:
     line = mapping.line_of(key) if isinstance(mapping, LineDict) else None
     return EnvctlError(message, file=path, line=line, key=keypath)
 
 
-def _check_keys(path: Path, mapping: LineDict, allowed: tuple[str, ...], where: str) -> None:
+def _check_keys(path: Path, mapping: dict, allowed: tuple[str, ...], where: str) -> None:
     for key in mapping:
         if key not in allowed:
             raise _error(
@@ -155,17 +155,17 @@ def _check_keys(path: Path, mapping: LineDict, allowed: tuple[str, ...], where: 
             )
 
 
-def _mapping(path: Path, value: Any, keypath: str, parent: LineDict | None, key: str) -> LineDict:
+def _mapping(path: Path, value: Any, keypath: str, parent: dict | None, key: str) -> LineDict:
     if value is None:
         empty = LineDict()
-        empty.line, empty.key_lines = (parent.line_of(key) if parent is not None else None), {}
+        empty.line, empty.key_lines = (parent.line_of(key) if isinstance(parent, LineDict) else None), {}
         return empty
     if not isinstance(value, dict):
         raise _error(path, parent, key, f"expected a mapping, got {type(value).__name__}", keypath)
-    return value
+    return value if isinstance(value, LineDict) else LineDict(value)  # YAML's mappings are LineDicts already
 
 
-def _check_name(path: Path, name: Any, mapping: LineDict | None, key: str, keypath: str) -> str:
+def _check_name(path: Path, name: Any, mapping: dict | None, key: str, keypath: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise _error(
             path, mapping, key,
@@ -187,10 +187,11 @@ def _resolve(path: Path, name: str, raw: dict[str, Any], lines: dict[str, tuple[
             raise _error(path, mapping, key, str(exc), keypath) from None
     missing = [f for f, spec in TARGET_FIELDS.items() if spec.required and f not in values]
     if missing:
+        declared = lines["__target__"][0] if "__target__" in lines else None
         raise EnvctlError(
             f"target '{name}' does not say {', '.join(repr(m) for m in missing)} "
             "(set it on the target or under defaults)",
-            file=path, line=lines.get("__target__", (None, ""))[0].line if "__target__" in lines else None,
+            file=path, line=declared.line if declared is not None else None,
             key=f"targets.{name}",
         )
     named = [p for p, _ in values.get("runner_labels", ())]
@@ -318,7 +319,8 @@ def _expand_axes(path: Path, group: LineDict, index: int, defaults: LineDict):
         if not isinstance(ex, dict):
             raise _error(path, group, "exclude", "each exclude entry is a mapping of axis values plus 'reason' and 'source'", epath)
         for meta in EXCLUDE_META:
-            if not isinstance(ex.get(meta), str) or not ex.get(meta).strip():
+            said = ex.get(meta)
+            if not isinstance(said, str) or not said.strip():
                 raise _error(path, ex, meta, f"an exclude entry needs a '{meta}' (why it cannot work, and where that is stated)", f"{epath}.{meta}")
         for key in ex:
             if key not in EXCLUDE_META and key not in seen_axes:
@@ -364,7 +366,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
     targets: dict[str, Target] = {}
     excluded: list[Excluded] = []
 
-    def add(target: Target, mapping: LineDict, key: str, keypath: str) -> None:
+    def add(target: Target, mapping: dict, key: str, keypath: str) -> None:
         if target.name in targets:
             raise _error(path, mapping, key, f"target '{target.name}' is defined twice (explicitly or by an axes group)", keypath)
         targets[target.name] = target
@@ -380,7 +382,7 @@ def load_matrix(path: Path = DEFAULT_MATRIX) -> Matrix:
     if not isinstance(axes, list):
         raise _error(path, doc, "axes", "'axes' is a list of groups", "axes")
     for index, group in enumerate(axes):
-        if not isinstance(group, dict):
+        if not isinstance(group, LineDict):  # what YAML's mappings load as
             raise _error(path, doc, "axes", "each axes group is a mapping", f"axes[{index}]")
         for item in _expand_axes(path, group, index, defaults):
             if isinstance(item, Excluded):

@@ -52,7 +52,7 @@ class Spec:
         if control_char(text) or len(text) > 200:
             raise SpecError(f"{short(text)} is not a version spec (control characters or too long)")
         spec = cls(text)
-        spec._specifier  # validate now, not at first use
+        _ = spec._specifier  # validate now, not at first use
         return spec
 
     @property

@@ -14,7 +14,6 @@ Layout (like conda's constructor installers: a shell header, then the payload):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,14 +25,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from envctl import __version__
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, WriteFailed
 from envctl.core.jsonread import load_json
-from envctl.core.limits import MAX_JSON_BYTES, MAX_LOCK_BYTES, MAX_MATRIX_BYTES, read_regular
+from envctl.core.limits import MAX_JSON_BYTES, MAX_MATRIX_BYTES, read_regular
 from envctl.core.prefixrule import SH_BRACKET
 from envctl.core.text import printable
 from envctl.pack import DEVCERT_PATH, HEADER_PATH, INSTALLER_PATH, PREFIXRULE_PATH, PROCESS_PATH
 from envctl.pack.materialise import MACHINES, PLACEHOLDER, Materialised, materialise
-from envctl.pack.sources import sha256_file
+from envctl.core.hashing import sha256_file
+from envctl.lock.lockfile import load_lock
 
 META = Path("share") / "envctl-bundle"
 NUMBER_WIDTH = 20
@@ -81,7 +81,7 @@ def pick_platform(target, lock: Path, platform: str | None) -> str:
 
 
 def lock_file(root: Path, target) -> Path:
-    from envctl.core.paths import lock_path
+    from envctl.lock.lockfile import lock_path
     from envctl.lock.solve import check_locks
 
     path = lock_path(root, target)
@@ -102,7 +102,7 @@ def prepare(matrix_path: Path, name: str, platform: str | None, work: Path, prog
     platform = pick_platform(target, lock, platform)
     env = work / "env"
     built = materialise(lock, target, platform, env, progress)
-    lock_sha = hashlib.sha256(read_regular(lock, MAX_LOCK_BYTES, "lock")).hexdigest()
+    lock_sha = load_lock(lock).hex  # the bundle's info and the device's certificate spell it bare (pack/header.sh)
     cert = _add_meta(root, target, lock, lock_sha, built, env / META, progress)
     info = {
         "bundle_version": 1, "target": target.name, "platform": platform, "machine": MACHINES.get(platform, platform),
@@ -125,7 +125,7 @@ def _add_meta(root: Path, target, lock: Path, lock_sha: str, built: Materialised
     meta.mkdir(parents=True, exist_ok=True)
     # Project files are read through the capped, regular-file reader: a FIFO or /dev/zero planted at
     # one of these names must not hang the pack or fill memory and disk.
-    (meta / lock.name).write_bytes(read_regular(lock, MAX_LOCK_BYTES, "lock"))
+    (meta / lock.name).write_bytes(load_lock(lock).data)
     spec_file = env_file(root, target)
     if os.path.lexists(spec_file):
         (meta / "environment.yml").write_bytes(read_regular(spec_file, MAX_MATRIX_BYTES, "rendered environment.yml"))
@@ -261,7 +261,7 @@ def pack_bundle(matrix_path: Path, name: str, out: Path, *, platform: str | None
         return PackResult(out, target.name, built.platform, "sh", out.stat().st_size, env_size(env)[0],
                           len(manifest["files"]), info["counts"], info["lock_sha256"], cert, time.monotonic() - started)
     except OSError as exc:
-        raise EnvctlError(f"cannot write the bundle {out}: {exc.strerror or exc} ({exc.filename or ''}); nothing was written",
-                          exit_code=1) from None
+        raise WriteFailed(f"cannot write the bundle {out}: {exc.strerror or exc} ({exc.filename or ''}); "
+                          "nothing was written") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -201,7 +201,7 @@ def whole_seconds(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("Invalid value for '--timeout': Input should be a valid integer (not %r)" % text)
+        raise argparse.ArgumentTypeError("Invalid value for '--timeout': Input should be a valid integer (not %r)" % text) from None
     if value < 1:
         raise argparse.ArgumentTypeError("Invalid value for '--timeout': Input should be greater than or equal to 1")
     return value

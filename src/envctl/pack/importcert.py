@@ -10,23 +10,19 @@ report show both.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from pathlib import Path
 
 from envctl.core.atomic import SAFE_NAME, ensure_inside, write_text_atomic
 from envctl.core.errors import EnvctlError
 from envctl.core.jsonread import load_json
-from envctl.core.limits import MAX_JSON_BYTES, MAX_LOCK_BYTES, read_regular, read_text, short
+from envctl.core.hashing import digest_hex
+from envctl.core.limits import MAX_JSON_BYTES, read_text, short
+from envctl.core.paths import device_cert_path
+from envctl.lock.lockfile import load_lock, lock_path
 from envctl.core.text import printable
 
-_LOCK_SHA = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
-
-
-def device_cert_path(root: Path, name: str) -> Path:
-    return root / "certs" / f"{name}.device.json"
 
 
 def import_certificate(matrix_path: Path, cert_file: Path) -> tuple[Path, dict]:
@@ -55,11 +51,11 @@ def import_certificate(matrix_path: Path, cert_file: Path) -> tuple[Path, dict]:
         raise EnvctlError(f"not a valid envctl certificate: {printable(exc)}", file=cert_file) from None
     project = Project.load(matrix_path)
     root, target = project.root, project.target(name)
-    lock = root / "locks" / f"{target.name}.conda-lock.yml"
+    lock = lock_path(root, target)
     if not os.path.lexists(lock):
         raise EnvctlError(f"target '{name}' has no lock here ({lock}) to check the certificate against", file=cert_file,
                           hint=f"Run `envctl lock {name}`.")
-    current = hashlib.sha256(read_regular(lock, MAX_LOCK_BYTES, "lock")).hexdigest()
+    current = load_lock(lock).hex
     if recorded != current:
         raise EnvctlError(
             f"the certificate was made from another lock of '{name}' (sha256 {recorded[:12]}); "
@@ -75,11 +71,11 @@ def _lock_hash(data: dict, cert_file: Path) -> str:
     """The sha256 the certificate records for its lock (`lock.sha256`, optionally `sha256:`-prefixed), or EnvctlError."""
     lock = data.get("lock")
     value = lock.get("sha256") if isinstance(lock, dict) else None
-    match = _LOCK_SHA.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
+    recorded = digest_hex(value)
+    if recorded is None:
         raise EnvctlError(f"the certificate records no lock hash (lock.sha256 is {short(value)}); a device certificate "
                           "is filed only when it names the lock it was made from. Nothing was filed.", file=cert_file)
-    return match.group(1)
+    return recorded
 
 
 def summary(path: Path, data: dict) -> str:

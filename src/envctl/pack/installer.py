@@ -18,6 +18,7 @@ Exit 0 done; 1 a check failed or the install could not finish (nothing swapped i
 """
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
@@ -76,7 +77,7 @@ def load_manifest(root, expected):
     try:
         actual = sha256_file(path)
     except OSError:
-        raise Refused("the bundle is damaged: first bad file: %s (missing)" % MANIFEST)
+        raise Refused("the bundle is damaged: first bad file: %s (missing)" % MANIFEST) from None
     if actual != expected:
         raise Refused("the bundle is damaged: first bad file: %s (sha256 %s, the header says %s)" % (MANIFEST, actual, expected))
     with open(path, encoding="utf-8") as handle:
@@ -146,20 +147,26 @@ def check_pkgs_stream(bundle, offset, size, expected, manifest):
                         continue
                     seen.add(member.name)
                     want = packages.get(member.name)
-                    data = tar.extractfile(member)
+                    data = tar.extractfile(member)  # a regular file: never None
                     got = hashlib.sha256()
-                    for chunk in iter(lambda: data.read(1 << 20), b""):
+                    while data is not None:
+                        chunk = data.read(1 << 20)
+                        if not chunk:
+                            break
                         got.update(chunk)
                     if want is None or got.hexdigest() != want[0]:
                         raise Refused("the bundle is damaged: first bad file: %s" % member.name)
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise Refused("the bundle is damaged: its package payload does not read (%s)" % exc)
+        raise Refused("the bundle is damaged: its package payload does not read (%s)" % exc) from None
     missing = sorted(set(packages) - seen)
     raise Refused("the bundle is damaged: first bad file: %s" % (missing[0] if missing else "the package payload"))
 
 
-class _Window(object):
+class _Window(io.RawIOBase):
     """A read-only view of `size` bytes of a file from its current position."""
+
+    def readable(self):
+        return True
 
     def __init__(self, handle, size):
         self.handle, self.left = handle, size
@@ -172,7 +179,7 @@ class _Window(object):
 
 
 def check_pkgs_dir(dest, manifest):
-    for rel, (sha, size) in sorted(manifest.get("packages", {}).items()):
+    for rel, (sha, _size) in sorted(manifest.get("packages", {}).items()):
         path = os.path.join(dest, rel)
         if not os.path.isfile(path) or sha256_file(path) != sha:
             raise Refused("the bundle is damaged: first bad file: %s" % rel)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, PackFailed
 from envctl.pack.sources import Archive, fetch
 
 # 200 bytes: under conda-build's 255-byte placeholder (rattler patches binaries
@@ -61,11 +61,12 @@ def check_platform(lock: Path, platform: str) -> str:
 def materialise(lock: Path, target, platform: str, dest: Path, progress=None) -> Materialised:
     """Link the lock's `platform` part into `dest` (new folder), relocatable; return what went in."""
     from envctl.create.conda_install import conda_records, read_lock_entries
+    from envctl.lock.lockfile import load_lock
 
-    lock_sha = check_platform(lock, platform)
-    conda, pip = read_lock_entries(lock, target.name, platform, lock_sha)
+    check_platform(lock, platform)
+    conda, pip = read_lock_entries(load_lock(lock), target.name, platform)
     _say(progress, "fetch", f"checking {len(conda)} conda packages and {len(pip)} wheels against the lock")
-    conda_files = [fetch("conda", e.name, e.version, e.url, e.hash.sha256, e.hash.md5, lock, progress) for e in conda]
+    conda_files = [fetch("conda", e.name, e.version, e.url, e.sha256, e.md5, lock, progress) for e in conda]
     pip_files = [fetch("pip", p.name, p.version, p.url, p.sha256, None, lock, progress) for p in pip]
     python = next((e.version for e in conda if e.name == "python"), "")
     dest.mkdir(parents=True)
@@ -100,7 +101,7 @@ def _link_conda(records: list[Any], dest: Path, platform: str, lock: Path) -> No
             execute_link_scripts=False,  # they would run on this machine, not the target
         ))
     except Exception as exc:
-        raise EnvctlError(f"linking the conda packages for {platform} failed: {exc}", file=lock, exit_code=1) from None
+        raise PackFailed(f"linking the conda packages for {platform} failed: {exc}", file=lock) from None
 
 
 def _install_pip(pip: list, files: list[Archive], target, platform: str, python: str, dest: Path) -> None:
@@ -216,8 +217,8 @@ def record_prefix_files(prefix: Path) -> list[list[str]]:
             rel = os.path.relpath(path, prefix)
             for b in build:
                 if b in data:
-                    raise EnvctlError(f"{rel} names the folder the env was built in ({b.decode()}); it would not survive the move",
-                                      exit_code=1)
+                    raise PackFailed(f"{rel} names the folder the env was built in ({b.decode()}); "
+                                     "it would not survive the move")
             if needle in data:
                 found.append([rel, "binary" if b"\0" in data else "text"])
     return found

@@ -15,7 +15,6 @@ Spec: https://github.com/opencontainers/image-spec (image-layout.md, manifest.md
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -27,7 +26,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, WriteFailed
+from envctl.core.hashing import sha256_bytes, sha256_digest, sha256_file, sha256_hasher
 from envctl.core.limits import short
 from envctl.core.prefixrule import check_prefix
 from envctl.core.text import printable
@@ -41,14 +41,6 @@ ARCH = {"linux-64": "amd64", "linux-aarch64": "arm64", "linux-ppc64le": "ppc64le
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class _Blobs:
     """blobs/sha256/<hex> in a work folder, each added once."""
 
@@ -57,12 +49,12 @@ class _Blobs:
         self.dir.mkdir(parents=True)
 
     def add_bytes(self, data: bytes, media_type: str) -> dict:
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_bytes(data)
         (self.dir / digest).write_bytes(data)
         return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
 
     def add_file(self, path: Path, media_type: str) -> dict:
-        digest = _sha256(path)
+        digest = sha256_file(path)
         os.replace(path, self.dir / digest)
         return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": (self.dir / digest).stat().st_size}
 
@@ -83,7 +75,7 @@ def _layer(env: Path, env_path: str, work: Path) -> tuple[Path, str]:
             return info
 
         tar.add(env, arcname="/".join(parts), recursive=True, filter=owner)
-    diff_id = _sha256(raw)
+    diff_id = sha256_file(raw)
     blob = work / "layer.tar.gz"
     with open(raw, "rb") as src, open(blob, "wb") as out:
         with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
@@ -142,7 +134,7 @@ def _read_base(base: Path, arch: str, blobs: _Blobs) -> tuple[dict, list[dict]]:
     def stream(info: tarfile.TarInfo, sink=None) -> str:
         handle = tar.extractfile(info)
         assert handle is not None
-        digest = hashlib.sha256()
+        digest = sha256_hasher()
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
             if sink is not None:
@@ -154,7 +146,7 @@ def _read_base(base: Path, arch: str, blobs: _Blobs) -> tuple[dict, list[dict]]:
         if info.size > MAX_BASE_JSON:
             raise bad(f"{name} is {info.size} bytes; an OCI index, manifest or config over {MAX_BASE_JSON} is refused")
         data = tar.extractfile(info).read()  # type: ignore[union-attr]
-        if digest is not None and "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if digest is not None and sha256_digest(data) != digest:
             raise bad(f"{name} does not match its digest")
         try:
             doc = json.loads(data)
@@ -291,7 +283,7 @@ def pack_oci(matrix_path: Path, name: str, out: Path, *, platform: str | None = 
                           sum(1 for p in env.rglob("*") if p.is_file()), info["counts"], info["lock_sha256"], cert,
                           time.monotonic() - started)
     except OSError as exc:
-        raise EnvctlError(f"cannot write the image {out}: {exc.strerror or exc} ({exc.filename or ''}); nothing was written",
-                          exit_code=1) from None
+        raise WriteFailed(f"cannot write the image {out}: {exc.strerror or exc} ({exc.filename or ''}); "
+                          "nothing was written") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)

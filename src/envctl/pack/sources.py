@@ -8,7 +8,6 @@ it is used: the lock is the source of truth, whatever cache it came from.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.request
@@ -17,7 +16,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, PackFailed
+from envctl.core.hashing import file_digest, sha256_file
 from envctl.create.verify import cache_home
 
 
@@ -37,20 +37,8 @@ class Archive:
         return unquote(self.url.split("#", 1)[0].rsplit("/", 1)[1])
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def md5_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5").hex()
 
 
 def archive_cache() -> Path:
@@ -80,7 +68,7 @@ def fetch(manager: str, name: str, version: str, url: str, sha256: str | None, m
         actual = sha256_file(path)
         if expected:
             return actual if actual == expected else None
-        return actual if md5_file(path) == md5.lower() else None
+        return actual if md5 and md5_file(path) == md5.lower() else None
 
     if clean.startswith("file:"):
         path = Path(url2pathname(urlparse(clean).path))
@@ -108,9 +96,8 @@ def fetch(manager: str, name: str, version: str, url: str, sha256: str | None, m
             raise _mismatch(manager, name, version, expected or md5 or "", sha256_file(Path(tmp)), clean, lock)
         os.replace(tmp, cached)
     except OSError as exc:
-        raise EnvctlError(f"{manager} package {name} {version}: cannot download {clean}: {exc}", file=lock,
-                          hint="Pack on a machine that reaches the channel/index, or put the file in a package cache.",
-                          exit_code=1) from None
+        raise PackFailed(f"{manager} package {name} {version}: cannot download {clean}: {exc}", file=lock,
+                         hint="Pack on a machine that reaches the channel/index, or put the file in a package cache.") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -138,8 +125,8 @@ def copy_reporting(response, out, name: str, progress=None, chunk: int = 1 << 20
 
 
 def _mismatch(manager: str, name: str, version: str, expected: str, actual: str, where: str, lock: Path) -> EnvctlError:
-    return EnvctlError(
+    return PackFailed(
         f"{manager} package {name} {version}: the file's hash does not match the lock "
         f"(expected {expected}, actual {actual}; {where}). Nothing was packed.",
-        file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.", exit_code=1,
+        file=lock, hint="The lock is the source of truth: re-lock if the package changed on purpose.",
     )

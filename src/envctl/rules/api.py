@@ -32,9 +32,11 @@ small functions. Each has a one-line description (`describe_rules()`).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from envctl.rules import ruleset  # noqa: F401 - registers the rules
 from envctl.matrix.loader import Matrix, Target
-from envctl.rules.engine import RULES, Finding, Implied, RuleContext, admitted  # noqa: F401 - admitted is public
+from envctl.rules.engine import RULES, Finding, Implied, RuleContext, admitted  # admitted is public
 
 __all__ = ["Finding", "Implied", "admitted", "check_target", "check_matrix", "implied_requirements", "describe_rules"]
 
@@ -42,20 +44,28 @@ __all__ = ["Finding", "Implied", "admitted", "check_target", "check_matrix", "im
 # --- public API ----------------------------------------------------------------
 def describe_rules() -> list[tuple[str, str]]:
     """(rule id, one-line description) in check order; an id may have several entries (one per case)."""
-    return [(rule_id, doc) for rule_id, doc, _ in RULES]
+    return [(rule.id, rule.description) for rule in RULES]
+
+
+@lru_cache(maxsize=256)
+def _judged(target: Target) -> RuleContext:
+    """The target's context with every rule run once. A render asks for the implied packages and
+    the blocking findings, and the pipeline asks before rendering: one judgement serves them all
+    (a Target is frozen, so the answer cannot go stale)."""
+    ctx = RuleContext(target)
+    for rule in RULES:
+        ctx.rule = rule.id
+        rule.check(ctx)
+    return ctx
 
 
 def check_target(target: Target) -> list[Finding]:
-    c = RuleContext(target)
-    for rule_id, _, check in RULES:
-        c.rule = rule_id
-        check(c)
-    return c.out
+    return list(_judged(target).out)
 
 
 def check_matrix(matrix: Matrix) -> dict[str, list[Finding]]:
-    return {name: check_target(t) for name, t in matrix.targets.items()}
+    return {name: check_target(target) for name, target in matrix.targets.items()}
 
 
 def implied_requirements(target: Target) -> list[Implied]:
-    return RuleContext(target).implied
+    return list(_judged(target).implied)

@@ -263,7 +263,7 @@ class JetPack(NamedTuple):
 _T = "https://docs.pytorch.org/TensorRT/getting_started/jetpack.html"
 JETPACK = {
     "4.6": Fact(JetPack("3.6", "10.2", "8.2", "8.2"), f"{_FORUM}; {CF} §7"),
-    "5.0": Fact(JetPack("3.8", "11.4", "8.4", "8.4"), 
+    "5.0": Fact(JetPack("3.8", "11.4", "8.4", "8.4"),
                 f"https://developer.nvidia.com/embedded/jetpack-sdk-502; {CF} §7"),
     "5.1": Fact(JetPack("3.8", "11.4", "8.6", "8.5"), f"{_FORUM}; {CF} §7"),
     "6.0": Fact(JetPack("3.10", "12.2", "8.9", "8.6"), f"{CF} §7 (JP 6.0 cuDNN/TensorRT UNCONFIRMED)", False),

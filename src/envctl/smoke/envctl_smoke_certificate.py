@@ -17,9 +17,12 @@ import json
 import reprlib
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING or __package__:  # envctl.smoke.envctl_smoke_certificate, on the host (the type checker reads this one)
+# Imported two ways: as envctl.smoke.envctl_smoke_certificate by envctl, and by its bare name beside the
+# protocol on a device (mypy checks the first: always_true in pyproject.toml).
+_ON_HOST = bool(__package__)
+if _ON_HOST:
     from .envctl_smoke_protocol import Caveat, Failure, Precision, ProtocolError, RunnerResult, Spec, \
         check_verdict_fields, run_caveats
 else:  # beside the protocol file: a bundle's smoke/ folder, which devcert.py puts on sys.path
@@ -58,12 +61,7 @@ class LockRef:
     path: str | None = None
     sha256: str | None = None
     fresh: bool | None = None  # lock-only certificates: was the lock fresh?
-    problem: str | None = None
-
-    @property
-    def hex(self) -> str | None:
-        """Bare hex digest (locks record "sha256:<hex>", certificates bare hex)."""
-        return str(self.sha256).split(":", 1)[-1] if self.sha256 else None
+    problem: str | None = None  # sha256: `sha256:<hex>`, or bare hex (a bundle's, older files): core/hashing reads both
 
 
 @dataclass

@@ -6,12 +6,8 @@ The table of classes itself is the protocol's (envctl_smoke_protocol.FAILURE_CLA
 Standard library only, Python 3.8+ syntax.
 """
 import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING or __package__:  # envctl.smoke.envctl_smoke_classes: envctl doctor classifies with it
-    from .envctl_smoke_protocol import FAILURE_CLASSES
-else:  # the runner loads its siblings by path, the protocol first
-    from envctl_smoke_protocol import FAILURE_CLASSES  # noqa: F401  (the one table: the protocol's)
+from envctl_smoke_protocol import FAILURE_CLASSES  # sibling (loaded by path first): the one table
 
 # (pattern, class, specific remedy or None): first match wins. Searched in the
 # "Type: message" lines of the exception and its causes, not in file paths.

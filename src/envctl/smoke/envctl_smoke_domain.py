@@ -10,6 +10,7 @@ gives no answer there for the export to be wrong about. Caveats are {"kind", "me
 Imports: standard library, torch, numpy, envctl_smoke_inputs. Loaded by path by the runner.
 """
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -37,6 +38,49 @@ def tensors_in(out):
     return []
 
 
+def eager(model, tensors):
+    """`model(*tensors)` under no_grad, leaving the model as it found it.
+
+    Some models change themselves in forward: Swin shrinks a layer's window to a small
+    input's size and keeps it; a cache sets an attribute or fills a buffer. Probing the
+    domain at size 1 must not change what the export and the reference see afterwards, so
+    each module's attributes are put back as they were, and a buffer written in place (its
+    version counter moved) is restored from the copy taken the first time the model ran."""
+    if not isinstance(model, torch.nn.Module):
+        with torch.no_grad():
+            return model(*tensors)
+    modules = list(model.modules())
+    attrs = [dict(vars(m)) for m in modules]
+    held = [dict(m._buffers) for m in modules]  # a buffer replaced (self.cache = new) is put back too
+    if model not in _PRISTINE_BUFFERS:
+        _PRISTINE_BUFFERS[model] = {id(b): b.detach().clone() for m in modules for b in m._buffers.values()
+                                    if b is not None}
+    versions = [(b, b._version) for m in modules for b in m._buffers.values() if b is not None]
+    try:
+        with torch.no_grad():
+            return model(*tensors)
+    finally:
+        for m, before, buffers in zip(modules, attrs, held):
+            _put_back(vars(m), before)
+            _put_back(m._buffers, buffers)
+        pristine = _PRISTINE_BUFFERS[model]
+        with torch.no_grad():
+            for b, version in versions:
+                if b._version != version and id(b) in pristine:
+                    b.copy_(pristine[id(b)])
+
+
+def _put_back(now, before):
+    """Make dict `now` hold exactly what `before` held (compared by identity: a tensor has
+    no plain ==)."""
+    if now.keys() != before.keys() or any(now[k] is not v for k, v in before.items()):
+        now.clear()
+        now.update(before)
+
+
+_PRISTINE_BUFFERS = weakref.WeakKeyDictionary()  # model -> {id(buffer): its value before any probe}
+
+
 def nonfinite(outs):
     """True when any floating output holds a NaN or an Inf."""
     return any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in outs)
@@ -53,7 +97,7 @@ def accepts(case, make_inputs, sizes, seed, device):
     try:
         tensors = [t.to(device) for t in make_inputs(case, sizes, seed, "random")]
         with torch.no_grad():
-            outs = tensors_in(case["model"](*tensors))
+            outs = tensors_in(eager(case["model"], tensors))
     except Exception as e:  # the model refuses these inputs: that is the answer
         return False, _first_line(e)
     if nonfinite(outs) and not case.get("example_nonfinite"):
@@ -105,8 +149,7 @@ def discover(case, planned, exp, make_inputs, seed, device):
 
 def _example_nonfinite(case, device):
     try:
-        with torch.no_grad():
-            return nonfinite(tensors_in(case["model"](*[t.to(device) for t in case["inputs"]])))
+        return nonfinite(tensors_in(eager(case["model"], [t.to(device) for t in case["inputs"]])))
     except Exception:  # pre_export reports a failing forward itself
         return False
 

@@ -10,10 +10,9 @@ import json
 import os
 import platform
 
-
-from envctl_smoke_classes import StageFailure  # noqa: E402  (sibling: the one definition)
-from envctl_smoke_protocol import ProtocolError as SpecError  # noqa: E402,F401  (what a bad spec raises)
-from envctl_smoke_protocol import Spec  # noqa: E402  (sibling: the one definition of the spec)
+from envctl_smoke_classes import StageFailure  # sibling: the one definition
+from envctl_smoke_protocol import ProtocolError as SpecError  # noqa: F401  (what a bad spec raises: runner.py reads it)
+from envctl_smoke_protocol import Spec  # sibling: the one definition of the spec
 
 
 def _first_line(e):

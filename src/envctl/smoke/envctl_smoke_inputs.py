@@ -111,8 +111,8 @@ def analyse(case, samples):
         domains.append(d)
     limits = {}
     pos = position_limit(case["model"])
-    for name, t, d in zip(case["input_names"], case["inputs"], domains):
-        for axis, dim in case["dynamic_axes"].get(name, {}).items():
+    for name, _t, d in zip(case["input_names"], case["inputs"], domains):
+        for _axis, dim in case["dynamic_axes"].get(name, {}).items():
             if dim != "batch" and pos and d["kind"] in ("int", "mask", "bool"):
                 limits[dim] = min(limits.get(dim, pos), pos)
     for dim, n in (case.get("max") or {}).items():

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from envctl_smoke_builtins import BUILTIN_NAMES  # noqa: E402  (sibling file: the one list of names)
+from envctl_smoke_builtins import BUILTIN_NAMES  # sibling file: the one list of names
 
 
 class ModelError(Exception):

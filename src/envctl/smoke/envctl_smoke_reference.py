@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 import torch
-from envctl_smoke_domain import tensors_in  # sibling: the one walk over a model's outputs
+from envctl_smoke_domain import eager, tensors_in  # sibling: the one eager call, the one walk over outputs
 
 # ONNX may be this many times as far from the float64 answer as float32 PyTorch is (plus
 # atol + rtol*|ref|) and still count as right: two float32 computations of the same sum in
@@ -21,8 +21,7 @@ _DROPOUT_CALL = re.compile(r"\bdropout\w*\s*\(|\balpha_dropout\s*\(|\bbernoulli_
 
 
 def _run(model, tensors):
-    with torch.no_grad():
-        return [t.detach().cpu().numpy() for t in tensors_in(model(*tensors))]
+    return [t.detach().cpu().numpy() for t in tensors_in(eager(model, tensors))]
 
 
 def float64_outputs(case, tensors, device):
@@ -80,8 +79,7 @@ def _calls(model, tensors, names):
     for m in model.modules():
         hooks.append(m.register_forward_hook(hook))
     try:
-        with torch.no_grad():
-            model(*tensors)
+        eager(model, tensors)
     finally:
         for h in hooks:
             h.remove()

@@ -28,7 +28,7 @@ class StageSkip(Exception):
     """The stage does not apply here; the message says why."""
 
 
-from envctl_smoke_classes import StageFailure, warn  # noqa: E402,F401  (sibling: the one definition)
+from envctl_smoke_classes import StageFailure, warn  # noqa: E402  (sibling: the one definition)
 
 
 def torch_release():
@@ -142,6 +142,26 @@ def _graphs_differ(details, case, kw, path, seed):
     return False
 
 
+def _by_signature(model, shapes):
+    """The per-input dynamic shapes laid out as torch.export binds the inputs: one entry per
+    parameter of forward, the inputs that fall into `*args` nested as one tuple (a wrapper's
+    `forward(self, *inputs)` binds all of them to its one parameter)."""
+    try:
+        params = list(inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: the flat layout, as given
+        return shapes
+    laid, rest = [], list(shapes)
+    for p in params:
+        if not rest:
+            break
+        if p.kind == p.VAR_POSITIONAL:
+            laid.append(tuple(rest))
+            rest = []
+        elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            laid.append(rest.pop(0))
+    return tuple(laid) if not rest else shapes
+
+
 def export(details, case, exporter, path, opset, inputs, seed=0):
     """torch.onnx.export with dynamic batch (+ declared axes). Returns the files to ship."""
     params = inspect.signature(torch.onnx.export).parameters
@@ -162,7 +182,7 @@ def export(details, case, exporter, path, opset, inputs, seed=0):
         shapes = tuple({a: dims[d] for a, d in axes.get(n, {}).items()} or None
                        for n in case["input_names"])
         kw.update(dynamo=True, verbose=False,
-                  dynamic_shapes=None if all(s is None for s in shapes) else shapes)
+                  dynamic_shapes=None if all(s is None for s in shapes) else _by_signature(case["model"], shapes))
         # Since 2.6 the weights go to a .onnx.data sidecar by default, even for tiny models.
         if "external_data" in params:
             kw["external_data"] = False

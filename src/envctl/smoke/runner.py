@@ -183,7 +183,7 @@ def _simplify_stage(details, S, ctx, path):
         except Exception as e:  # the unsimplified model passed this, so blame the simplifier
             cls = e.cls if getattr(e, "cls", None) in FAILURE_CLASSES else classify(name, e)[0]
             text = str(e) if getattr(e, "cls", None) else _chain(e).splitlines()[0]
-            raise _Fail(cls, "%s after %s %s: %s" % (name, details["tool"], details["version"], text[:1000]),
+            raise _Fail(cls, "%s after %s %s: %s" % (name, details["tool"], details["version"], text[:1000]),  # noqa: B904 - the cause is in the text
                         remedy="the simplifier broke what the plain export got right: drop simplify "
                                "for this target or try the other simplifier/version (%s)"
                                % FAILURE_CLASSES[cls]["summary"])
@@ -253,9 +253,9 @@ def run_model(spec, index, ref, M, S, emit, D):
         path = os.path.join(folder, "model.onnx")
 
         def step(name, fn, *args):
-            value, fail, rec = run_stage(stages, name, fn, *args, exporter=exporter, where=folder)
-            if fail and run["failure"] is None:
-                run["failure"] = fail
+            value, fail, rec = run_stage(stages, name, fn, *args, exporter=exporter, where=folder)  # noqa: B023 - called in this iteration
+            if fail and run["failure"] is None:  # noqa: B023
+                run["failure"] = fail  # noqa: B023
             return value, rec
         files, rec = step("export", S.export, case, exporter, path, spec["opset"], inputs, spec["seed"])
         run.update(files=rec["details"].get("files", []), opset_written=rec["details"].get("opset_written"),
@@ -287,7 +287,7 @@ def _clean(obj):
     if isinstance(obj, str):
         return strip_ansi(obj)
     if isinstance(obj, float):
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else str(obj)
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else str(obj)  # noqa: PLR0124 - NaN != NaN
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

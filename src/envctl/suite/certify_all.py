@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.certify.certificate import Certificate
-from envctl.core.errors import EnvctlError
+from envctl.core.errors import EnvctlError, WriteFailed
 
 OK_OUTCOMES = ("passed", "xfailed", "lock-only")
 # Failures of the host-side stages before the smoke run (the runner's classes
@@ -109,10 +109,6 @@ class SuiteResult:
         return (all(t.outcome in OK_OUTCOMES for t in self.targets) and not (self.fail_on_drift and self.drifted)
                 and not (self.fail_on_lock_only and self.lock_only))
 
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
-
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(("passed", "failed", "xfailed", "xpassed", "lock-only"), 0)
         for t in self.targets:
@@ -120,7 +116,7 @@ class SuiteResult:
         return counts
 
     def to_json(self) -> dict:
-        return {"matrix": str(self.matrix), "ok": self.ok, "exit_code": self.exit_code, "counts": self.counts(),
+        return {"matrix": str(self.matrix), "ok": self.ok, "counts": self.counts(),
                 "drifted": self.drifted, "fail_on_drift": self.fail_on_drift,
                 "lock_only": self.lock_only, "fail_on_lock_only": self.fail_on_lock_only,
                 "seconds": round(self.seconds, 3), "targets": [t.to_json() for t in self.targets],
@@ -154,7 +150,8 @@ def _stage_failure(stage: str, target: str, exc: BaseException) -> dict:
 def certify_target(project, target, facts: dict, *, timeout: float | None, emit, lock_mode=None) -> TargetResult:
     """The stage chain for one target (None: the host interpreter); never raises for the target's own errors."""
     from envctl.certify.certify import certify_host
-    from envctl.pipeline.stages import HOST, LockMode, StageFailed, run_chain
+    from envctl.certify.certificate import HOST
+    from envctl.pipeline.stages import LockMode, StageFailed, run_chain
 
     started = time.monotonic()
     name = target.name if target is not None else HOST
@@ -197,7 +194,7 @@ def run_suite(matrix_path: Path, names: list[str] | None = None, *, all_targets:
     """
     from envctl.host.facts import host_facts
     from envctl.matrix.project import Project
-    from envctl.pipeline.stages import HOST
+    from envctl.certify.certificate import HOST
 
     if jobs < 1:
         raise EnvctlError(f"-j/--jobs must be at least 1, not {jobs}")
@@ -258,7 +255,7 @@ def write_reports(suite: SuiteResult, junit: Path | None, markdown: Path | None)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, content)
         except OSError as exc:
-            raise EnvctlError(f"cannot write the {kind} report to {path}: {exc.strerror or exc}", exit_code=1) from None
+            raise WriteFailed(f"cannot write the {kind} report to {path}: {exc.strerror or exc}") from None
         suite.written[kind] = str(path)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:  # GitHub Actions renders what steps append here on the run's page
@@ -267,8 +264,7 @@ def write_reports(suite: SuiteResult, junit: Path | None, markdown: Path | None)
                 handle.write(text + "\n")
             suite.written["step_summary"] = step_summary
         except OSError as exc:
-            raise EnvctlError(f"cannot append to $GITHUB_STEP_SUMMARY ({step_summary}): {exc.strerror or exc}",
-                              exit_code=1) from None
+            raise WriteFailed(f"cannot append to $GITHUB_STEP_SUMMARY ({step_summary}): {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------- drift

@@ -1,12 +1,12 @@
 """What every generated CI configuration shares: the certify jobs, install line, paths, rendering.
 
-`envctl ci github` and `envctl ci gitlab` lay the same plan out in their own
-syntax: a lock job (check the matrix; check each committed lock strictly,
+Every CI system (suite/ci/: `envctl ci github`, `envctl ci gitlab`) lays the
+same plan out in its own syntax: a lock job (check the matrix; check each committed lock strictly,
 solve the missing ones with the runner's network and hand them on), one
 certify job per target and platform that can really run somewhere, and a
 fan-in job that gathers every certificate for the cross-target drift check
-and the HTML report. This module decides the plan; ci_github.py and
-ci_gitlab.py decide only runner names and layout.
+and the HTML report. This module decides the plan; each system in suite/ci/
+decides only runner names and layout.
 
 Where a target's job runs, in order:
 1. `runner_labels:` on the target (for all its platforms, or per platform): exactly those
@@ -37,7 +37,7 @@ import jinja2
 
 from envctl.core.atomic import write_text_atomic
 from envctl.core.errors import EnvctlError
-from envctl.core.paths import lock_path
+from envctl.lock.lockfile import lock_path
 from envctl.host.runnable import needs_gpu
 from envctl.matrix.fields import RUNNER_LABEL
 from envctl.matrix.loader import Target
@@ -195,7 +195,7 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # YAML, not HTML: quoting is the `q` filter's job
+        autoescape=False,  # noqa: S701 - YAML, not HTML: quoting is the `q` filter's job
         finalize=_bare,
         # GitHub's expressions are ${{ ... }}: Jinja's default delimiters would swallow them.
         variable_start_string="<<", variable_end_string=">>",

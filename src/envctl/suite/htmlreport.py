@@ -251,7 +251,8 @@ def build_report(matrix_path: Path, *, now: datetime | None = None) -> tuple[str
     targets = list(matrix.targets.values())
     root = project_root(matrix_path)
     columns = _columns(targets)
-    rows, details, counts = [], [], {}
+    rows, details = [], []
+    counts: dict[str, int] = {}
     for target in targets:
         s = target_status(root, target)
         cert = _load_cert((s.certificate or {}).get("path"))

@@ -20,6 +20,8 @@ from typing import Any
 
 from envctl.certify.certificate import Certificate, CertificateError, read_certificate
 from envctl.core.errors import EnvctlError
+from envctl.core.hashing import digest_hex
+from envctl.core.paths import device_cert_path
 from envctl.host.runnable import runnability
 from envctl.matrix.loader import Target, load_matrix
 
@@ -82,11 +84,6 @@ class TargetStatus:
         }
 
 
-def _hex(value: Any) -> str | None:
-    """Bare hex digest: locks record "sha256:<hex>", envs and certificates bare hex."""
-    return str(value).split(":", 1)[-1] if value else None
-
-
 def _read_cert(path: Path) -> tuple[Certificate | None, str]:
     try:
         return read_certificate(path), ""
@@ -99,7 +96,7 @@ def cert_summary(cert: Certificate, path: Path) -> dict[str, Any]:
         "path": str(path), "result": cert.result.value, "certified": cert.certified.value,
         "created_at": cert.created_at or None, "hostname": cert.host.get("hostname"),
         "host_platform": cert.host.get("platform"), "failure_class": cert.failure.klass if cert.failure else None,
-        "reason": cert.reason, "lock_sha256": cert.lock.hex if cert.lock else None,
+        "reason": cert.reason, "lock_sha256": digest_hex(cert.lock.sha256) if cert.lock else None,
         "caveats": [c.line() for c in cert.caveats],  # what a passed verdict could not prove
     }
 
@@ -107,7 +104,7 @@ def cert_summary(cert: Certificate, path: Path) -> dict[str, Any]:
 def target_status(root: Path, target: Target, *, facts: dict | None = None) -> TargetStatus:
     from envctl.core.paths import default_prefix
     from envctl.create.build import env_state
-    from envctl.core.paths import lock_path
+    from envctl.lock.lockfile import lock_path
     from envctl.lock.solve import check_locks
     from envctl.lock.lockfile import read_lock_meta
     from envctl.core.paths import env_file
@@ -129,7 +126,7 @@ def target_status(root: Path, target: Target, *, facts: dict | None = None) -> T
     lock_file = lock_path(root, target)
     lock_sha = None
     try:
-        lock_sha = _hex(read_lock_meta(lock_file).sha256)
+        lock_sha = digest_hex(read_lock_meta(lock_file).sha256)
         locked = Stage("ok", str(lock_file))
     except EnvctlError as exc:
         locked = Stage("missing" if not lock_file.exists() else "stale", exc.message if lock_file.exists() else f"no {lock_file}")
@@ -148,7 +145,7 @@ def target_status(root: Path, target: Target, *, facts: dict | None = None) -> T
             env = Stage("missing", f"no env at {prefix}")
         elif lock_sha is None:
             env = Stage("stale", "the env's lock is gone")
-        elif _hex(state.get("lock_sha256")) == lock_sha:
+        elif digest_hex(state.get("lock_sha256")) == lock_sha:
             env = Stage("ok", f"{prefix} matches its lock")
         else:
             env = Stage("stale", f"{prefix} was built from another lock")
@@ -183,7 +180,7 @@ def target_status(root: Path, target: Target, *, facts: dict | None = None) -> T
 
 def _device_cert(root: Path, name: str, lock_sha: str | None) -> dict[str, Any] | None:
     """The imported device certificate's summary (`envctl certify --import`), with whether it is for this lock."""
-    path = root / "certs" / f"{name}.device.json"
+    path = device_cert_path(root, name)
     data, _ = _read_cert(path)
     if data is None:
         return None
@@ -229,61 +226,3 @@ def status_json(matrix_path: Path, statuses: list[TargetStatus]) -> dict[str, An
 
 
 # ---------------------------------------------------------------- table
-
-_STYLE = {"ok": "green", "missing": "dim", "stale": "yellow", "failed": "bold red", "n/a": "cyan", "unknown": "yellow"}
-_SUMMARY_STYLE = {"certified": "green", "lock-only": "cyan", "failed": "bold red", "expected-fail": "magenta",
-                  "unexpected-pass": "bold yellow", "stale": "yellow", "incomplete": "dim"}
-
-
-def _cell(*stages: Stage, ok_text: str = "ok") -> str:
-    from envctl.core.output import escape
-
-    for stage in stages:
-        if not stage.ok:
-            return f"[{_STYLE[stage.state]}]{stage.state}[/]"
-    last = stages[-1]
-    return "[cyan]n/a[/]" if last.state == "n/a" else f"[green]{escape(ok_text)}[/]"
-
-
-def print_status(statuses: list[TargetStatus]) -> None:
-    from envctl.core.output import escape
-    from rich.table import Table
-
-    from envctl.core.output import console
-
-    table = Table(title="Pipeline status", title_justify="left")
-    for col in ("target", "state", "rendered", "locked", "env", "certificate", "certified at", "host", "next"):
-        table.add_column(col, overflow="fold")
-    for s in statuses:
-        cert = s.certificate or {}
-        if s.certified.state == "missing":
-            cert_cell = "[dim]missing[/]"
-        else:
-            label = "lock-only" if cert.get("certified") == "lock-only" else (cert.get("result") or "?")
-            style = "red" if label == "failed" else ("cyan" if label == "lock-only" else "green")
-            fresh = "" if s.cert_fresh.state == "ok" else f" [{_STYLE[s.cert_fresh.state]}]({s.cert_fresh.state})[/]"
-            cls = f" {escape(cert['failure_class'])}" if cert.get("failure_class") else ""
-            if s.device:  # the local one only solved it; the device ran it
-                label = "solved only" if label == "lock-only" else label
-            caveats = len(cert.get("caveats") or [])
-            noted = f" [yellow]({caveats} caveat{'s' if caveats != 1 else ''})[/]" if caveats else ""
-            cert_cell = f"[{style}]{escape(label)}[/]{cls}{noted}{fresh}"
-        if s.device:
-            colour = "green" if s.device.get("result") == "passed" and s.device["fresh"] else "yellow"
-            cert_cell += f" [{colour}]{escape(device_label(s))}[/]"
-        table.add_row(
-            escape(s.target), f"[{_SUMMARY_STYLE[s.summary]}]{s.summary}[/]",
-            _cell(s.rendered, s.render_fresh, ok_text="fresh"), _cell(s.locked, s.lock_fresh, ok_text="fresh"),
-            _cell(s.env, ok_text="matches lock"), cert_cell,
-            escape(cert.get("created_at") or "-"), escape(cert.get("hostname") or "-"),
-            escape(s.next) if s.next else "[green]-[/]",
-        )
-    console.print(table)
-    for s in statuses:
-        for line in (s.certificate or {}).get("caveats") or []:
-            console.print(f"[yellow]caveat[/] {escape(s.target)}: {escape(line)}", soft_wrap=True)
-    todo = [s for s in statuses if s.next]
-    for s in todo:
-        console.print(f"{escape(s.target)}: {escape(s.why)} -> [bold]{escape(s.next)}[/]", soft_wrap=True)
-    if not todo:
-        console.print(f"All {len(statuses)} target(s) are up to date.")
