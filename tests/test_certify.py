@@ -74,7 +74,8 @@ def test_target_passes_with_both_exporters(project):
     lock = root / "locks" / "both-exporters.conda-lock.yml"
     import hashlib
 
-    assert cert["lock"]["sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    # envctl records its own digests as sha256:<hex> (core/hashing, since the lock seam)
+    assert cert["lock"]["sha256"] == "sha256:" + hashlib.sha256(lock.read_bytes()).hexdigest()
     assert cert["environment"]["python"].startswith(str(root / ".envctl" / "envs"))
     assert cert["host"]["platform"] == host_platform()
 
