@@ -57,7 +57,7 @@ def doctor(
     from envctl.cli.printing import emit_json
     from envctl.everyday import doctor as doctor_mod
 
-    chosen = options.names(targets, target) or [None]
+    chosen: list[str | None] = [*options.names(targets, target)] or [None]
     reports = [doctor_mod.diagnose(matrix, target=name, prefix=prefix, opset=opset) for name in chosen]
     if json_:
         emit_json(reports[0] if len(reports) == 1 else reports)

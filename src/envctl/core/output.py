@@ -59,7 +59,7 @@ class Progress:
     """
 
     def __init__(self) -> None:
-        self._status = None
+        self._status: Any = None  # rich's Status while a terminal shows it
         self._started = time.monotonic()
         self._line: Any = ""
         self._transfers: Transfers | None = None

@@ -163,7 +163,7 @@ def _os_error(prefix: Path, exc: OSError) -> EnvctlError:
         errno.EPERM: "Choose a writable --prefix.",
         errno.ENOTDIR: "Something on the way to the prefix is a file, not a folder; choose another --prefix.",
         errno.EEXIST: "Something on the way to the prefix is a file, not a folder; choose another --prefix.",
-    }.get(exc.errno)
+    }.get(exc.errno or 0)
     return WriteFailed(
         f"cannot create the env at {prefix}: {exc.strerror or exc}{where}. "
         "Nothing was swapped in: the previous env (if any) is unchanged.",
@@ -176,7 +176,7 @@ def _create_locked(root: Path, name: str, lock: Lock, prefix: Path, force: bool,
     with prefix_lock(prefix, progress) as waited:
         recover_leftovers(prefix)
         state = env_state(prefix)
-        if not force and _matches(prefix, state, lock.sha256):
+        if not force and state is not None and _matches(prefix, state, lock.sha256):
             return _result(name, prefix, "unchanged", state, started, waited)
         _refuse_foreign(prefix, state)
         action = "rebuilt" if state is not None else "created"
@@ -196,7 +196,7 @@ def _refuse_foreign(prefix: Path, state: dict | None = None) -> None:
         )
 
 
-def _matches(prefix: Path, state: dict | None, lock_sha: str) -> bool:
+def _matches(prefix: Path, state: dict, lock_sha: str) -> bool:
     # Envs made before the digest took its `sha256:` spelling recorded bare hex: same_digest reads both.
     return bool(state) and same_digest(state.get("lock_sha256"), lock_sha) and env_python(prefix).exists()
 

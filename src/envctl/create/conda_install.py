@@ -54,7 +54,7 @@ def conda_records(entries: list[Any], lock: Path) -> list[Any]:
     for (channel, subdir), group in groups.items():
         names = sorted({e.name for e in group})
         try:
-            found = asyncio.run(gateway.query([channel], [subdir], names, recursive=False))
+            found = asyncio.run(gateway.query([channel], [rattler.Subdir(subdir)], names, recursive=False))
         except Exception as exc:
             raise EnvctlError(f"cannot read the repodata of {channel}/{subdir}: {exc}", file=lock) from None
         by_file = {r.file_name: r for per_source in found for r in per_source}
@@ -141,7 +141,9 @@ def install_conda(entries: list[Any], staging: Path, prefix: Path, progress: Pro
             alternative_target_prefix=prefix,
             installed_packages=[],  # fresh folder: nothing to scan
             show_progress=False,
-            reporter=Reporter() if progress is not None else None,
+            # rattler's InstallerReporter is a Protocol whose hooks have no defaults in its stubs; rattler
+            # calls only the hooks a reporter defines, so the ones left out here are not needed.
+            reporter=Reporter() if progress is not None else None,  # type: ignore[abstract]
         ))
     except Exception as exc:
         raise EnvBroken(f"linking the conda packages of the lock failed: {exc}", file=lock) from None

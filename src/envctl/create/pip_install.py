@@ -83,10 +83,10 @@ def verify_pip(staging: Path, packages: list[LockedPackage]) -> None:
     """Check the files uv installed into `staging` against their RECORDs; CorruptFiles if any differ."""
     from packaging.utils import canonicalize_name
 
-    from envctl.create.verify import CorruptFiles, verify_files
+    from envctl.create.verify import CorruptFiles, FileCheck, verify_files
 
     wanted = {canonicalize_name(p.name) for p in packages}
-    checks = []
+    checks: list[FileCheck] = []
     owner: dict[str, str] = {}
     join, normpath = os.path.join, os.path.normpath
     for record in sorted(staging.glob("lib/python*/site-packages/*.dist-info/RECORD")):
@@ -113,8 +113,8 @@ def verify_pip(staging: Path, packages: list[LockedPackage]) -> None:
     if not bad:
         return
     found: dict[str, list[str]] = {}
-    for path in bad:
-        found.setdefault(owner[str(path)], []).append(os.path.relpath(path, staging))
+    for bad_path in bad:
+        found.setdefault(owner[str(bad_path)], []).append(os.path.relpath(bad_path, staging))
 
     def evict() -> None:
         run_tied([uv_binary(), "cache", "clean", *sorted(found)], env=without_host_python(),

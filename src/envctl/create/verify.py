@@ -185,9 +185,9 @@ def verify_conda(prefix: Path) -> None:
         return
     packages: dict[str, list[str]] = {}
     dirs: set[str] = set()
-    for path in bad:
-        package, cache_dir = owner[str(path)]
-        shown = os.path.relpath(path, base) if str(path).startswith(base + os.sep) else str(path)
+    for bad_path in bad:
+        package, cache_dir = owner[str(bad_path)]
+        shown = os.path.relpath(bad_path, base) if str(bad_path).startswith(base + os.sep) else str(bad_path)
         packages.setdefault(package, []).append(shown)
         if cache_dir:
             dirs.add(cache_dir)

@@ -39,9 +39,9 @@ def locate_env(matrix_path: Path, target_name: str | None = None, prefix: Path |
     from envctl.host.runnable import runnability
 
     project = Project.load(matrix_path) if target_name else None
-    target = project.target(target_name) if project else None
+    target = project.target(target_name) if project and target_name else None
     blocker = runnability(target).advice if target is not None else None
-    if blocker and refuse_unrunnable:
+    if blocker and refuse_unrunnable and target is not None:
         raise NotRunnableHere(f"cannot {refuse_unrunnable} target '{target.name}' here: {blocker}")
     if prefix is None and target is None:
         if not current_ok:

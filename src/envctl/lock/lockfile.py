@@ -167,7 +167,8 @@ def _cached(hex_digest: str) -> LockDocument | None:
         plan = json.loads(_plan_path(hex_digest).read_text(encoding="utf-8"))
         if plan.get("plan_version") != PLAN_VERSION or plan.get("lock_sha256") != hex_digest:
             return None
-        header = LockHeader(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in plan["header"].items()})
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in plan["header"].items()}
+        header = LockHeader(**fields)
         return LockDocument(header, tuple(LockedPackage.from_json(p) for p in plan["packages"]),
                             dict(plan["content_hashes"]))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):

@@ -123,8 +123,8 @@ def _platform_tags(platform: str, virtual: dict[str, str]) -> list[str]:
                 tags.append(f"{legacy[m]}_{arch}")
         return tags + [f"linux_{arch}"]
     if platform.startswith("osx-"):
-        major, _, minor = virtual.get("__osx", "11.0").partition(".")
-        return list(mac_platforms((int(major), int(minor.split(".")[0] or 0)), arch))
+        osx_major, _, osx_minor = virtual.get("__osx", "11.0").partition(".")
+        return list(mac_platforms((int(osx_major), int(osx_minor.split(".")[0] or 0)), arch))
     return ["win_amd64"]
 
 
@@ -187,9 +187,9 @@ def _edges(requirements_txt: str) -> dict[str, tuple[str, set[str]]]:
             continue
         name, _, version = req.partition("==")
         via = comment.strip()
-        parents = set()
+        parents: set[str] = set()
         if via.startswith("via"):
-            parents = {canonicalize_name(p.strip()) for p in via[3:].split(",") if p.strip() and not p.strip().startswith("-")}
+            parents = {str(canonicalize_name(p.strip())) for p in via[3:].split(",") if p.strip() and not p.strip().startswith("-")}
         out[canonicalize_name(name.split("[")[0])] = (version.strip(), parents)
     return out
 
@@ -276,7 +276,7 @@ def resolve(
         if not sha256:
             raise PipResolveError(f"the index gave no sha256 for {url}; envctl locks only hashed wheels")
         resolved.append((name, version, url, sha256))
-    pins = {name: version for name, version, _, _ in resolved}
+    pins: dict[str, str] = {name: version for name, version, _, _ in resolved}
     # Edges as resolved for this platform, pinned to what was resolved. A PEP 440 specifier, never
     # conda's "*": py-rattler (pixi's lock reader) parses pip dependencies as PEP 508 requirements.
     packages = [LockedPackage(platform=platform, manager="pip", name=name, version=version, url=url, sha256=sha256,

@@ -95,7 +95,7 @@ def _requirements(target: Target) -> tuple[list[str], list[str]]:
                 build = "cuda*"
             conda.append(_conda_spec(CONDA_NAMES.get(name, name), spec, build))
     conda_gpu = target.cuda and any(n in ("torch", "onnxruntime") and n not in target.pip for n in wanted)
-    if conda_gpu:
+    if conda_gpu and target.cuda:
         conda.append(_conda_spec("cuda-version", Spec.parse(".".join(target.cuda.split(".")[:2]))))
     conda.extend(target.conda_extra)
     pip.extend(target.pip_extra)

@@ -169,7 +169,7 @@ def _solve(target: Target, platform: str, channels: list[str], specs: list[str],
             rattler.solve(
                 sources=channels,
                 specs=parsed,
-                platforms=[platform, "noarch"],
+                platforms=[rattler.Subdir(platform), rattler.Subdir("noarch")],
                 virtual_packages=vps,
                 # Solve against exactly these channels (a mirror or air-gapped
                 # channel must not be widened by CEP-42 channel relations).

@@ -80,6 +80,7 @@ def _lock_hash(data: dict, cert_file: Path) -> str:
 
 def summary(path: Path, data: dict) -> str:
     """The line `certify --import` prints: every field from the file made safe for a terminal."""
-    host = data.get("host") if isinstance(data.get("host"), dict) else {}
+    said = data.get("host")
+    host = said if isinstance(said, dict) else {}
     return (f"filed {path}: {printable(data.get('target'))} {printable(data.get('result'))} on device "
             f"{printable(host.get('hostname', '?'))} ({printable(data.get('created_at', '?'))})")

@@ -154,11 +154,12 @@ def target_status(root: Path, target: Target, *, facts: dict | None = None) -> T
 
     path = cert_path(root, name)
     data, problem = _read_cert(path)
-    summary = cert_summary(data, path) if data else None
+    summary: dict[str, Any] | None = None
     if data is None:
         certified = Stage("missing", problem)
         cert_fresh = Stage("missing", "no certificate")
     else:
+        summary = cert_summary(data, path)
         when = f"{summary['created_at'] or '?'} on {summary['hostname'] or '?'}"
         result = summary["result"] if summary["certified"] != "lock-only" else "lock-only"
         certified = Stage("failed" if result == "failed" else "ok", f"{result} {when}")
