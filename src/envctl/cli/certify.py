@@ -71,6 +71,7 @@ def certify(
         raise EnvctlError("--jobs runs several targets at once; one target given with --target runs alone.",
                           key="--jobs")
     if single:  # the one-target form prints the certificate in full
+        assert target is not None  # single: exactly one --target (mypy cannot follow the bool)
         from envctl.core.output import Progress
         from envctl.pipeline import stages
 

@@ -222,10 +222,10 @@ def diagnose(matrix_path: Path, *, target: str | None = None, prefix: Path | Non
     custom = "" if prefix is None else f" --prefix {where}"
     fix = (f"`envctl create --target {chosen.name}{custom} --force` restores the locked env" if chosen
            else "`envctl create --target T` builds an env with a locked export stack")
-    for name in REQUIRED:
-        error = found["packages"][name]["error"]
+    for package in REQUIRED:
+        error = found["packages"][package]["error"]
         if error:
-            problems.append(f"import {name} fails: {error}. Remedy: {_import_remedy(name, error, fix)}")
+            problems.append(f"import {package} fails: {error}. Remedy: {_import_remedy(package, error, fix)}")
     if {"onnxruntime", "onnxruntime-gpu"} <= dists:
         warnings.append("onnxruntime and onnxruntime-gpu are both installed and share one module: uninstall both, "
                         "then install only the one you need")

@@ -187,15 +187,18 @@ def write_manifest(env: Path, built: Materialised, info: dict) -> tuple[Path, di
                 files[rel] = [sha256_file(Path(path)), os.path.getsize(path)]
     packages = {f"pkgs/{a.manager}/{a.filename}": [a.sha256, a.path.stat().st_size] for a in built.conda + built.pip}
     manifest = dict(info, files=files, symlinks=symlinks, packages=packages, prefix_files=built.prefix_files)
-    path = env / manifest_rel
-    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return path, manifest
+    manifest_path = env / manifest_rel
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest_path, manifest
 
 
 def _tar_env(env: Path, out: Path, compress: str) -> None:
     # gzip level 1: about twice as fast as the default 6 here, for a bundle ~13% larger (libtorch sample).
-    options = {"compresslevel": 1} if compress == "gzip" else {}
-    with tarfile.open(out, "w:gz" if compress == "gzip" else "w", format=tarfile.GNU_FORMAT, **options) as tar:
+    if compress == "gzip":
+        archive = tarfile.open(out, "w:gz", format=tarfile.GNU_FORMAT, compresslevel=1)
+    else:
+        archive = tarfile.open(out, "w", format=tarfile.GNU_FORMAT)
+    with archive as tar:
         for entry in sorted(os.listdir(env)):
             tar.add(env / entry, arcname=entry, recursive=True)
 

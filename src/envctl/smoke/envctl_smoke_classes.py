@@ -113,11 +113,12 @@ def _failure(cls, stage, message, remedy=None, exporter=None):
 
 # The one exception every stage raises for a failure whose class it knows (runner.py reads `cls`).
 class StageFailure(Exception):
-    """A failure whose class is already known. `value` is still handed to later stages."""
+    """A failure whose class is already known. `value` is still handed to later stages;
+    `remedy` (runner.py reads it) replaces the class's own when given."""
 
-    def __init__(self, cls, message, value=None):
+    def __init__(self, cls, message, value=None, remedy=None):
         super().__init__(message)
-        self.cls, self.value = cls, value
+        self.cls, self.value, self.remedy = cls, value, remedy
 
 
 def warn(details, text):

@@ -11,6 +11,7 @@ Imports: standard library, torch, numpy, envctl_smoke_inputs. Loaded by path by 
 """
 import math
 import weakref
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -78,7 +79,8 @@ def _put_back(now, before):
         now.update(before)
 
 
-_PRISTINE_BUFFERS = weakref.WeakKeyDictionary()  # model -> {id(buffer): its value before any probe}
+# a string: WeakKeyDictionary takes no [...] at runtime before Python 3.9
+_PRISTINE_BUFFERS: "weakref.WeakKeyDictionary[Any, Dict[int, torch.Tensor]]" = weakref.WeakKeyDictionary()  # model -> {id(buffer): its value before any probe}
 
 
 def nonfinite(outs):
@@ -128,7 +130,7 @@ def discover(case, planned, exp, make_inputs, seed, device):
     found = {}
     for dim, sizes in planned.items():
         e = exp.get(dim, 2)
-        seen = {}
+        seen: Dict[int, Tuple[bool, Optional[str]]] = {}
 
         def probe(n, dim=dim, seen=seen):
             if n not in seen:
@@ -191,7 +193,7 @@ def export_ranges(program, case):
         bounds[str(sym)] = [int(low) if _finite(low) else 0, int(high) if _finite(high) else None]
     user = list(getattr(ep.graph_signature, "user_inputs", []))
     nodes = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in user]
-    out = {}
+    out: Dict[str, List[Optional[int]]] = {}
     for name, node in zip(case["input_names"], nodes):
         val = node.meta.get("val")
         for axis, dim in case["dynamic_axes"].get(name, {}).items():

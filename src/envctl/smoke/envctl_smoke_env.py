@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import platform
+from typing import Any, Dict
 
 from envctl_smoke_classes import StageFailure  # sibling: the one definition
 from envctl_smoke_protocol import ProtocolError as SpecError  # noqa: F401  (what a bad spec raises: runner.py reads it)
@@ -66,7 +67,7 @@ def _installed_version(distribution):
 
 
 def versions_stage(details, spec):
-    v = {"python": platform.python_version(), "platform": platform.platform()}
+    v: Dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
     errors = {}
     # onnxscript is imported only when the dynamo exporter (its one user) runs: the TorchScript exporter
     # never imports it, and importing it just for a version costs a run about as much as onnx does.

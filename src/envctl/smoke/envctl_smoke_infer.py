@@ -7,6 +7,7 @@ before this one). Raises StageFailure (same protocol as envctl_smoke_stages').
 """
 import hashlib
 import json
+from typing import Dict
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ def fingerprint(case, sizes, outs, tensors):
 
 def sizes_of(case, tensors):
     """{dim_name: size} read off actual tensors (samples, the example)."""
-    out = {}
+    out: Dict[str, int] = {}
     for name, t in zip(case["input_names"], tensors):
         for axis, dim in case["dynamic_axes"].get(name, {}).items():
             if axis < t.dim():
@@ -122,12 +123,11 @@ def _verdict(details, export_info, failures, exp_sizes, providers):
     if numeric:
         return StageFailure("numeric_mismatch", numeric[0]["text"])
     if failures:  # ONNX Runtime raised at the export sizes: the runtime's own problem
-        failure = StageFailure("runtime_error", failures[0]["text"])
-        failure.remedy = ("ONNX Runtime loaded the model but failed running it at the export sizes: read the node "
-                          "the message names and check its opset/IR against this onnxruntime"
-                          + ("; retry on CPUExecutionProvider to isolate the execution provider"
-                             if providers and providers[0] != "CPUExecutionProvider" else ""))
-        return failure
+        return StageFailure("runtime_error", failures[0]["text"], remedy=(
+            "ONNX Runtime loaded the model but failed running it at the export sizes: read the node "
+            "the message names and check its opset/IR against this onnxruntime"
+            + ("; retry on CPUExecutionProvider to isolate the execution provider"
+               if providers and providers[0] != "CPUExecutionProvider" else "")))
     return None
 
 
@@ -191,10 +191,10 @@ def inference(details, case, sess, cases, seed, tol, refs, graph_outputs, device
                 continue
             if problem is None:
                 problem = StageFailure("model_error", "PyTorch forward failed on the %s inputs at %s: %s"
-                                       % (group, sizes, e))
-                problem.remedy = ("PyTorch itself fails on %s: fix the model or those inputs (the traceback is "
-                                  "in the stage's detail); the export is not judged on them"
-                                  % ("your own data" if group == "samples" else "the example"))
+                                       % (group, sizes, e),
+                                       remedy="PyTorch itself fails on %s: fix the model or those inputs (the "
+                                              "traceback is in the stage's detail); the export is not judged on them"
+                                              % ("your own data" if group == "samples" else "the example"))
             continue
         why = None if group in ("samples", "example") else domain.outside(case, refs[key])
         if why:

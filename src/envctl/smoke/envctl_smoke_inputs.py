@@ -11,6 +11,7 @@ Imports: standard library, torch, numpy. Loaded by path by the runner.
 import json
 import re
 import zlib
+from typing import Dict, List, Set
 
 import numpy as np
 import torch
@@ -31,7 +32,8 @@ def _values(tensors):
 def embedding_feeds(case):
     """{input index: num_embeddings} for inputs that reach an nn.Embedding unchanged, found by
     running the model once on the example with forward pre-hooks on every embedding."""
-    seen, hooks = {}, []
+    seen: Dict[int, int] = {}
+    hooks = []
     inputs = list(case["inputs"])
 
     def hook(module, args):
@@ -109,7 +111,7 @@ def analyse(case, samples):
             d = {"kind": "int", "low": int(lo), "high": max(int(hi) + 1, int(lo) + 1), "source": "example range"}
         d["name"] = name
         domains.append(d)
-    limits = {}
+    limits: Dict[str, int] = {}
     pos = position_limit(case["model"])
     for name, _t, d in zip(case["input_names"], case["inputs"], domains):
         for _axis, dim in case["dynamic_axes"].get(name, {}).items():
@@ -166,15 +168,15 @@ def generate(t, d, shape, rng, group):
     if kind == "normal":
         base = rng.standard_normal(shape)
         return {"sign_flipped": -base, "zeros": np.zeros(shape), "large": 3.0 + np.abs(base)}.get(group, base)
-    low, high = float(d["low"]), float(d["high"])
-    base = rng.uniform(low, high, size=shape)
+    lo, hi = float(d["low"]), float(d["high"])
+    base = rng.uniform(lo, hi, size=shape)
     if group == "sign_flipped":
-        return np.clip(-base, low, high) if low < 0 < high else low + high - base  # mirrored if one-signed
+        return np.clip(-base, lo, hi) if lo < 0 < hi else lo + hi - base  # mirrored if one-signed
     if group == "zeros":
-        return np.full(shape, 0.0 if low <= 0 <= high else low)
+        return np.full(shape, 0.0 if lo <= 0 <= hi else lo)
     if group == "large":
-        top = high if abs(high) >= abs(low) else low
-        return top - (top - (low + high) / 2) * 0.1 * rng.uniform(size=shape)
+        top = hi if abs(hi) >= abs(lo) else lo
+        return top - (top - (lo + hi) / 2) * 0.1 * rng.uniform(size=shape)
     return base
 
 
@@ -235,7 +237,7 @@ def row_features(name, arr, d):
 
 def shared_by(bad_rows, n_rows, names, arrays, domains):
     """What the inputs of the failing rows, and only those, have in common (or None)."""
-    per_row = [set() for _ in range(n_rows)]
+    per_row: List[Set[str]] = [set() for _ in range(n_rows)]
     for name, a, d in zip(names, arrays, domains):
         if np.ndim(a) and np.shape(a)[0] == n_rows:
             for r, f in enumerate(row_features(name, a, d)):

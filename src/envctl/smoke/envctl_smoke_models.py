@@ -8,6 +8,7 @@ import math
 import os
 import re
 import sys
+from typing import Any, Callable, Dict
 
 import numpy as np
 import torch
@@ -118,7 +119,7 @@ def deterministic_init(module, seed):
 
 # name -> builder: () -> (model, example input, dynamic_axes, (input_names, output_names)). A name
 # declared in envctl_smoke_builtins.BUILTIN_NAMES without a builder here is a model_error, named.
-BUILDERS = {}
+BUILDERS: Dict[str, Callable[[], Any]] = {}
 
 
 def builtin(name):
@@ -161,7 +162,7 @@ def _call_user(ref, seed):
     if not module_name or not attr:
         raise ModelError("model reference %r is neither a built-in (%s) nor 'module:callable'"
                          % (ref, ", ".join(BUILTIN_NAMES)))
-    obj = importlib.import_module(module_name)
+    obj: Any = importlib.import_module(module_name)  # then the callable the reference names in it
     for part in attr.split("."):
         obj = getattr(obj, part)
     torch.manual_seed(seed)
@@ -253,7 +254,7 @@ def input_shapes(case, sizes):
 def export_sizes(case):
     """Example sizes of the dynamic dims, raised to at least 2: torch.export specializes
     dims of size 0/1, and tracing at 1 hides broadcasting bugs."""
-    sizes = {}
+    sizes: Dict[str, int] = {}
     for name, t in zip(case["input_names"], case["inputs"]):
         for axis, dim in case["dynamic_axes"].get(name, {}).items():
             if axis < t.dim():
@@ -383,6 +384,8 @@ def _limits():
 
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envctl_smoke_limits.py")
         spec = importlib.util.spec_from_file_location("envctl_smoke_limits", path)
+        if spec is None or spec.loader is None:  # a .py path always has a spec and a loader
+            raise ImportError("cannot load envctl_smoke_limits from %s" % path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules["envctl_smoke_limits"] = module

@@ -8,6 +8,7 @@ import copy
 import inspect
 import os
 import re
+from typing import Any, List, Tuple
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ def _disagree(a, b, atol, rtol):
 
 def _summary(value):
     """Fingerprint of a module's inputs or outputs: enough to tell two runs apart."""
-    out = []
+    out: List[Tuple[Any, ...]] = []
     for t in tensors_in(value):
         if t.is_floating_point() or t.is_complex():
             f = t.detach().double()

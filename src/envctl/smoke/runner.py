@@ -75,11 +75,14 @@ import sys
 import tempfile
 import time
 import traceback
+from typing import Any, Dict, List
 
 
 def _load_sibling(name):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # a .py path always has a spec and a loader
+        raise ImportError("cannot load %s from %s" % (name, path))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # so the stages module's `import envctl_smoke_models` finds it
     spec.loader.exec_module(module)
@@ -136,9 +139,9 @@ def run_stage(stages, name, fn, *args, **kw):
     except BaseException as e:  # SystemExit from a user module included
         if type(e).__name__ == "StageSkip":
             rec.update(status="skipped", message=str(e))
-        elif getattr(e, "cls", None) in FAILURE_CLASSES:
+        elif (known := getattr(e, "cls", None)) in FAILURE_CLASSES:  # a StageFailure names its class
             rec.update(status="failed", message=strip_ansi(str(e)))
-            fail = _failure(e.cls, name, str(e), getattr(e, "remedy", None), exporter)
+            fail = _failure(known, name, str(e), getattr(e, "remedy", None), exporter)
             value = getattr(e, "value", None)
         else:
             cls, remedy = classify(name, e)
@@ -181,8 +184,9 @@ def _simplify_stage(details, S, ctx, path):
         try:
             return fn(d, *args)
         except Exception as e:  # the unsimplified model passed this, so blame the simplifier
-            cls = e.cls if getattr(e, "cls", None) in FAILURE_CLASSES else classify(name, e)[0]
-            text = str(e) if getattr(e, "cls", None) else _chain(e).splitlines()[0]
+            known = getattr(e, "cls", None)
+            cls = known if known in FAILURE_CLASSES else classify(name, e)[0]
+            text = str(e) if known else _chain(e).splitlines()[0]
             raise _Fail(cls, "%s after %s %s: %s" % (name, details["tool"], details["version"], text[:1000]),  # noqa: B904 - the cause is in the text
                         remedy="the simplifier broke what the plain export got right: drop simplify "
                                "for this target or try the other simplifier/version (%s)"
@@ -217,7 +221,8 @@ def _fill_ladder(stages, why="an earlier stage failed"):
 
 def run_model(spec, index, ref, M, S, emit, D):
     """All exporters for one model; returns the runs. emit(model, exporter) saves progress."""
-    pre_stages, ctx = [], {"spec": spec, "refs": {}}
+    pre_stages: List[Dict[str, Any]] = []
+    ctx = {"spec": spec, "refs": {}}
     _PROGRESS.update(model=ref, sizes=spec.get("sizes"))
 
     def prepare(details):

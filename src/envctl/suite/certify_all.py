@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from envctl.certify.certificate import Certificate
 from envctl.core.errors import EnvctlError, WriteFailed
@@ -140,11 +140,22 @@ def _stage_failure(stage: str, target: str, exc: BaseException) -> dict:
         remedy = exc.hint or remedy.format(t=target)
     else:  # a bug in envctl, not in the target: say so, with where it happened
         klass = "internal_error"
-        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+        frames = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        at = f" (at {frames[0].filename}:{frames[0].lineno})" if frames else ""
         message = f"{type(exc).__name__}: {exc}{at}"
         remedy = "this is a bug in envctl: please report it with this message"
     return {"class": klass, "stage": stage, "message": message, "remedy": remedy}
+
+
+class _Common(TypedDict):
+    """The TargetResult fields certify_target knows before the chain runs."""
+
+    target: str
+    xfail: str | None
+    models: tuple[str, ...]
+    exporters: tuple[str, ...]
+    platform: str
+    platforms: tuple[str, ...]
 
 
 def certify_target(project, target, facts: dict, *, timeout: float | None, emit, lock_mode=None) -> TargetResult:
@@ -156,9 +167,9 @@ def certify_target(project, target, facts: dict, *, timeout: float | None, emit,
     started = time.monotonic()
     name = target.name if target is not None else HOST
     xfail = getattr(target, "xfail", None)
-    base = dict(target=name, xfail=xfail, models=tuple(getattr(target, "models", ())),
-                exporters=tuple(getattr(target, "exporters", ())), platform=str(facts.get("platform") or ""),
-                platforms=tuple(getattr(target, "platforms", ())))
+    base = _Common(target=name, xfail=xfail, models=tuple(getattr(target, "models", ())),
+                   exporters=tuple(getattr(target, "exporters", ())), platform=str(facts.get("platform") or ""),
+                   platforms=tuple(getattr(target, "platforms", ())))
     try:
         if target is None:
             try:
@@ -166,8 +177,10 @@ def certify_target(project, target, facts: dict, *, timeout: float | None, emit,
             except Exception as exc:
                 raise StageFailed("certify", exc) from exc
         else:
-            cert = run_chain(project, target, refuse_lock_only=False, reuse_certificate=False, facts=facts,
-                             timeout=timeout, lock_mode=lock_mode or LockMode.AUTO, progress=emit).certificate
+            chained = run_chain(project, target, refuse_lock_only=False, reuse_certificate=False, facts=facts,
+                                timeout=timeout, lock_mode=lock_mode or LockMode.AUTO, progress=emit).certificate
+            assert chained is not None  # run_chain certifies by default: every path that returns sets it
+            cert = chained
     except KeyboardInterrupt:
         raise
     except StageFailed as failed:  # one target's error is its failure, never the run's end
@@ -177,7 +190,8 @@ def certify_target(project, target, facts: dict, *, timeout: float | None, emit,
         return TargetResult(outcome=outcome_of("failed", expected), seconds=time.monotonic() - started,
                             failure=failure, **base)
     if target is None:
-        base.update(models=tuple((cert.spec or {}).get("models", ())), exporters=tuple((cert.spec or {}).get("exporters", ())))
+        base["models"] = tuple((cert.spec or {}).get("models", ()))
+        base["exporters"] = tuple((cert.spec or {}).get("exporters", ()))
     return TargetResult(outcome=outcome_of(cert.result.value, xfail), seconds=time.monotonic() - started,
                         reason=cert.reason, failure=cert.failure.to_json() if cert.failure else None,
                         certificate=cert, certificate_path=cert.path, **base)
@@ -270,7 +284,7 @@ def write_reports(suite: SuiteResult, junit: Path | None, markdown: Path | None)
 # ---------------------------------------------------------------- drift
 
 
-def _tolerances(spec: dict, run: dict) -> tuple[float, float]:
+def _tolerances(spec: dict | None, run: dict) -> tuple[float, float]:
     """The atol/rtol this run was held to (per-model values win over the target's)."""
     for stage in run.get("stages") or []:
         details = stage.get("details") or {}
