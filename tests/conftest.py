@@ -29,6 +29,7 @@ from support.tier_plugin import (  # noqa: E402,F401
 SHARED_BUILDS = ("old_runtime_certified", "aarch64_certified")
 
 
+@pytest.hookimpl(wrapper=True)  # the groups are set before xdist's own hook reads them
 def pytest_collection_modifyitems(config, items):
     """Lay the suite out for `-n 2 --dist loadgroup` (the README's test command).
 
@@ -42,6 +43,33 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("shared-builds" if shared else item.module.__name__))
     heavy = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.module.__name__ not in heavy)  # stable: module order within each half
+    result = yield
+    if config.getoption("loadgroup", False):
+        for item in items:
+            _group_into_node_id(item)
+    return result
+
+
+def _group_into_node_id(item) -> None:
+    """xdist's scheduler reads a test's group from its node id (`...::test@group`). xdist 3.8
+    writes it to `item._nodeid`, which pytest 9.2 no longer reads (pytest-dev/pytest-xdist#1386):
+    every test then goes out alone, and each worker builds the module and session fixtures of
+    the tests it got (the corpus, the bundle, each module's env) again. Write it where pytest
+    reads it, while xdist does not."""
+    group = item.get_closest_marker("xdist_group").args[0]
+    if item.nodeid.endswith(f"@{group}") or not hasattr(item, "_id"):
+        return
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Send the groups in the order collected above (slow modules first); xdist would otherwise
+    reorder them by their number of tests, which says nothing of how long they take."""
+    config.option.loadscopereorder = False
+    # None: xdist makes its own scheduler, which reads the option
 
 
 @pytest.fixture(scope="session")
