@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -24,24 +26,84 @@ from support.tier_plugin import (  # noqa: E402,F401
 )
 
 
-# Session fixtures that build and certify envs, shared by several modules: the tests that use
-# them run on one xdist worker, so each is built once per run.
-SHARED_BUILDS = ("old_runtime_certified", "aarch64_certified")
+# Session fixtures that build, certify or pack, shared by several modules: the tests that use
+# them run on one xdist worker (the group named here), so each is built once per run.
+SHARED_BUILDS = {"old_runtime_certified": "shared-builds", "aarch64_certified": "shared-builds",
+                 "pack_bundle": "pack-bundle"}
 
 
+@pytest.hookimpl(wrapper=True)  # the groups are set before xdist's own hook reads them
 def pytest_collection_modifyitems(config, items):
     """Lay the suite out for `-n 2 --dist loadgroup` (the README's test command).
 
     Each module is one xdist group, so its module- and session-scoped fixtures are built by
-    one worker only; the tests that share SHARED_BUILDS form one group too. Modules with slow
+    one worker only; the tests that use one of SHARED_BUILDS form its group. Modules with slow
     tests are sent first, so the two workers do not end waiting on one long module.
     """
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            shared = any(name in item.fixturenames for name in SHARED_BUILDS)
-            item.add_marker(pytest.mark.xdist_group("shared-builds" if shared else item.module.__name__))
+            shared = [group for name, group in SHARED_BUILDS.items() if name in item.fixturenames]
+            item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
     heavy = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.module.__name__ not in heavy)  # stable: module order within each half
+    result = yield
+    if config.getoption("loadgroup", False):
+        for item in items:
+            _group_into_node_id(item)
+    return result
+
+
+def _group_into_node_id(item) -> None:
+    """xdist's scheduler reads a test's group from its node id (`...::test@group`). xdist 3.8
+    writes it to `item._nodeid`, which pytest 9.2 no longer reads (pytest-dev/pytest-xdist#1386):
+    every test then goes out alone, and each worker builds the module and session fixtures of
+    the tests it got (the corpus, the bundle, each module's env) again. Write it where pytest
+    reads it, while xdist does not."""
+    group = item.get_closest_marker("xdist_group").args[0]
+    if item.nodeid.endswith(f"@{group}") or not hasattr(item, "_id"):
+        return
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Send the groups in the order collected above (slow modules first); xdist would otherwise
+    reorder them by their number of tests, which says nothing of how long they take."""
+    config.option.loadscopereorder = False
+    # None: xdist makes its own scheduler, which reads the option
+
+
+_CALL_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """After a test that passed, empty its `tmp_path` but for the locks in it.
+
+    A full run would otherwise leave ~16 GB behind (envs, bundles and their copies, extracted
+    trees) that nothing reads again; the locks stay for `every_lock_reads_in_rattler_too`.
+    A failed test keeps everything, to look at."""
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_PASSED] = report.passed
+    elif report.when == "teardown" and report.passed and item.stash.get(_CALL_PASSED, False):
+        tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+        if tmp_path is not None:
+            _keep_only_locks(Path(tmp_path))
+    return report
+
+
+def _keep_only_locks(folder: Path) -> None:
+    for top, dirs, files in os.walk(folder, topdown=False):  # links are removed, never followed
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            if not name.endswith(".conda-lock.yml"):
+                with contextlib.suppress(OSError):  # e.g. a folder a test left read-only
+                    os.unlink(os.path.join(top, name))
+        for name in dirs:
+            with contextlib.suppress(OSError):  # not empty: it holds a lock
+                os.rmdir(os.path.join(top, name))
 
 
 @pytest.fixture(scope="session")
