@@ -1,6 +1,6 @@
 """The certification corpus: real architectures from `transformers` configs with random
 weights (tiny: hidden 32, 2 layers; never from_pretrained) and adversarial models, each a
-`corpus_models:<name>` callable for the smoke runner. tests/test_certify_corpus.py
+`corpus_models:<name>` callable for the smoke runner. tests/certify/test_certify_corpus.py
 computes every model's ground truth with a bare torch.onnx.export + onnx.checker +
 ONNX Runtime on inputs that exercise its behaviour (EXERCISE below).
 """

@@ -1,5 +1,5 @@
 """Models whose domain is narrower than "any size, any value", for the domain and branch tests
-(tests/test_verdict_domain.py): real architectures from `transformers` configs with random
+(tests/smoke/test_verdict_domain.py): real architectures from `transformers` configs with random
 weights (tiny; never from_pretrained) with a minimum input size, and hand-written traps
 whose Python branch depends on the input's values. Each is a `domain_models:<name>` callable.
 """

@@ -10,7 +10,7 @@ Typer's own conversion (pydantic) for any other annotation.
 
 This reaches into Typer's parameter class (its lazy `get_runtime_param`); if
 a Typer release moves it, `install()` changes nothing and Typer's own
-conversion runs as before: slower, never wrong. tests/test_startup.py fails
+conversion runs as before: slower, never wrong. tests/cli/test_startup.py fails
 then, which is the signal to look here.
 """
 

@@ -1,7 +1,7 @@
 """The fields a matrix target may set: their types, defaults and parsers.
 
 One table, so the loader, `matrix show`, the docs (docs/reference/matrix-schema.md, checked by
-tests/test_docs_site.py) and did-you-mean suggestions all agree on the schema.
+tests/project/test_docs_site.py) and did-you-mean suggestions all agree on the schema.
 """
 
 from __future__ import annotations

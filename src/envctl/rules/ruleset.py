@@ -5,7 +5,7 @@ A rule is declared here and only here: its id, its one-line description (a
 whose findings carry severity, message, source and remedy. The facts it cites,
 each with its source, are in facts.py. The rest follows from the registration:
 `envctl matrix check` prints the findings, docs/rules.md's table is
-`describe_rules()` (tests/test_docs.py), and tests/test_factsheet.py checks
+`describe_rules()` (tests/project/test_docs.py), and tests/rules/test_factsheet.py checks
 that every rule fires somewhere and cites a source that resolves.
 """
 

@@ -12,7 +12,7 @@ failure the runs do not show (timeout, crash, a failed lock or create) is one
 case named "<target>[env]".
 
 The file validates against the Jenkins xunit plugin's JUnit schema
-(junit-10.xsd; tests/test_junit_schema.py): in particular the root
+(junit-10.xsd; tests/suite/test_junit_schema.py): in particular the root
 <testsuites> carries only name, time, tests, failures and errors.
 """
 

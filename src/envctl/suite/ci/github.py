@@ -54,7 +54,7 @@ CRON = "17 4 * * 1"  # weekly re-certification, Monday 04:17 UTC (off the hour, 
 # moved; a sha cannot), with the tag written beside it as a comment. Majors that run on Node 24 (GitHub
 # removed Node 20 from its runners in September 2026); download-artifact's first node24 major is v7.
 # Shas read from each action's repository (`git rev-parse TAG^{commit}`); .github/workflows/tests.yml
-# uses the same pins (tests/test_ci_fork.py checks). To update: bump tag and sha together.
+# uses the same pins (tests/suite/test_ci_fork.py checks). To update: bump tag and sha together.
 @dataclass(frozen=True)
 class Pin:
     action: str  # owner/repo
