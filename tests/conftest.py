@@ -29,7 +29,7 @@ from support.tier_plugin import (  # noqa: E402,F401
 # Session fixtures that build, certify or pack, shared by several modules: the tests that use
 # them run on one xdist worker (the group named here), so each is built once per run.
 SHARED_BUILDS = {"old_runtime_certified": "shared-builds", "aarch64_certified": "shared-builds",
-                 "pack_bundle": "pack-bundle"}
+                 "pack_bundle": "pack-bundle", "small_pack_bundle": "pack-small-bundle"}
 
 
 @pytest.hookimpl(wrapper=True)  # the groups are set before xdist's own hook reads them
@@ -208,3 +208,20 @@ def pack_bundle(pack_project, tmp_path_factory) -> Path:
     from support.packing import PACK_TARGET, make_bundle
 
     return make_bundle(pack_project, tmp_path_factory.mktemp("bundle") / f"{PACK_TARGET}.sh")
+
+
+@pytest.fixture(scope="session")
+def small_pack_project(tmp_path_factory, local_channel) -> Path:
+    """A project with one locked target without torch (support.packing.SMALL_TARGET); locking only."""
+    from support.packing import make_small_pack_project
+
+    return make_small_pack_project(tmp_path_factory.mktemp("smallpackproj"), local_channel)
+
+
+@pytest.fixture(scope="session")
+def small_pack_bundle(small_pack_project, tmp_path_factory) -> Path:
+    """The bundle of small_pack_project, packed once per session (python, pip and numpy: the bundle
+    the tests of the header's and the installer's mechanics install, damage and interrupt)."""
+    from support.packing import SMALL_TARGET, make_bundle
+
+    return make_bundle(small_pack_project, tmp_path_factory.mktemp("smallbundle") / f"{SMALL_TARGET}.sh", SMALL_TARGET)

@@ -1,10 +1,13 @@
 """`envctl pack`: a bundle made from the lock, installed where envctl, the channel and the network are not.
 
-The bundle is built once per session (it is heavy: the whole torch env) from
-the tests' local channel. It is installed inside `unshare -n -m` (no network;
-a private mount namespace where the channel, every package cache, the wheel
-folder and envctl's own checkout are hidden under empty tmpfs mounts), at a
-path containing a space.
+Two bundles are built once per session from the tests' local channel
+(support/packing.py): the whole torch env (`bundle`), installed inside
+`unshare -n -m` (no network; a private mount namespace where the channel,
+every package cache, the wheel folder and envctl's own checkout are hidden
+under empty tmpfs mounts) at a path containing a space and certified there;
+and a small one without torch (`small_bundle`: python, pip, numpy), which the
+tests of the header's and the installer's mechanics (extracting, damage, a
+folder that is not an env, a full disk, an interrupted install) install.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from envctl.cli import app
 from envctl.pack.materialise import PLACEHOLDER
 from envctl.host.platform import host_platform
 from support.pipconfig import find_links
-from support.packing import PACK_TARGET
+from support.packing import PACK_TARGET, SMALL_TARGET
 from support.project import pip_target, write_project
 
 pytestmark = [pytest.mark.slow,  # packs the whole torch env once per session
@@ -60,6 +63,11 @@ def project(pack_project: Path) -> Path:
 @pytest.fixture
 def bundle(pack_bundle: Path) -> Path:
     return pack_bundle
+
+
+@pytest.fixture
+def small_bundle(small_pack_bundle: Path) -> Path:
+    return small_pack_bundle  # no torch: for what the header and the installer do, whatever the env holds
 
 
 def hidden_paths(local_channel: Path) -> list[str]:
@@ -170,22 +178,24 @@ def test_import_refuses_a_certificate_of_another_lock(project: Path, tmp_path: P
 
 
 @pytest.mark.slow
-def test_help_and_extract_only(bundle: Path, tmp_path: Path):
+def test_help_and_extract_only(small_bundle: Path, tmp_path: Path):
+    bundle = small_bundle
     proc = subprocess.run(["sh", str(bundle), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--prefix DIR" in proc.stdout and "--extract-only DIR" in proc.stdout
     dest = tmp_path / "look inside"
     proc = subprocess.run(["sh", str(bundle), "--extract-only", str(dest)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     meta = dest / "env" / "share" / "envctl-bundle"
-    for name in (f"{TARGET}.conda-lock.yml", "environment.yml", "manifest.json", "installer.py", "devcert.py",
+    for name in (f"{SMALL_TARGET}.conda-lock.yml", "environment.yml", "manifest.json", "installer.py", "devcert.py",
                  "smoke/runner.py", "smoke/envctl_smoke_protocol.py", "smoke/envctl_smoke_certificate.py",
                  "process.py", "spec.json"):  # devcert.py imports the protocol and process.py, as envctl does
         assert (meta / name).is_file(), name
     manifest = json.loads((meta / "manifest.json").read_text())
-    lock = yaml.safe_load((meta / f"{TARGET}.conda-lock.yml").read_text())
+    lock = yaml.safe_load((meta / f"{SMALL_TARGET}.conda-lock.yml").read_text())
     locked = {p["url"].rsplit("/", 1)[1]: p["hash"]["sha256"] for p in lock["package"] if p["platform"] == "linux-64"}
     shipped = {Path(k).name: v[0] for k, v in manifest["packages"].items()}
     assert shipped == locked  # every locked package and wheel, with the lock's own sha256
+    assert any(name.endswith(".whl") for name in shipped) and any(name.startswith("python-") for name in shipped)
     for rel, (_sha, _) in manifest["packages"].items():
         assert (dest / rel).is_file()
     assert ["lib/python3.11/_sysconfigdata__linux_x86_64-linux-gnu.py", "text"] in manifest["prefix_files"] or \
@@ -214,7 +224,8 @@ def _sizes(bundle: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "flip-env", "flip-pkgs"])
-def test_damaged_bundle_is_refused_before_dir_is_touched(bundle: Path, tmp_path: Path, damage: str):
+def test_damaged_bundle_is_refused_before_dir_is_touched(small_bundle: Path, tmp_path: Path, damage: str):
+    bundle = small_bundle
     sizes = _sizes(bundle)
     total = bundle.stat().st_size
     where = {"truncated": {"truncate": total - 1000},
@@ -234,7 +245,8 @@ def test_damaged_bundle_is_refused_before_dir_is_touched(bundle: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_existing_folder_that_is_not_an_env_is_refused(bundle: Path, tmp_path: Path):
+def test_existing_folder_that_is_not_an_env_is_refused(small_bundle: Path, tmp_path: Path):
+    bundle = small_bundle
     prefix = tmp_path / "data"
     prefix.mkdir()
     (prefix / "notes.txt").write_text("mine")
@@ -246,7 +258,8 @@ def test_existing_folder_that_is_not_an_env_is_refused(bundle: Path, tmp_path: P
 @pytest.mark.slow
 @pytest.mark.skipif(not _can_unshare(), reason="NOT PROVEN HERE: a full disk during install needs root to mount a small tmpfs in a private mount "
                     "namespace (`unshare -m`); run the suite as root (docs/testing.md)")
-def test_full_disk_leaves_dir_untouched(bundle: Path, tmp_path: Path):
+def test_full_disk_leaves_dir_untouched(small_bundle: Path, tmp_path: Path):
+    bundle = small_bundle  # its env (~140 MB unpacked) does not fit the 64 MB disk
     disk = tmp_path / "small disk"
     disk.mkdir()
     prefix = disk / "env"
@@ -262,14 +275,21 @@ def test_full_disk_leaves_dir_untouched(bundle: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_interrupted_install_leaves_nothing(bundle: Path, tmp_path: Path):
+def test_interrupted_install_leaves_nothing(small_bundle: Path, tmp_path: Path):
     prefix = tmp_path / "env"
-    proc = subprocess.Popen(["sh", str(bundle), "--prefix", str(prefix)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(["sh", str(small_bundle), "--prefix", str(prefix)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+    def unpacking() -> bool:  # files are landing in the staging folder's env (what the bundle's first step writes)
+        try:
+            return any(any((staging / "env").iterdir()) for staging in prefix.parent.glob(f".{prefix.name}.staging-*"))
+        except OSError:  # not made yet, or removed meanwhile
+            return False
+
     deadline = time.monotonic() + 300
-    while not leftovers(prefix) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert leftovers(prefix), "the install never started unpacking"
-    time.sleep(0.5)
+    while not unpacking() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert leftovers(prefix) and proc.poll() is None, "the install never started unpacking"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=300)
     assert proc.returncode != 0

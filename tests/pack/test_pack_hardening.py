@@ -1,10 +1,13 @@
 """The bundle against hostile input: what it runs, deletes, writes and reads (issue 19).
 
-Installs copies of the session's one bundle (conftest `pack_bundle`): hostile
-prefixes, planted folders and symlinks beside the prefix, a re-packed env
-payload, damaged header claims, a damaged unpacked tree checked by the
-installer itself, and signals during install and `--certify`. Each test names
-the class it covers; every waiting step has a timeout.
+Installs copies of the session's small bundle (conftest `small_pack_bundle`:
+python, pip and numpy, no torch; the header and the installer do the same
+for any env): hostile prefixes, planted folders and symlinks beside the
+prefix, a re-packed env payload, damaged header claims, a damaged unpacked
+tree checked by the installer itself, and signals during install. Signals
+during `--certify` need a smoke run that is still running when they come:
+those tests certify an install of the torch bundle (`pack_bundle`). Each test
+names the class it covers; every waiting step has a timeout.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 @pytest.fixture(scope="module")
 def installed(pack_bundle: Path, tmp_path_factory) -> Path:
+    """The torch bundle, installed once: its smoke run lasts long enough to be signalled."""
     prefix = tmp_path_factory.mktemp("installed") / "env"
     proc = sh(pack_bundle, "--prefix", str(prefix))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -80,9 +84,17 @@ def installed(pack_bundle: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def extracted(pack_bundle: Path, tmp_path_factory) -> Path:
+def small_installed(small_pack_bundle: Path, tmp_path_factory) -> Path:
+    prefix = tmp_path_factory.mktemp("small-installed") / "env"
+    proc = sh(small_pack_bundle, "--prefix", str(prefix))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def extracted(small_pack_bundle: Path, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("extracted") / "x"
-    proc = sh(pack_bundle, "--extract-only", str(dest))
+    proc = sh(small_pack_bundle, "--extract-only", str(dest))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return dest
 
@@ -91,21 +103,21 @@ def extracted(pack_bundle: Path, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
-def test_a_prefix_with_code_in_it_is_refused_before_anything_is_written(pack_bundle: Path, tmp_path: Path,
+def test_a_prefix_with_code_in_it_is_refused_before_anything_is_written(small_pack_bundle: Path, tmp_path: Path,
                                                                        hostile: str):
     prefix = tmp_path / f"p{hostile}q" / "env"
-    proc = sh(pack_bundle, "--prefix", str(prefix), cwd=tmp_path, timeout=120)
+    proc = sh(small_pack_bundle, "--prefix", str(prefix), cwd=tmp_path, timeout=120)
     assert proc.returncode == 1 and "refusing the prefix" in proc.stderr, proc.stdout + proc.stderr
     assert "\x1b" not in proc.stderr and list(tmp_path.iterdir()) == []  # nothing made, no PWNED
 
 
-def test_the_installer_itself_refuses_a_prefix_with_code_in_it(extracted: Path, pack_bundle: Path, tmp_path: Path):
+def test_the_installer_itself_refuses_a_prefix_with_code_in_it(extracted: Path, small_pack_bundle: Path, tmp_path: Path):
     """The second line of defence, for a header edited to skip its own check."""
     for hostile in ("$(touch PWNED)", "a'b", "a\nb"):
         prefix = tmp_path / f"p{hostile}" / "env"
         proc = subprocess.run(["python3", "-I", "-B", str(extracted / "env" / META / "installer.py"), "install",
                                "--root", str(extracted / "env"), "--prefix", str(prefix), "--manifest-sha256",
-                               header_fields(pack_bundle)["MANIFEST_SHA256"], "--pkgs-checked"],
+                               header_fields(small_pack_bundle)["MANIFEST_SHA256"], "--pkgs-checked"],
                               capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert proc.returncode == 1 and "refusing the prefix" in proc.stderr, proc.stderr
         assert list(tmp_path.iterdir()) == []
@@ -145,11 +157,11 @@ def _rewrite(bundle: Path, out: Path, *, env_tar: Path | None = None, fields: di
 
 
 @pytest.fixture(scope="module")
-def env_tar(pack_bundle: Path, tmp_path_factory) -> Path:
-    """The bundle's env payload, uncompressed (streamed to disk once for the module)."""
-    f = header_fields(pack_bundle)
+def env_tar(small_pack_bundle: Path, tmp_path_factory) -> Path:
+    """The small bundle's env payload, uncompressed (streamed to disk once for the module)."""
+    f = header_fields(small_pack_bundle)
     out = tmp_path_factory.mktemp("envtar") / "env.tar"
-    with open(pack_bundle, "rb") as src:
+    with open(small_pack_bundle, "rb") as src:
         src.seek(int(f["HEADER_SIZE"]))
         with gzip.open(_Window(src, int(f["ENV_SIZE"])), "rb") as gz, open(out, "wb") as dst:
             shutil.copyfileobj(gz, dst, 1 << 20)
@@ -183,7 +195,7 @@ def _replace_member(env_tar: Path, out: Path, name: str, code: bytes) -> Path:
 
 
 @pytest.mark.parametrize("member", [f"{META}/installer.py", "bin/python3.11"])
-def test_a_repacked_env_payload_is_refused_before_any_of_it_runs(pack_bundle: Path, env_tar: Path, tmp_path: Path,
+def test_a_repacked_env_payload_is_refused_before_any_of_it_runs(small_pack_bundle: Path, env_tar: Path, tmp_path: Path,
                                                                 member: str):
     """The header hashes the env payload with POSIX tools; the payload's installer and python never run."""
     pwned = tmp_path / "PWNED"
@@ -192,7 +204,7 @@ def test_a_repacked_env_payload_is_refused_before_any_of_it_runs(pack_bundle: Pa
     else:
         code = f"#!/bin/sh\ntouch '{pwned}'".encode()
     edited = _replace_member(env_tar, tmp_path / "env.tar", member, code)
-    bad = _rewrite(pack_bundle, tmp_path / "bad.sh", env_tar=edited)
+    bad = _rewrite(small_pack_bundle, tmp_path / "bad.sh", env_tar=edited)
     edited.unlink()
     prefix = tmp_path / "env"
     proc = sh(bad, "--prefix", str(prefix))
@@ -205,8 +217,8 @@ def test_a_repacked_env_payload_is_refused_before_any_of_it_runs(pack_bundle: Pa
 @pytest.mark.parametrize("fields", [{"ENV_SHA256": "z" * 64}, {"MANIFEST_SHA256": "g" * 64},
                                     {"ENV_SIZE": "12x"}, {"HEADER_SIZE": "100"}, {"ENV_SHA256": "0" * 64},
                                     {"PKGS_SHA256": "1" * 64}])
-def test_damaged_header_claims_are_refused(pack_bundle: Path, tmp_path: Path, fields: dict):
-    bad = _rewrite(pack_bundle, tmp_path / "bad.sh", fields=fields)
+def test_damaged_header_claims_are_refused(small_pack_bundle: Path, tmp_path: Path, fields: dict):
+    bad = _rewrite(small_pack_bundle, tmp_path / "bad.sh", fields=fields)
     prefix = tmp_path / "env"
     proc = sh(bad, "--prefix", str(prefix), cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -225,9 +237,9 @@ def _path_without(tmp_path: Path, tools: set[str]) -> str:
     return str(shim)
 
 
-def test_the_hash_check_falls_back_to_other_tools_and_refuses_without_any(pack_bundle: Path, tmp_path: Path):
+def test_the_hash_check_falls_back_to_other_tools_and_refuses_without_any(small_pack_bundle: Path, tmp_path: Path):
     fallbacks = [t for t in ("shasum", "openssl") if shutil.which(t)]
-    bad = _rewrite(pack_bundle, tmp_path / "bad.sh", fields={"PKGS_SHA256": "2" * 64})
+    bad = _rewrite(small_pack_bundle, tmp_path / "bad.sh", fields={"PKGS_SHA256": "2" * 64})
     if fallbacks:
         path = _path_without(tmp_path, {"sha256sum"})
         proc = sh(bad, "--extract-only", str(tmp_path / "a"), env={"PATH": path})
@@ -235,7 +247,7 @@ def test_the_hash_check_falls_back_to_other_tools_and_refuses_without_any(pack_b
     none = tmp_path / "none"
     none.mkdir()
     path = _path_without(none, {"sha256sum", "shasum", "openssl"})
-    proc = sh(pack_bundle, "--extract-only", str(tmp_path / "b"), env={"PATH": path})
+    proc = sh(small_pack_bundle, "--extract-only", str(tmp_path / "b"), env={"PATH": path})
     assert proc.returncode == 1 and "no sha256sum, shasum or openssl" in proc.stderr
     assert not (tmp_path / "b").exists()
 
@@ -249,10 +261,10 @@ def _verify(extracted: Path, bundle: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_installer_checks_every_file_against_the_manifest(extracted: Path, pack_bundle: Path):
+def test_installer_checks_every_file_against_the_manifest(extracted: Path, small_pack_bundle: Path):
     """Each kind of damage to an unpacked tree, one at a time, named by the installer (and then undone)."""
     env = extracted / "env"
-    assert _verify(extracted, pack_bundle).returncode == 0
+    assert _verify(extracted, small_pack_bundle).returncode == 0
     victim = env / "lib" / "python3.11" / "os.py"
     original = victim.read_bytes()
     link = next(p for p in sorted(env.rglob("*")) if p.is_symlink() and p.resolve().is_file())
@@ -290,15 +302,15 @@ def test_installer_checks_every_file_against_the_manifest(extracted: Path, pack_
     try:
         for damage, message in cases:
             damage()
-            proc = _verify(extracted, pack_bundle)
+            proc = _verify(extracted, small_pack_bundle)
             assert proc.returncode == 1 and message in proc.stderr, (damage.__name__, proc.stderr)
             undo()
     finally:
         undo()
-    assert _verify(extracted, pack_bundle).returncode == 0
+    assert _verify(extracted, small_pack_bundle).returncode == 0
 
 
-def test_installer_install_refuses_an_edited_file_and_writes_nothing(extracted: Path, pack_bundle: Path, tmp_path: Path):
+def test_installer_install_refuses_an_edited_file_and_writes_nothing(extracted: Path, small_pack_bundle: Path, tmp_path: Path):
     env = extracted / "env"
     victim = env / "lib" / "python3.11" / "os.py"
     original = victim.read_bytes()
@@ -307,7 +319,7 @@ def test_installer_install_refuses_an_edited_file_and_writes_nothing(extracted: 
     (staging / "lib" / "python3.11" / "os.py").write_bytes(original.replace(b"import", b"imp0rt", 1))
     prefix = tmp_path / "env"
     proc = subprocess.run(["python3", "-I", "-B", str(staging / META / "installer.py"), "install", "--root", str(staging),
-                           "--prefix", str(prefix), "--manifest-sha256", header_fields(pack_bundle)["MANIFEST_SHA256"],
+                           "--prefix", str(prefix), "--manifest-sha256", header_fields(small_pack_bundle)["MANIFEST_SHA256"],
                            "--pkgs-checked", "--bundle-id", "x"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1 and "first bad file: lib/python3.11/os.py (sha256 differs" in proc.stderr, proc.stderr
     assert not prefix.exists()
@@ -324,7 +336,7 @@ def _marker(folder: Path, prefix: Path, host: str, *pids: str) -> Path:
     return folder
 
 
-def test_leftover_cleanup_removes_only_folders_it_can_prove_are_its_own(pack_bundle: Path, tmp_path: Path):
+def test_leftover_cleanup_removes_only_folders_it_can_prove_are_its_own(small_pack_bundle: Path, tmp_path: Path):
     prefix = tmp_path / "env"
     host = os.uname().nodename
     precious = tmp_path / "precious"
@@ -351,7 +363,7 @@ def test_leftover_cleanup_removes_only_folders_it_can_prove_are_its_own(pack_bun
                                            f"installer_pid={sleeper.pid}")
         stale = _marker(tmp_path / f".{prefix.name}.staging-stale", prefix, host, f"pid={DEAD_PID}",
                         f"installer_pid={DEAD_PID + 1}")
-        proc = sh(pack_bundle, "--prefix", str(prefix))
+        proc = sh(small_pack_bundle, "--prefix", str(prefix))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         for what, path in keep.items():
             assert path.is_symlink() or path.exists(), f"the install deleted a {what}"
@@ -362,23 +374,28 @@ def test_leftover_cleanup_removes_only_folders_it_can_prove_are_its_own(pack_bun
         sleeper.wait()
 
 
-def test_a_second_install_keeps_a_running_first_install_whose_shell_is_gone(pack_bundle: Path, tmp_path: Path):
+def test_a_second_install_keeps_a_running_first_install_whose_shell_is_gone(small_pack_bundle: Path, tmp_path: Path):
     """Liveness is the installer's own process: kill the first install's sh, keep its python running (stopped)."""
     prefix = tmp_path / "env"
     # No pipes: the stopped installer would hold them open.
-    first = subprocess.Popen(["sh", str(pack_bundle), "--prefix", str(prefix)], stdout=subprocess.DEVNULL,
+    first = subprocess.Popen(["sh", str(small_pack_bundle), "--prefix", str(prefix)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
     needle = "installer.py install --root "
-    installer = wait_for(lambda: [p for p in pids_running(needle) if str(prefix) in Path(f"/proc/{p}/cmdline").read_text()],
-                         600, "the first install's python installer")[0]
-    time.sleep(1)  # the first install is well under way
+    installer = wait_for(lambda: first.poll() is not None or
+                         [p for p in pids_running(needle) if str(prefix) in Path(f"/proc/{p}/cmdline").read_text()],
+                         600, "the first install's python installer")
+    assert first.poll() is None, "the first install ended before its installer was seen"
+    installer = installer[0]
+    # Under way: the staging folder's marker names the installer (the header writes it as it starts it).
+    wait_for(lambda: any(f"installer_pid={installer}\n" in marker.read_text()
+                         for marker in tmp_path.glob(f".{prefix.name}.staging-*/envctl-staging")), 60, "the marker")
     try:
         os.kill(installer, signal.SIGSTOP)
         first.kill()  # its sh only
         first.wait(timeout=60)  # reaped: a zombie would still answer kill -0
         staging = leftovers(prefix)
         assert staging, "the first install had no staging folder"
-        second = sh(pack_bundle, "--prefix", str(prefix))
+        second = sh(small_pack_bundle, "--prefix", str(prefix))
         assert second.returncode == 0, second.stdout + second.stderr
         assert all((tmp_path / name).exists() for name in staging), "the second install deleted a running install's folder"
     finally:
@@ -390,7 +407,7 @@ def test_a_second_install_keeps_a_running_first_install_whose_shell_is_gone(pack
     assert python.stdout.strip() == str(prefix)
 
 
-def test_nothing_is_written_through_symlinks_planted_beside_the_prefix(pack_bundle: Path, tmp_path: Path):
+def test_nothing_is_written_through_symlinks_planted_beside_the_prefix(small_pack_bundle: Path, tmp_path: Path):
     """The old `.log` / `.sum` names for every pid the install may get, each a symlink to a user's file."""
     prefix = tmp_path / "env"
     victim = tmp_path / "victim.txt"
@@ -402,7 +419,7 @@ def test_nothing_is_written_through_symlinks_planted_beside_the_prefix(pack_bund
             link = tmp_path / f".{prefix.name}.staging-{pid}{suffix}"
             os.symlink(victim, link)
             planted.append(link)
-    proc = sh(pack_bundle, "--prefix", str(prefix))
+    proc = sh(small_pack_bundle, "--prefix", str(prefix))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert victim.read_text() == "precious"
     assert all(link.is_symlink() for link in planted), "the install removed files it did not make"
@@ -411,20 +428,22 @@ def test_nothing_is_written_through_symlinks_planted_beside_the_prefix(pack_bund
 # ---------------------------------------------------------------- --certify
 
 
-def test_certify_writes_its_certificate_without_following_planted_symlinks(installed: Path, pack_bundle: Path,
-                                                                          tmp_path: Path):
+def test_certify_writes_its_certificate_without_following_planted_symlinks(small_installed: Path,
+                                                                          small_pack_bundle: Path, tmp_path: Path):
+    """No torch: the certificate is a failed one (rc 1), written all the same."""
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     out = tmp_path / "cert.json"
     os.symlink(victim, f"{out}.tmp")
     os.symlink(victim, out)
-    proc = sh(pack_bundle, "--prefix", str(installed), "--certify", "--cert-out", str(out), "--timeout", "600")
+    proc = sh(small_pack_bundle, "--prefix", str(small_installed), "--certify", "--cert-out", str(out), "--timeout", "600")
     assert proc.returncode in (0, 1) and "device certificate" in proc.stdout, proc.stdout + proc.stderr
     assert victim.read_text() == "precious" and not out.is_symlink() and '"certified": "device"' in out.read_text()
 
 
 @pytest.mark.parametrize("value", ["nan", "0", "-5", "inf", "1.5", "abc", "", "-0", "00"])
-def test_device_timeout_is_refused_as_envctl_refuses_it(pack_bundle: Path, installed: Path, tmp_path: Path, value: str):
+def test_device_timeout_is_refused_as_envctl_refuses_it(small_pack_bundle: Path, small_installed: Path, tmp_path: Path,
+                                                        value: str):
     from typer.testing import CliRunner
 
     from envctl.cli import app
@@ -432,11 +451,11 @@ def test_device_timeout_is_refused_as_envctl_refuses_it(pack_bundle: Path, insta
     ours = CliRunner().invoke(app, ["certify", "--target", "x", "--timeout", value])
     assert ours.exit_code == 2 and "Invalid value for '--timeout'" in ours.output
     prefix = tmp_path / "env"
-    proc = sh(pack_bundle, "--prefix", str(prefix), "--certify", "--timeout", value, timeout=900, cwd=tmp_path)
+    proc = sh(small_pack_bundle, "--prefix", str(prefix), "--certify", "--timeout", value, timeout=900, cwd=tmp_path)
     assert proc.returncode == 2 and "Invalid value for '--timeout'" in proc.stderr, proc.stderr
     assert not prefix.exists() and leftovers(prefix) == []
-    direct = subprocess.run([str(installed / "bin" / "python"), "-I", str(installed / META / "devcert.py"), "--prefix",
-                             str(installed), f"--timeout={value}"], capture_output=True, text=True, timeout=120)
+    direct = subprocess.run([str(small_installed / "bin" / "python"), "-I", str(small_installed / META / "devcert.py"), "--prefix",
+                             str(small_installed), f"--timeout={value}"], capture_output=True, text=True, timeout=120)
     assert direct.returncode == 2 and "Invalid value for '--timeout'" in direct.stderr, direct.stderr
 
 
@@ -474,12 +493,13 @@ def test_a_signal_during_certify_stops_the_smoke_run_without_a_traceback(install
 
 
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
-def test_a_signal_to_the_installer_leaves_nothing_and_prints_no_traceback(pack_bundle: Path, tmp_path: Path, name: str):
+def test_a_signal_to_the_installer_leaves_nothing_and_prints_no_traceback(small_pack_bundle: Path, tmp_path: Path, name: str):
     prefix = tmp_path / "env"
-    proc = subprocess.Popen(["sh", str(pack_bundle), "--prefix", str(prefix)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["sh", str(small_pack_bundle), "--prefix", str(prefix)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for(lambda: [p for p in pids_running("installer.py install --root") if str(prefix) in
-                      Path(f"/proc/{p}/cmdline").read_text()], 600, "the python installer")
+    wait_for(lambda: proc.poll() is not None or [p for p in pids_running("installer.py install --root") if str(prefix) in
+                                                  Path(f"/proc/{p}/cmdline").read_text()], 600, "the python installer")
+    assert proc.poll() is None, "the install ended before its installer was seen"
     os.killpg(proc.pid, getattr(signal, name))  # what Ctrl-C (or a closing terminal, or a service stop) does
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode != 0 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr

@@ -1,8 +1,18 @@
-"""The one packed bundle the pack tests share (session fixtures `pack_project` and `pack_bundle`, see conftest).
+"""The bundles the pack tests share (session fixtures in conftest).
 
-Packing is the expensive part (the whole torch env from the local channel):
-test_pack.py and test_pack_hardening.py install, damage and interrupt copies
-of the same file.
+Packing is the expensive part. Two projects, each locked once per session:
+
+* `pack_project` / `pack_bundle`: target `edge`, the whole export stack (python and pip from the
+  local channel; torch, onnx, onnxruntime, protobuf and numpy from pip; ~590 MB packed). Only the
+  tests that prove the packed stack runs (an offline install that certifies, the OCI image, a
+  signal during `--certify`'s smoke run) use it.
+* `small_pack_project` / `small_pack_bundle`: target `mini`, the same channel's python and pip
+  with one pip wheel (numpy: C extensions, bundled shared libraries and entry points) and no
+  torch (~95 MB packed, ~140 MB installed). The tests of the header's and the installer's own
+  mechanics (damage refused, prefix rules, leftovers, signals during install, symlinks, hash
+  tools, a second install) install, damage and interrupt copies of this one.
+
+test_pack.py and test_pack_hardening.py use both.
 """
 
 from __future__ import annotations
@@ -10,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 PACK_TARGET = "edge"
+SMALL_TARGET = "mini"
+SMALL_PIP = ["numpy>=1.26"]  # the small target's whole pip part
 
 
 def make_pack_project(root: Path, local_channel: Path) -> Path:
@@ -24,12 +36,41 @@ def make_pack_project(root: Path, local_channel: Path) -> Path:
     return root
 
 
-def make_bundle(project: Path, out: Path) -> Path:
+def make_small_pack_project(root: Path, local_channel: Path) -> Path:
+    """A project whose target `mini` is locked without torch: rendered as any target (a matrix
+    target must name torch), then its environment.yml's pip part is cut to SMALL_PIP before
+    locking, as tests/pack/test_pack.py's aarch64 test does (the rendered header, and so the
+    target's freshness, stays)."""
+    import yaml
+
+    from envctl.core.paths import env_file
+    from envctl.lock.render import render_target
+    from envctl.lock.solve import lock_target
+    from envctl.matrix.loader import load_matrix
+    from support.project import pip_target, write_project
+
+    matrix = write_project(root, {SMALL_TARGET: pip_target(local_channel, models=["cnn"])})
+    target = load_matrix(matrix).targets[SMALL_TARGET]
+    render_target(root, target, matrix)
+    path = env_file(root, target)
+    text = path.read_text()
+    headers = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    doc = yaml.safe_load(text)
+    doc["dependencies"] = [d for d in doc["dependencies"] if not isinstance(d, dict)] + [{"pip": SMALL_PIP}]
+    path.write_text(headers + yaml.safe_dump(doc, sort_keys=False))
+    lock_target(root, target)
+    lock = yaml.safe_load((root / "locks" / f"{SMALL_TARGET}.conda-lock.yml").read_text())
+    names = {p["name"] for p in lock["package"]}
+    assert "numpy" in names and "pip" in names and "torch" not in names, sorted(names)
+    return root
+
+
+def make_bundle(project: Path, out: Path, target: str = PACK_TARGET) -> Path:
     from typer.testing import CliRunner
 
     from envctl.cli import app
 
-    result = CliRunner().invoke(app, ["pack", "--target", PACK_TARGET, "--out", str(out), "--matrix",
+    result = CliRunner().invoke(app, ["pack", "--target", target, "--out", str(out), "--matrix",
                                       str(project / "envs" / "matrix.yaml")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".envctl-pack-")], "the pack work folder was left behind"
