@@ -49,8 +49,9 @@ def leftovers(prefix: Path) -> list[str]:
     return sorted(p.name for p in prefix.parent.glob(f".{prefix.name}.*"))
 
 
-def pids_running(needle: str) -> list[int]:
-    """Processes whose command line contains `needle`."""
+def pids_running(*needles: str) -> list[int]:
+    """Live processes whose command line contains every one of `needles` (read once: a process
+    may end between listing /proc and reading it, and another test's installer may be running)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -59,7 +60,7 @@ def pids_running(needle: str) -> list[int]:
                 state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if needle in cmdline and state != "Z":
+            if all(needle in cmdline for needle in needles) and state != "Z":
                 found.append(int(entry))
     return found
 
@@ -382,7 +383,7 @@ def test_a_second_install_keeps_a_running_first_install_whose_shell_is_gone(smal
                              stderr=subprocess.DEVNULL, start_new_session=True)
     needle = "installer.py install --root "
     installer = wait_for(lambda: first.poll() is not None or
-                         [p for p in pids_running(needle) if str(prefix) in Path(f"/proc/{p}/cmdline").read_text()],
+                         pids_running(needle, str(prefix)),
                          600, "the first install's python installer")
     assert first.poll() is None, "the first install ended before its installer was seen"
     installer = installer[0]
@@ -400,8 +401,7 @@ def test_a_second_install_keeps_a_running_first_install_whose_shell_is_gone(smal
         assert all((tmp_path / name).exists() for name in staging), "the second install deleted a running install's folder"
     finally:
         os.kill(installer, signal.SIGCONT)
-    wait_for(lambda: not Path(f"/proc/{installer}").exists() or
-             Path(f"/proc/{installer}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 600, "the first installer")
+    wait_for(lambda: installer not in pids_running(needle, str(prefix)), 600, "the first installer")
     python = subprocess.run([str(prefix / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
                             capture_output=True, text=True, timeout=120)
     assert python.stdout.strip() == str(prefix)
@@ -497,8 +497,8 @@ def test_a_signal_to_the_installer_leaves_nothing_and_prints_no_traceback(small_
     prefix = tmp_path / "env"
     proc = subprocess.Popen(["sh", str(small_pack_bundle), "--prefix", str(prefix)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for(lambda: proc.poll() is not None or [p for p in pids_running("installer.py install --root") if str(prefix) in
-                                                  Path(f"/proc/{p}/cmdline").read_text()], 600, "the python installer")
+    wait_for(lambda: proc.poll() is not None or pids_running("installer.py install --root", str(prefix)), 600,
+             "the python installer")
     assert proc.poll() is None, "the install ended before its installer was seen"
     os.killpg(proc.pid, getattr(signal, name))  # what Ctrl-C (or a closing terminal, or a service stop) does
     _, stderr = proc.communicate(timeout=300)
