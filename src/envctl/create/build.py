@@ -250,12 +250,27 @@ def _build(lock_read: Lock, name: str, prefix: Path, progress: Progress | None) 
         emit(progress, "swap", message=f"swapping the new env into {prefix}")
         old = swap_in(staging, prefix)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_scratch(staging)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     emit(progress, "done", message=f"{name} ready at {prefix}")
     return state
+
+
+def discard_scratch(path: Path, patience: float = 15.0) -> None:
+    """Remove a failed build's scratch folder, and make sure it stays gone.
+
+    When linking fails (a full disk), rattler raises while its worker threads still finish
+    the files they had started, and creating a file recreates its folders: one rmtree can
+    run before the last of them and leave a half-built folder behind. Removing again until
+    the folder stays away (or `patience` seconds pass) frees the space the failure used."""
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        time.sleep(0.2)  # a writer still draining shows up within this
+        if not os.path.lexists(path) or time.monotonic() > deadline:
+            return
 
 
 def _link_verified(conda: list[Any], pip: list[LockedPackage], lock: Path, host: str, staging: Path, prefix: Path,
@@ -273,7 +288,7 @@ def _link_verified(conda: list[Any], pip: list[LockedPackage], lock: Path, host:
             _link(conda, pip, lock, host, staging, prefix, progress)
             return
         except CorruptFiles as corrupt:
-            shutil.rmtree(staging, ignore_errors=True)
+            discard_scratch(staging)
             keys = {(corrupt.manager, name) for name in corrupt.packages}
             if keys <= evicted:
                 raise EnvBroken(
