@@ -29,7 +29,8 @@ from support.tier_plugin import (  # noqa: E402,F401
 # Session fixtures that build, certify or pack, shared by several modules: the tests that use
 # them run on one xdist worker (the group named here), so each is built once per run.
 SHARED_BUILDS = {"old_runtime_certified": "shared-builds", "aarch64_certified": "shared-builds",
-                 "pack_bundle": "pack-bundle", "small_pack_bundle": "pack-small-bundle"}
+                 "pack_bundle": "pack-bundle", "small_pack_bundle": "pack-small-bundle",
+                 "small_pack_project": "pack-small-bundle"}
 
 
 @pytest.hookimpl(wrapper=True)  # the groups are set before xdist's own hook reads them

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from envctl.smoke import RUNNER_PATH
+from support.smoke_modules import load_smoke_module
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("torch", "onnx", "onnxruntime")),
@@ -23,21 +24,11 @@ pytestmark = pytest.mark.skipif(
 SMOKE = RUNNER_PATH.parent
 
 
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SMOKE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def smoke():
     for name in ("envctl_smoke_builtins", "envctl_smoke_inputs", "envctl_smoke_compare", "envctl_smoke_models",
                  "envctl_smoke_probe"):
-        _load(name)
+        load_smoke_module(name)
     spec = importlib.util.spec_from_file_location("envctl_smoke_runner_t", RUNNER_PATH)
     runner = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(runner)

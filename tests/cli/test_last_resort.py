@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from support.project import ONE_TARGET_MATRIX
+
 PROGRAM = """\
 import sys
 import {module} as target
@@ -29,27 +31,11 @@ main()
 """
 
 
-MATRIX = """\
-version: 1
-targets:
-  t:
-    platforms: [linux-64]
-    channels: [conda-forge]
-    python: "3.11"
-    torch: "2.13.0"
-    onnx: "*"
-    onnxruntime: "*"
-    protobuf: "*"
-    exporters: [torchscript]
-    opset: 17
-"""
-
-
 def run(tmp_path: Path, module: str, name: str, error: str, *args: str, env: dict | None = None):
     (tmp_path / "bin").mkdir(exist_ok=True)  # `list --prefix .` looks for an env's python first
     if not (tmp_path / "bin" / "python").exists():
         (tmp_path / "bin" / "python").symlink_to(sys.executable)
-    (tmp_path / "m.yaml").write_text(MATRIX)
+    (tmp_path / "m.yaml").write_text(ONE_TARGET_MATRIX)
     program = tmp_path / "buggy.py"
     program.write_text(PROGRAM.format(module=module, name=name, error=error))
     full = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), **(env or {}))

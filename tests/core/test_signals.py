@@ -25,6 +25,7 @@ import pytest
 from envctl.create.build import create_env
 from envctl.host.platform import host_platform
 from support import lockfactory as lf
+from support.procs import alive, wait_dead
 
 pytestmark = [
     pytest.mark.slow,  # builds an env; runs the smoke runner
@@ -54,21 +55,6 @@ def wait_for_file(path: Path, proc: subprocess.Popen, ceiling: float = CEILING) 
         assert time.monotonic() < deadline, f"{path} did not appear"
         time.sleep(0.02)
     return path.read_text()
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def wait_dead(pids, ceiling: float = CEILING) -> list[int]:
-    deadline = time.monotonic() + ceiling
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.02)
-    return [p for p in pids if alive(p)]
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envctl.core.text import printable, printable_lines
+from support.project import ONE_TARGET_MATRIX
 
 # What must never reach a terminal from data: C0 (but the newline a table or paragraph itself writes), C1, bidi.
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -179,26 +180,10 @@ def forged_certificate(field_value: str) -> dict:
             "failure": {"class": field_value, "stage": field_value, "message": field_value, "remedy": field_value}}
 
 
-MATRIX = """\
-version: 1
-targets:
-  t:
-    platforms: [linux-64]
-    channels: [conda-forge]
-    python: "3.11"
-    torch: "2.13.0"
-    onnx: "*"
-    onnxruntime: "*"
-    protobuf: "*"
-    exporters: [torchscript]
-    opset: 17
-"""
-
-
 @pytest.mark.parametrize("value", ["".join(HOSTILE), "[red]only markup[/red] [/]"])
 def test_status_shows_forged_certificate_fields_inert(tmp_path, value):
     (tmp_path / "envs").mkdir()
-    (tmp_path / "envs" / "matrix.yaml").write_text(MATRIX)
+    (tmp_path / "envs" / "matrix.yaml").write_text(ONE_TARGET_MATRIX)
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "t.json").write_text(json.dumps(forged_certificate(value)))
     done = envctl("status", cwd=tmp_path, timeout=60)
@@ -210,7 +195,7 @@ def test_status_shows_forged_certificate_fields_inert(tmp_path, value):
 
 def test_status_reports_a_deeply_nested_certificate(tmp_path):
     (tmp_path / "envs").mkdir()
-    (tmp_path / "envs" / "matrix.yaml").write_text(MATRIX)
+    (tmp_path / "envs" / "matrix.yaml").write_text(ONE_TARGET_MATRIX)
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "t.json").write_text('{"result": ' + "[" * 100_000 + "]" * 100_000 + "}")
     done = envctl("status", "--json", cwd=tmp_path, timeout=60)
@@ -241,7 +226,7 @@ def test_printable_keeps_ordinary_text():
 def test_a_forged_env_state_file_is_typed_not_trusted(tmp_path, state):
     """The env's own conda-meta/envctl-state.json is data: wrong types are dropped, never crashed on."""
     (tmp_path / "envs").mkdir()
-    (tmp_path / "envs" / "matrix.yaml").write_text(MATRIX)
+    (tmp_path / "envs" / "matrix.yaml").write_text(ONE_TARGET_MATRIX)
     prefix = tmp_path / ".envctl" / "envs" / "t"
     (prefix / "conda-meta").mkdir(parents=True)
     (prefix / "bin").mkdir()

@@ -162,21 +162,6 @@ def envctl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "envctl", *args]
 
 
-def children_of(pid: int) -> list[tuple[int, str]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append((int(entry.name), cmdline))
-    return found
-
-
 def processes_running(text: str) -> list[int]:
     """Live processes whose command line contains `text`."""
     found = []
@@ -186,28 +171,9 @@ def processes_running(text: str) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if text in cmdline and alive(int(entry.name)):
+            if text in cmdline and procs.alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def wait_dead(pids, grace: float = 60.0) -> list[int]:
-    """The pids still alive after waiting up to `grace` seconds (a ceiling, not a measurement)."""
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        left = [p for p in pids if alive(p)]
-        if not left:
-            return []
-        time.sleep(0.02)
-    return [p for p in pids if alive(p)]
 
 
 def leftovers(prefix: Path) -> list[str]:
@@ -381,13 +347,13 @@ def test_sigterm_during_lock_removes_its_temp_files_and_keeps_the_previous_lock(
     uv_pids: list[int] = []
     while not uv_pids:
         assert child.proc.poll() is None and time.monotonic() < deadline, child.output
-        uv_pids = [pid for pid, cmd in children_of(child.proc.pid) if " pip compile " in cmd]
+        uv_pids = [pid for pid, cmd in procs.children_of(child.proc.pid) if " pip compile " in cmd]
         time.sleep(0.002)
     assert list(tmpdir.glob("envctl-pip-*"))
     os.kill(child.proc.pid, signum)
     assert child.finish(timeout=60) == 128 + signum, child.output
     assert "Traceback" not in child.output and "interrupted" in child.output
-    assert wait_dead(uv_pids, grace=10) == []
+    assert procs.wait_dead(uv_pids, ceiling=10) == []
     assert list(tmpdir.glob("envctl-*")) == [], "temp folders left behind"
     assert lock.read_bytes() == before
 
@@ -845,7 +811,7 @@ def test_hanging_model_is_a_timeout_and_its_children_die(models_dir, tmp_path, m
     result, facts = smoke(models_dir, "faultmods:hang", timeout=20)
     assert result is None and facts["failure"]["class"] == "timeout"  # the timeout, not the hang's end, ended it
     assert "faultmods:hang" in facts["failure"]["message"]
-    assert wait_dead([int(marker.read_text())]) == []
+    assert procs.wait_dead([int(marker.read_text())]) == []
 
 
 def test_model_that_exits_0_without_a_result_is_a_runner_crash(models_dir):
@@ -860,7 +826,7 @@ def test_finished_runner_with_a_lingering_child_does_not_wait_for_the_timeout(mo
     result, facts = smoke(models_dir, "faultmods:linger", timeout=90)
     # Waiting for the lingering process (it sleeps an hour) would have ended in the timeout instead.
     assert result is not None and result.status == "passed", result.failure
-    assert wait_dead(processes_running("import time; time.sleep(3600)")) == []
+    assert procs.wait_dead(processes_running("import time; time.sleep(3600)")) == []
 
 
 @pytest.mark.parametrize(

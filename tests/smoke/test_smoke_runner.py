@@ -17,6 +17,7 @@ import pytest
 
 from envctl.smoke import BUILTIN_MODELS, RUNNER_PATH
 from support import team_models
+from support.smoke_modules import load_smoke_module
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("torch", "onnx", "onnxruntime", "onnxscript")),
@@ -381,14 +382,8 @@ def test_export_says_why_simplify_auto_skipped(tmp_path, monkeypatch):
 
 def test_every_declared_builtin_has_a_builder():
     """The names the host validates matrices against (envctl_smoke_builtins) are the registry's keys."""
-    folder = RUNNER_PATH.parent
-    loaded = {}
-    for name in ("envctl_smoke_builtins", "envctl_smoke_models"):
-        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-        loaded[name] = importlib.util.module_from_spec(spec)
-        sys.modules[name] = loaded[name]
-        spec.loader.exec_module(loaded[name])
-    assert set(loaded["envctl_smoke_models"].BUILDERS) == set(BUILTIN_MODELS)
+    load_smoke_module("envctl_smoke_builtins")
+    assert set(load_smoke_module("envctl_smoke_models").BUILDERS) == set(BUILTIN_MODELS)
 
 
 @pytest.mark.slow

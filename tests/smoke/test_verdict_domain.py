@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from envctl.smoke import RUNNER_PATH
+from support.smoke_modules import load_smoke_module
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("torch", "onnx", "onnxruntime", "onnxscript", "transformers")),
@@ -155,21 +155,11 @@ def test_sizes_given_replace_the_sweep(project, tmp_path, model, sizes, exporter
 
 # --- in process: the domain search, the sweep inside it, the branch inputs, the certificate ---
 
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, RUNNER_PATH.parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def smoke():
     for name in ("envctl_smoke_builtins", "envctl_smoke_inputs", "envctl_smoke_models"):
-        _load(name)
-    return _load("envctl_smoke_models"), _load("envctl_smoke_domain")
+        load_smoke_module(name)
+    return load_smoke_module("envctl_smoke_models"), load_smoke_module("envctl_smoke_domain")
 
 
 def _stride32(models):

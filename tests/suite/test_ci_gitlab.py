@@ -13,21 +13,11 @@ from typer.testing import CliRunner
 
 from envctl.cli import app
 from support import broken_locks
+from support.ci_targets import cpu, cuda
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "data" / "gitlab-ci.schema.json").read_text())
-
-
-def cpu(platforms, **extra):
-    target = {"platforms": platforms, "channels": ["conda-forge"], "python": "3.12", "torch": "2.13",
-              "onnx": "1.21.*", "onnxruntime": "1.26.*", "protobuf": ">=4.25.1", "opset": 18,
-              "exporters": ["torchscript"]}
-    return target | extra
-
-
-def cuda(platforms, **extra):
-    return cpu(platforms, **({"cuda": "12.6", "cudnn": "9", "torch": "2.13.0+cu126", "pip": ["torch", "onnxruntime"]} | extra))
 
 
 TARGETS = {

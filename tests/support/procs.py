@@ -57,6 +57,19 @@ def subreaper():
         prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone)."""
+    return state(pid) not in (None, "Z")
+
+
+def wait_dead(pids: list[int], ceiling: float = 60.0) -> list[int]:
+    """The pids still alive after waiting up to `ceiling` seconds (a ceiling, not a measurement)."""
+    deadline = time.monotonic() + ceiling
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.02)
+    return [p for p in pids if alive(p)]
+
+
 def stop(pids: list[int], ceiling: float = 60.0) -> None:
     """SIGSTOP each pid and wait until it is really stopped; AssertionError if one is already gone."""
     for pid in pids:

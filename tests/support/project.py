@@ -17,6 +17,22 @@ from support.pipconfig import torch_pip_options
 
 TORCH = "2.13.0"
 
+# A one-target matrix (`t`) on conda-forge: enough for commands that read a matrix and build nothing.
+ONE_TARGET_MATRIX = """\
+version: 1
+targets:
+  t:
+    platforms: [linux-64]
+    channels: [conda-forge]
+    python: "3.11"
+    torch: "2.13.0"
+    onnx: "*"
+    onnxruntime: "*"
+    protobuf: "*"
+    exporters: [torchscript]
+    opset: 17
+"""
+
 
 def pip_target(channel: Path, **overrides) -> dict:
     """A linux-64 target: python from the channel, the export stack from pip."""
