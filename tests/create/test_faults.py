@@ -95,7 +95,13 @@ def slow():
     marker = os.environ.get("FAULT_MARKER")
     if marker:
         open(marker, "w").close()
-    time.sleep(float(os.environ.get("FAULT_SLEEP", "8")))
+    release = os.environ.get("FAULT_RELEASE")
+    if release:  # paused until the test has seen what it waits for (a ceiling, not a measurement)
+        deadline = time.monotonic() + 300
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    else:
+        time.sleep(float(os.environ.get("FAULT_SLEEP", "8")))
     # Touch the env again after the pause, as a real model would (a module nobody imported yet).
     import torch.utils.benchmark  # noqa: F401
 
@@ -735,8 +741,8 @@ def test_create_waits_for_a_certification_running_in_the_env(project, tmp_path):
     root, matrix = project["root"], project["matrix"]
     prefix = default_prefix(root, "slow")
     create_env(root, "slow")
-    marker = tmp_path / "model-sleeping"
-    env = child_env(FAULT_MARKER=str(marker), FAULT_SLEEP="8")
+    marker, release = tmp_path / "model-sleeping", tmp_path / "model-release"
+    env = child_env(FAULT_MARKER=str(marker), FAULT_RELEASE=str(release))
     certify = Child(envctl_cmd("certify", "--target", "slow", "--matrix", str(matrix)), env=env)
     deadline = time.monotonic() + 300
     while not marker.exists():  # the runner is inside the env, in the model's pause
@@ -744,6 +750,8 @@ def test_create_waits_for_a_certification_running_in_the_env(project, tmp_path):
         time.sleep(0.05)
     create = create_child(root, "slow", prefix)  # --force: it would swap and delete the env under the runner
     create.wait_for("event waiting", timeout=60)
+    assert certify.proc.poll() is None, "the smoke run is still paused in the model"
+    release.touch()
     assert certify.finish() == 0, certify.output
     certified_at = time.time()
     assert create.finish() == 0, create.output
@@ -760,13 +768,11 @@ def test_certify_waits_for_a_create_in_progress(project):
     prefix = default_prefix(root, "slow")
     create = create_child(root, "slow", prefix, "swap")  # holds the env's lock, paused before its swap
     create.wait_for("event swap")
-    proc = subprocess.Popen(envctl_cmd("certify", "--target", "slow", "--matrix", str(matrix)), env=child_env(FAULT_SLEEP="0"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(3)
-    assert proc.poll() is None, "certify must wait while a create holds the env"
+    certify = Child(envctl_cmd("certify", "--target", "slow", "--matrix", str(matrix)), env=child_env(FAULT_SLEEP="0"))
+    certify.wait_for("waiting", timeout=120)  # its progress line: a create holds the env's lock
+    assert certify.proc.poll() is None, "certify must wait while a create holds the env"
     create.kill()  # the create dies before its swap; certify then finds the previous, whole env
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
+    assert certify.finish() == 0, certify.output
     assert json.loads((root / "certs" / "slow.json").read_text())["result"] == "passed"
     assert leftovers(prefix) == []
 
