@@ -30,7 +30,7 @@ from support.tier_plugin import (  # noqa: E402,F401
 # them run on one xdist worker (the group named here), so each is built once per run.
 SHARED_BUILDS = {"old_runtime_certified": "shared-builds", "aarch64_certified": "shared-builds",
                  "pack_bundle": "pack-bundle", "small_pack_bundle": "pack-small-bundle",
-                 "small_pack_project": "pack-small-bundle"}
+                 "small_pack_project": "pack-small-bundle", "installed_pack_bundle": "pack-bundle"}
 
 
 @pytest.hookimpl(wrapper=True)  # the groups are set before xdist's own hook reads them
@@ -209,6 +209,14 @@ def pack_bundle(pack_project, tmp_path_factory) -> Path:
     from support.packing import PACK_TARGET, make_bundle
 
     return make_bundle(pack_project, tmp_path_factory.mktemp("bundle") / f"{PACK_TARGET}.sh")
+
+
+@pytest.fixture(scope="session")
+def installed_pack_bundle(pack_bundle, local_channel, tmp_path_factory):
+    """pack_bundle installed once, offline where the machine allows (support.packing.install_offline)."""
+    from support.packing import install_offline
+
+    return install_offline(pack_bundle, tmp_path_factory.mktemp("device") / "edge box", local_channel)
 
 
 @pytest.fixture(scope="session")

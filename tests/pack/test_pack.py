@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,8 +27,7 @@ from typer.testing import CliRunner
 from envctl.cli import app
 from envctl.pack.materialise import PLACEHOLDER
 from envctl.host.platform import host_platform
-from support.pipconfig import find_links
-from support.packing import PACK_TARGET, SMALL_TARGET
+from support.packing import PACK_TARGET, SMALL_TARGET, can_unshare, offline
 from support.project import pip_target, write_project
 
 pytestmark = [pytest.mark.slow,  # packs the whole torch env once per session
@@ -38,12 +36,6 @@ pytestmark = [pytest.mark.slow,  # packs the whole torch env once per session
 REPO = Path(__file__).resolve().parents[2]
 TARGET = PACK_TARGET
 runner = CliRunner()
-
-
-def _can_unshare() -> bool:
-    if not shutil.which("unshare") or os.geteuid() != 0:
-        return False
-    return subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, timeout=60).returncode == 0
 
 
 def invoke(*args: str):
@@ -75,27 +67,6 @@ def small_bundle(small_pack_bundle: Path) -> Path:
     return small_pack_bundle  # no torch: for what the header and the installer do, whatever the env holds
 
 
-def hidden_paths(local_channel: Path) -> list[str]:
-    """Everything an install could cheat with: the channel, the package caches, the wheels, envctl itself."""
-    home_cache = Path.home() / ".cache"
-    paths = [local_channel, home_cache, REPO, Path(sys.prefix)]
-    paths += [Path(p) for p in find_links() if Path(p).is_dir()]
-    for var in ("UV_CACHE_DIR", "RATTLER_CACHE_DIR", "ENVCTL_CACHE_DIR", "XDG_CACHE_HOME", "ENVCTL_TEST_CHANNEL_CACHE"):
-        if os.environ.get(var):
-            paths.append(Path(os.environ[var]))
-    resolved = sorted({str(p.resolve()) for p in paths if p.exists()})
-    # A folder inside another hidden one is gone once the outer one is covered.
-    return [p for p in resolved if not any(p.startswith(q + "/") for q in resolved)]
-
-
-def offline(command: str, hide: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run `command` with no network and `hide` covered by empty tmpfs mounts (a private mount namespace)."""
-    mounts = "".join(f"mount -t tmpfs envctl-hidden '{p}' && " for p in hide)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
-    return subprocess.run(["unshare", "-n", "-m", "--propagation", "private", "sh", "-c", mounts + command],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 def files_containing(root: Path, needles: list[bytes]) -> list[str]:
     found = []
     for dirpath, _, filenames in os.walk(root):
@@ -113,18 +84,14 @@ def leftovers(prefix: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _can_unshare(), reason="NOT PROVEN HERE: that a bundle installs with no network needs root and util-linux `unshare -n -m` "
+@pytest.mark.skipif(not can_unshare(), reason="NOT PROVEN HERE: that a bundle installs with no network needs root and util-linux `unshare -n -m` "
                     "(a network namespace with no network); run the suite as root, e.g. in a container (docs/testing.md)")
-def test_bundle_installs_offline_at_a_path_with_a_space_and_certifies(bundle: Path, project: Path, local_channel,
-                                                                     tmp_path: Path):
-    device = tmp_path / "edge box"
-    device.mkdir()
-    shipped = device / bundle.name
-    shutil.copy(bundle, shipped)
-    prefix = device / "my envs" / "edge env"
-    hide = hidden_paths(local_channel)
-    command = (f"sh '{shipped}' --prefix '{prefix}' && "
-               f"'{prefix}/bin/python' -I -c 'import torch, onnx, onnxruntime, sys; print(\"OK\", torch.__version__, sys.prefix)' && "
+def test_bundle_installs_offline_at_a_path_with_a_space_and_certifies(installed_pack_bundle: Path, project: Path):
+    # Installed once per run (conftest): copied to "edge box", installed at "my envs/edge env" with no
+    # network and nothing to cheat with (support.packing.install_offline); checked and certified here, offline too.
+    prefix, shipped, hide = installed_pack_bundle.prefix, installed_pack_bundle.bundle, installed_pack_bundle.hidden
+    device, bundle = shipped.parent, installed_pack_bundle.original
+    command = (f"'{prefix}/bin/python' -I -c 'import torch, onnx, onnxruntime, sys; print(\"OK\", torch.__version__, sys.prefix)' && "
                f"'{prefix}/bin/pip' --version && "
                f"sh '{shipped}' --prefix '{prefix}' --certify --cert-out '{device}/device-cert.json'")
     proc = offline(command, hide, device)
@@ -261,7 +228,7 @@ def test_existing_folder_that_is_not_an_env_is_refused(small_bundle: Path, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _can_unshare(), reason="NOT PROVEN HERE: a full disk during install needs root to mount a small tmpfs in a private mount "
+@pytest.mark.skipif(not can_unshare(), reason="NOT PROVEN HERE: a full disk during install needs root to mount a small tmpfs in a private mount "
                     "namespace (`unshare -m`); run the suite as root (docs/testing.md)")
 def test_full_disk_leaves_dir_untouched(small_bundle: Path, tmp_path: Path):
     bundle = small_bundle  # its env (~140 MB unpacked) does not fit the 64 MB disk
@@ -461,7 +428,7 @@ def test_oci_archive_is_read_by_skopeo_and_runs_at_its_fixed_path(small_project:
         tar.extractall(rootfs, filter="tar")
     env = rootfs / "opt" / "envctl" / "env"
     assert files_containing(env, [PLACEHOLDER.encode()]) == []
-    if _can_unshare():  # run it where the image puts it: /opt/envctl/env, bind-mounted in a private namespace
+    if can_unshare():  # run it where the image puts it: /opt/envctl/env, bind-mounted in a private namespace
         command = (f"mount -t tmpfs envctl-opt /opt && mkdir -p /opt/envctl/env && mount --bind '{env}' /opt/envctl/env && "
                    "/opt/envctl/env/bin/python -I -c 'import numpy, sys; print(\"OK\", sys.prefix)' && "
                    "head -2 /opt/envctl/env/bin/f2py")

@@ -75,13 +75,10 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def installed(pack_bundle: Path, tmp_path_factory) -> Path:
-    """The torch bundle, installed once: its smoke run lasts long enough to be signalled."""
-    prefix = tmp_path_factory.mktemp("installed") / "env"
-    proc = sh(pack_bundle, "--prefix", str(prefix))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return prefix
+@pytest.fixture
+def installed(installed_pack_bundle) -> Path:
+    """The torch bundle, installed once per run (conftest): its smoke run lasts long enough to be signalled."""
+    return installed_pack_bundle.prefix
 
 
 @pytest.fixture(scope="module")

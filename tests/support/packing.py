@@ -12,11 +12,18 @@ Packing is the expensive part. Two projects, each locked once per session:
   mechanics (damage refused, prefix rules, leftovers, signals during install, symlinks, hash
   tools, a second install) install, damage and interrupt copies of this one.
 
-test_pack.py and test_pack_hardening.py use both.
+test_pack.py and test_pack_hardening.py use both. `installed_pack_bundle` is pack_bundle installed
+once, offline where this machine can cut the network (`install_offline`): test_pack.py checks and
+certifies that install, test_pack_hardening.py signals smoke runs in it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 PACK_TARGET = "edge"
@@ -75,3 +82,62 @@ def make_bundle(project: Path, out: Path, target: str = PACK_TARGET) -> Path:
     assert result.exit_code == 0, result.output
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".envctl-pack-")], "the pack work folder was left behind"
     return out
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def can_unshare() -> bool:
+    """Root with util-linux `unshare`: a private network and mount namespace can be made (offline runs, tmpfs)."""
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        return False
+    return subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, timeout=60).returncode == 0
+
+
+def hidden_paths(local_channel: Path) -> list[str]:
+    """Everything an install could cheat with: the channel, the package caches, the wheels, envctl itself."""
+    from support.pipconfig import find_links
+
+    home_cache = Path.home() / ".cache"
+    paths = [local_channel, home_cache, REPO, Path(sys.prefix)]
+    paths += [Path(p) for p in find_links() if Path(p).is_dir()]
+    for var in ("UV_CACHE_DIR", "RATTLER_CACHE_DIR", "ENVCTL_CACHE_DIR", "XDG_CACHE_HOME", "ENVCTL_TEST_CHANNEL_CACHE"):
+        if os.environ.get(var):
+            paths.append(Path(os.environ[var]))
+    resolved = sorted({str(p.resolve()) for p in paths if p.exists()})
+    # A folder inside another hidden one is gone once the outer one is covered.
+    return [p for p in resolved if not any(p.startswith(q + "/") for q in resolved)]
+
+
+def offline(command: str, hide: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run `command` with no network and `hide` covered by empty tmpfs mounts (a private mount namespace)."""
+    mounts = "".join(f"mount -t tmpfs envctl-hidden '{p}' && " for p in hide)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
+    return subprocess.run(["unshare", "-n", "-m", "--propagation", "private", "sh", "-c", mounts + command],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class InstalledBundle:
+    original: Path  # the bundle as packed
+    bundle: Path  # its copy on the "device", which installed it
+    prefix: Path  # where it installed (spaces in the path)
+    hidden: list[str]  # what was covered while it installed: [] where the install could not be cut off
+
+
+def install_offline(bundle: Path, device: Path, local_channel: Path) -> InstalledBundle:
+    """Copy `bundle` to `device` (a folder with a space) and install it at "my envs/edge env" there:
+    with no network and the channel, caches, wheels and envctl covered where `can_unshare()`; plainly otherwise."""
+    device.mkdir(parents=True, exist_ok=True)
+    shipped = device / bundle.name
+    shutil.copy(bundle, shipped)
+    prefix = device / "my envs" / "edge env"
+    command = f"sh '{shipped}' --prefix '{prefix}'"
+    if can_unshare():
+        hide = hidden_paths(local_channel)
+        proc = offline(command, hide, device)
+    else:
+        hide = []
+        proc = subprocess.run(["sh", "-c", command], cwd=device, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return InstalledBundle(original=bundle, bundle=shipped, prefix=prefix, hidden=hide)
