@@ -68,6 +68,18 @@ def _group_into_node_id(item) -> None:
     item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker more than the CPUs this process may use (8 at most). Part of every
+    run waits rather than computes (on subprocesses, locks, signals and timeouts): on 2 cores a
+    third worker took the full suite from 784 s to 717 s (CPU use 176% -> 193%; docs/testing.md).
+    PYTEST_XDIST_AUTO_NUM_WORKERS, where set, still decides (xdist's own reading of it)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cpus + 1, 8)
+
+
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
     """Send the groups in the order collected above (slow modules first); xdist would otherwise

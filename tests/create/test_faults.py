@@ -1,215 +1,46 @@
-"""Fault suite: envctl killed, out of disk, facing a changed cache, racing itself, or a crashing runner.
+"""Fault suite: envctl killed or out of disk during lock and create, racing itself, or certifying a crashing target.
 
 Everything here is real: envctl runs in a subprocess and is SIGKILLed at
 named points of `lock` and `create` (where a point is an instant rather than
 a phase, the child pauses there through envctl's own progress events or at the
 rename call, so the kill lands exactly there); disks are really full (a small
-tmpfs, or RLIMIT_FSIZE where mounting is not allowed); caches are really
-changed on disk. After each fault the previous lock or env must be byte-for-
-byte what it was, nothing half-written may be left where a reader would take
-it for real, and running the command again must complete.
+tmpfs, or RLIMIT_FSIZE where mounting is not allowed). After each fault the
+previous lock or env must be byte-for-byte what it was, nothing half-written
+may be left where a reader would take it for real, and running the command
+again must complete. (Faults inside a create's disk and caches: test_cache_faults.py;
+a crashing, hanging or lying runner: tests/certify/test_runner_faults.py.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from envctl.certify.certify import run_smoke
-from envctl.cli.exitcodes import exit_code
 from envctl.core.paths import default_prefix
 from envctl.create.build import create_env, env_state
-from envctl.core.errors import EnvctlError
 from envctl.lock.solve import check_locks, lock_target, read_lock_meta
 from envctl.matrix.loader import load_matrix
 from envctl.host.platform import host_platform
 from envctl.lock.render import render_target
-from support import lockfactory as lf
 from support import procs
-from support.diskfaults import fill, mounted_tmpfs, read_only_bind
-from support.local_channel import PY_MM
+from support.diskfaults import fill, mounted_tmpfs
+from support.faults import (FAULT_MODELS, Child, child_env, envctl_cmd, leftovers, limit_file_size, run_env_python,
+                            write_matrix)
 from support.project import pip_target
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(host_platform() != "linux-64", reason="the local channel's real python is linux-64 only"),
 ]
-
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-FAULT_MODELS = '''
-import ctypes
-import os
-import signal
-import subprocess
-import sys
-import time
-
-
-def segv():
-    ctypes.string_at(0)  # a NULL read in native code
-
-
-def selfkill():
-    os.kill(os.getpid(), signal.SIGSEGV)
-
-
-def hang():
-    # A hang that also leaves a grandchild behind: the timeout must take both down.
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
-    with open(os.environ["FAULT_MARKER"], "w") as handle:
-        handle.write(str(child.pid))
-    time.sleep(3600)
-
-
-def exit0():
-    sys.stdout.write("garbage \\x00\\xff {not: json\\n")
-    sys.stdout.flush()
-    os._exit(0)  # "success", without a result
-
-
-def linger():
-    # A finished run that leaves a process holding the runner's stdout open.
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
-    import torch
-
-    return torch.nn.Linear(4, 2), (torch.zeros(2, 4),)
-
-
-def slow():
-    import torch
-
-    marker = os.environ.get("FAULT_MARKER")
-    if marker:
-        open(marker, "w").close()
-    release = os.environ.get("FAULT_RELEASE")
-    if release:  # paused until the test has seen what it waits for (a ceiling, not a measurement)
-        deadline = time.monotonic() + 300
-        while not os.path.exists(release) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    else:
-        time.sleep(float(os.environ.get("FAULT_SLEEP", "8")))
-    # Touch the env again after the pause, as a real model would (a module nobody imported yet).
-    import torch.utils.benchmark  # noqa: F401
-
-    return torch.nn.Linear(4, 2), (torch.zeros(2, 4),)
-'''
-
-
-# ---------------------------------------------------------------- helpers
-
-
-class Child:
-    """A subprocess whose merged output is read line by line as it comes."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str] | None = None, preexec_fn=None):
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=env or child_env(), preexec_fn=preexec_fn)
-        self.lines: queue.Queue = queue.Queue()
-        self.out: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.out.append(line)
-            self.lines.put(line)
-        self.lines.put(None)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.out)
-
-    def wait_for(self, text: str, timeout: float = 180) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output}") from None
-            if line is None:
-                raise AssertionError(f"exited ({self.proc.wait(timeout=60)}) before {text!r}:\n{self.output}")
-            if text in line:
-                return line
-
-    def kill(self) -> None:
-        assert self.proc.poll() is None, f"finished before it could be killed:\n{self.output}"
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=60)
-
-    def finish(self, timeout: float = 600) -> int:
-        code = self.proc.wait(timeout=timeout)
-        deadline = time.monotonic() + 10
-        while self.lines.queue and self.lines.queue[-1] is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return code
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
-    env["PYTHONPATH"] = SRC
-    env.update(extra)
-    return env
-
-
-def envctl_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "envctl", *args]
-
-
-def processes_running(text: str) -> list[int]:
-    """Live processes whose command line contains `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline and procs.alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
-
-
-def leftovers(prefix: Path) -> list[str]:
-    return sorted(p.name for p in prefix.parent.iterdir() if p.name.startswith(prefix.name + "~") and p.name != prefix.name + "~lock")
-
-
-def run_env_python(prefix: Path, code: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    proc = subprocess.run([str(prefix / "bin" / "python"), "-I", "-c", code], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
-
-
-def limit_file_size(limit: int):
-    """preexec_fn: writes beyond `limit` bytes fail with EFBIG (SIGXFSZ ignored, as a full disk would fail them)."""
-
-    def preexec() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return preexec
-
-
-def write_matrix(root: Path, targets: dict) -> Path:
-    path = root / "envs" / "matrix.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"version": 1, "targets": targets}, sort_keys=False))
-    return path
-
 
 # ---------------------------------------------------------------- the project
 
@@ -478,71 +309,6 @@ def test_read_only_filesystem_is_a_clear_error(project, tmp_path):
         assert os.listdir(disk) == []
 
 
-def test_read_only_prefix_keeps_the_previous_env(small_lock, tmp_path):
-    folder = tmp_path / "envs"
-    prefix = folder / "env"
-    create_env(small_lock, "small", prefix=prefix)
-    before = env_state(prefix)
-    with read_only_bind(folder):
-        with pytest.raises(EnvctlError) as err:
-            create_env(small_lock, "small", prefix=prefix, force=True)
-        assert "Read-only file system" in str(err.value) and exit_code(err.value) == 1, str(err.value)
-        assert env_state(prefix) == before
-        assert run_env_python(prefix, "import pip; print('ok')") == "ok"
-    assert leftovers(prefix) == []
-
-
-@pytest.fixture(scope="module")
-def small_lock(tmp_path_factory, local_channel):
-    """A conda-only lock (python, pip): an 80 MB env, small enough for a tmpfs."""
-    root = tmp_path_factory.mktemp("small")
-    lf.write_lock(root / "locks" / "small.conda-lock.yml", target="small", channel=local_channel,
-                  platforms=["linux-64"], packages=lf.channel_entries(local_channel, "linux-64", ["python", "pip", "python_abi"]))
-    return root
-
-
-def test_full_disk_during_create_keeps_the_previous_env(small_lock, tmp_path):
-    disk = tmp_path / "disk"
-    with mounted_tmpfs(disk, "130m"):
-        prefix = disk / "env"
-        first = create_env(small_lock, "small", prefix=prefix)  # copied, not hardlinked: another filesystem
-        assert first.size_bytes > 60 * 2**20
-        before = env_state(prefix)
-        with pytest.raises(EnvctlError) as err:
-            create_env(small_lock, "small", prefix=prefix, force=True)  # a second copy cannot fit
-        assert "No space left on device" in str(err.value), str(err.value)
-        assert exit_code(err.value) == 1
-        assert env_state(prefix) == before
-        assert run_env_python(prefix, "import json, pip; print('ok')") == "ok"
-        assert leftovers(prefix) == []  # the half-built staging folder is gone, its space free again
-        assert shutil.disk_usage(disk).free > 40 * 2**20
-
-
-def test_file_size_limit_during_create_keeps_the_previous_env(small_lock, tmp_path):
-    """Where no tmpfs can be mounted: RLIMIT_FSIZE makes big writes fail (EFBIG) as a full disk would."""
-    prefix = tmp_path / "env"
-    create_env(small_lock, "small", prefix=prefix)
-    before = env_state(prefix)
-    code = (
-        "import sys; from pathlib import Path; from envctl.create import create_env; from envctl.core.errors import EnvctlError\n"
-        "from envctl.cli.exitcodes import exit_code\n"
-        "try:\n"
-        f"    create_env(Path({str(small_lock)!r}), 'small', prefix=Path({str(prefix)!r}), force=True)\n"
-        "except EnvctlError as exc:\n"
-        "    print('ENVCTL-ERROR', exc); sys.exit(exit_code(exc))\n"
-    )
-    # An empty package cache: extracting python's archive writes files of many MB.
-    env = child_env(RATTLER_CACHE_DIR=str(tmp_path / "rattler"), ENVCTL_CACHE_DIR=str(tmp_path / "envctl"))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600,
-                          preexec_fn=limit_file_size(2 * 2**20))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1 and "Traceback" not in out, out
-    assert "ENVCTL-ERROR" in out and "File too large" in out, out
-    assert env_state(prefix) == before
-    assert run_env_python(prefix, "import pip; print('ok')") == "ok"
-    assert leftovers(prefix) == []
-
-
 def _relock_args(project, tag: str) -> tuple[str, ...]:
     targets = dict(project["targets"], lockme=dict(project["targets"]["lockme"], description=tag))
     write_matrix(project["root"], targets)
@@ -621,119 +387,6 @@ def test_file_size_limit_from_the_start_of_lock_keeps_the_previous_lock(project)
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
-# ---------------------------------------------------------------- a changed package cache
-
-
-@pytest.fixture
-def private_caches(tmp_path, monkeypatch):
-    for var, name in (("RATTLER_CACHE_DIR", "rattler"), ("UV_CACHE_DIR", "uv"), ("ENVCTL_CACHE_DIR", "envctl")):
-        monkeypatch.setenv(var, str(tmp_path / "caches" / name))
-    return tmp_path / "caches"
-
-
-def _copy_channel(src: Path, dest: Path, entries) -> None:
-    for subdir in ("linux-64", "noarch"):
-        (dest / subdir).mkdir(parents=True, exist_ok=True)
-        shutil.copy(src / subdir / "repodata.json", dest / subdir)
-    for entry in entries:
-        subdir, filename = entry.url.rsplit("/", 2)[-2:]
-        shutil.copy(src / subdir / filename, dest / subdir / filename)
-
-
-def _mixed_lock(root: Path, channel: Path, local_channel: Path) -> Path:
-    conda = lf.channel_entries(local_channel, "linux-64", ["python", "pip", "python_abi"])
-    _copy_channel(local_channel, channel, conda)
-    conda = lf.channel_entries(channel, "linux-64", ["python", "pip", "python_abi"])
-    pip = lf.pip_entries(lf.pip_report(["six==1.17.0"]), "linux-64")
-    return lf.write_lock(root / "locks" / "mixed.conda-lock.yml", target="mixed", channel=channel,
-                         platforms=["linux-64"], packages=conda + pip)
-
-
-def _edit_in_place(path: Path) -> None:
-    """What an editor that keeps hardlinks does (vim's backupcopy=auto): same inode, new bytes."""
-    with open(path, "r+b") as handle:
-        head = handle.read(8)
-        handle.seek(0)
-        handle.write(b"#EDITED\n" if head != b"#EDITED\n" else b"#AGAIN!\n")
-
-
-PIP_INIT = f"lib/python{PY_MM}/site-packages/pip/__init__.py"
-SIX = f"lib/python{PY_MM}/site-packages/six.py"
-
-
-def test_changed_cache_files_are_detected_and_refetched(private_caches, tmp_path, local_channel):
-    root = tmp_path / "project"
-    _mixed_lock(root, tmp_path / "channel", local_channel)
-    first = create_env(root, "mixed", prefix=tmp_path / "env1")
-    originals = {rel: (first.prefix / rel).read_bytes() for rel in (PIP_INIT, SIX)}
-    for rel in (PIP_INIT, SIX):
-        # Both installers hardlink from their caches: editing env1's file edits the cached one too.
-        assert (first.prefix / rel).stat().st_nlink >= 2
-        _edit_in_place(first.prefix / rel)
-
-    events: list[tuple[str, dict]] = []
-    second = create_env(root, "mixed", prefix=tmp_path / "env2", progress=lambda event, **info: events.append((event, info)))
-    refetched = {info["manager"]: info["packages"] for event, info in events if event == "refetch"}
-    assert set(refetched) == {"conda", "pip"}, events
-    assert any(p.startswith("pip-") for p in refetched["conda"]) and refetched["pip"] == ["six"]
-    for rel, data in originals.items():
-        assert (second.prefix / rel).read_bytes() == data, f"{rel} came from the changed cache"
-    assert run_env_python(second.prefix, "import six, pip; print('ok')") == "ok"
-
-    events.clear()
-    third = create_env(root, "mixed", prefix=tmp_path / "env3", progress=lambda event, **info: events.append((event, info)))
-    assert not [e for e, _ in events if e == "refetch"], "the refetched cache is clean"
-    assert (third.prefix / SIX).read_bytes() == originals[SIX]
-
-
-def _break_package(channel: Path, subdir: str, filename: str, member: str) -> None:
-    """Rewrite one file inside a channel's archive, leaving its info/paths.json as it was; re-index that entry.
-
-    The archive then matches the (new) repodata and lock hashes, but not its own file list.
-    """
-    import bz2
-    import hashlib
-    import io
-    import tarfile
-
-    archive = channel / subdir / filename
-    out = io.BytesIO()
-    with tarfile.open(archive, "r:bz2") as src, tarfile.open(fileobj=out, mode="w") as dst:
-        for info in src.getmembers():
-            data = src.extractfile(info).read() if info.isfile() else None
-            if info.name == member:
-                data = b"# not what paths.json says\n" + data
-                info.size = len(data)
-            dst.addfile(info, io.BytesIO(data) if data is not None else None)
-    blob = bz2.compress(out.getvalue())
-    archive.write_bytes(blob)
-    repodata_path = channel / subdir / "repodata.json"
-    repodata = json.loads(repodata_path.read_text())
-    record = repodata["packages"][filename]
-    record.update(sha256=hashlib.sha256(blob).hexdigest(), md5=hashlib.md5(blob, usedforsecurity=False).hexdigest(), size=len(blob))
-    repodata_path.write_text(json.dumps(repodata))
-
-
-def test_package_that_does_not_match_its_own_file_list_is_refused(private_caches, tmp_path, local_channel):
-    """Refetching cannot help when the package itself is broken: refused, and nothing appears at the prefix."""
-    channel = tmp_path / "channel"
-    conda = lf.channel_entries(local_channel, "linux-64", ["python", "pip", "python_abi"])
-    _copy_channel(local_channel, channel, conda)
-    pip_file = next(e.url.rsplit("/", 1)[1] for e in conda if e.name == "pip")
-    _break_package(channel, "noarch", pip_file, "site-packages/pip/__init__.py")
-    root = tmp_path / "project"
-    lf.write_lock(root / "locks" / "broken.conda-lock.yml", target="broken", channel=channel, platforms=["linux-64"],
-                  packages=lf.channel_entries(channel, "linux-64", ["python", "pip", "python_abi"]))
-    events: list[str] = []
-    with pytest.raises(EnvctlError) as err:
-        create_env(root, "broken", prefix=tmp_path / "env", progress=lambda event, **info: events.append(event))
-    message = str(err.value)
-    assert events.count("refetch") == 1, events  # evicted and fetched once more, then refused
-    assert "differ from their packages' own hashes" in message and "pip/__init__.py" in message, message
-    assert "even after evicting them" in message and "refusing to install unverified files" in message, message
-    assert not (tmp_path / "env").exists() and leftovers(tmp_path / "env") == []
-
-
 # ---------------------------------------------------------------- create racing certify
 
 
@@ -775,91 +428,6 @@ def test_certify_waits_for_a_create_in_progress(project):
     assert certify.finish() == 0, certify.output
     assert json.loads((root / "certs" / "slow.json").read_text())["result"] == "passed"
     assert leftovers(prefix) == []
-
-
-# ---------------------------------------------------------------- a crashing, hanging or lying runner
-
-SPEC = {"spec_version": 1, "target": "faults", "opset": 18, "exporters": ["torchscript"],
-        "providers": ["CPUExecutionProvider"], "required_provider": "CPUExecutionProvider", "device": "cpu",
-        "expected_versions": {}, "tolerances": {"atol": 1e-4, "rtol": 1e-3}, "sizes": [1, 2], "seed": 0,
-        "simplify": None}
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("faultmods")
-    (folder / "faultmods.py").write_text(textwrap.dedent(FAULT_MODELS))
-    return folder
-
-
-def smoke(models_dir: Path, model: str, timeout: float = 120, python: Path | None = None):
-    from envctl.smoke.envctl_smoke_protocol import Spec
-
-    spec = Spec.from_json(dict(SPEC, models=[model], model_paths=[str(models_dir)]))
-    return run_smoke(python or Path(sys.executable), spec, timeout)
-
-
-@pytest.mark.parametrize("model", ["faultmods:segv", "faultmods:selfkill"])
-def test_segfaulting_model_is_a_runner_crash_and_the_next_run_goes_ahead(models_dir, model):
-    result, facts = smoke(models_dir, model)
-    assert result is None
-    assert facts["failure"]["class"] == "runner_crash"
-    assert "SIGSEGV" in facts["failure"]["message"] and model in facts["failure"]["message"], facts["failure"]
-    assert facts["failure"]["remedy"]
-    assert "Fatal Python error" in facts["output_tail"]  # faulthandler's stack, kept for the report
-    result, facts = smoke(models_dir, "cnn")
-    assert result is not None and result.status == "passed", result.failure
-
-
-def test_hanging_model_is_a_timeout_and_its_children_die(models_dir, tmp_path, monkeypatch):
-    marker = tmp_path / "grandchild.pid"
-    monkeypatch.setenv("FAULT_MARKER", str(marker))
-    result, facts = smoke(models_dir, "faultmods:hang", timeout=20)
-    assert result is None and facts["failure"]["class"] == "timeout"  # the timeout, not the hang's end, ended it
-    assert "faultmods:hang" in facts["failure"]["message"]
-    assert procs.wait_dead([int(marker.read_text())]) == []
-
-
-def test_model_that_exits_0_without_a_result_is_a_runner_crash(models_dir):
-    result, facts = smoke(models_dir, "faultmods:exit0")
-    assert facts["exit_code"] == 0
-    failure = (result or {}).get("failure") or facts.get("failure")
-    assert failure["class"] == "runner_crash" and "faultmods:exit0" in failure["message"], failure
-    assert (result or {}).get("status") != "passed"
-
-
-def test_finished_runner_with_a_lingering_child_does_not_wait_for_the_timeout(models_dir):
-    result, facts = smoke(models_dir, "faultmods:linger", timeout=90)
-    # Waiting for the lingering process (it sleeps an hour) would have ended in the timeout instead.
-    assert result is not None and result.status == "passed", result.failure
-    assert procs.wait_dead(processes_running("import time; time.sleep(3600)")) == []
-
-
-@pytest.mark.parametrize(
-    ("script", "expected"),
-    [
-        ("echo 'Segmentation fault (core dumped) {\"status\": \"passed\"}'; exit 0", "exited 0 without a readable result"),
-        ("printf 'not json' > \"$4\"; exit 0", "exited 0 without a readable result"),
-        ("echo '[1, 2, 3]' > \"$4\"; exit 0", "exited 0 without a readable result"),
-        ("exit 3", "exited 3 without a readable result"),
-        ("kill -ABRT $$", "SIGABRT"),
-        ("echo '{\"result_version\": 1, \"status\": \"passed\", \"stages\": [\"versions\"]}' > \"$4\"; exit 0",
-         "stages[0] is not an object"),
-        ("echo '{\"result_version\": 1, \"status\": \"passed\", \"measured_limits\": [17]}' > \"$4\"; exit 0",
-         "'measured_limits' is list"),
-        ("echo '{\"result_version\": 2, \"status\": \"passed\"}' > \"$4\"; exit 0", "'result_version' is 2"),
-    ],
-    ids=["garbage-stdout", "garbage-result", "result-not-an-object", "exit-3", "abort", "stages-not-objects",
-         "limits-not-an-object", "another-result-version"],
-)
-def test_runner_output_that_is_not_a_result_is_a_runner_crash(models_dir, tmp_path, script, expected):
-    # A stand-in interpreter: `python -I runner.py SPEC RESULT` -> $1 $2 $3 $4.
-    fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/sh\n{script}\n")
-    fake.chmod(0o755)
-    result, facts = smoke(models_dir, "cnn", timeout=30, python=fake)
-    assert result is None
-    assert facts["failure"]["class"] == "runner_crash" and expected in facts["failure"]["message"], facts
 
 
 def test_crashing_target_is_classified_and_the_next_target_still_runs(project):
