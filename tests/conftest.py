@@ -220,7 +220,8 @@ def pack_bundle(pack_project, tmp_path_factory) -> Path:
     """The bundle of pack_project, packed once per session (slow: the whole torch env)."""
     from support.packing import PACK_TARGET, make_bundle
 
-    return make_bundle(pack_project, tmp_path_factory.mktemp("bundle") / f"{PACK_TARGET}.sh")
+    # --compress none: half the time to pack and install; the small bundle keeps gzip's payload tested
+    return make_bundle(pack_project, tmp_path_factory.mktemp("bundle") / f"{PACK_TARGET}.sh", compress="none")
 
 
 @pytest.fixture(scope="session")

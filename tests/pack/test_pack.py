@@ -58,11 +58,6 @@ def small_project(small_pack_project: Path) -> Path:
 
 
 @pytest.fixture
-def bundle(pack_bundle: Path) -> Path:
-    return pack_bundle
-
-
-@pytest.fixture
 def small_bundle(small_pack_bundle: Path) -> Path:
     return small_pack_bundle  # no torch: for what the header and the installer do, whatever the env holds
 
