@@ -16,7 +16,7 @@ Packing is the expensive part. Two projects, each locked once per session:
 
 test_pack.py and test_pack_hardening.py use both. `installed_pack_bundle` is pack_bundle installed
 once, offline where this machine can cut the network (`install_offline`): test_pack.py checks and
-certifies that install, test_pack_hardening.py signals smoke runs in it.
+certifies that install (test_pack_hardening.py's signal tests install the bundle for themselves).
 """
 
 from __future__ import annotations
