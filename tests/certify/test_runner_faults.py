@@ -13,7 +13,7 @@ import pytest
 
 from envctl.certify.certify import run_smoke
 from support import procs
-from support.faults import FAULT_MODELS, processes_running
+from support.faults import FAULT_MODELS
 
 pytestmark = pytest.mark.slow  # runs the smoke runner
 
@@ -71,7 +71,7 @@ def test_finished_runner_with_a_lingering_child_does_not_wait_for_the_timeout(mo
     result, facts = smoke(models_dir, "faultmods:linger", timeout=90)
     # Waiting for the lingering process (it sleeps an hour) would have ended in the timeout instead.
     assert result is not None and result.status == "passed", result.failure
-    assert procs.wait_dead(processes_running("import time; time.sleep(3600)")) == []
+    assert procs.wait_dead(procs.pids_running("import time; time.sleep(3600)")) == []
 
 
 @pytest.mark.parametrize(

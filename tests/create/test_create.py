@@ -29,6 +29,7 @@ from envctl.lock.solve import lock_target
 from envctl.matrix.loader import load_matrix
 from support import lockfactory as lf
 from support import procs
+from support.faults import leftovers
 from support.local_channel import PY_MM, PY_VERSION
 
 pytestmark = [
@@ -63,12 +64,6 @@ def writers(staging: Path) -> list[str]:
         if str(staging) in cmdline:
             found.append(cmdline)
     return found
-
-
-def leftovers(prefix: Path) -> list[Path]:
-    return sorted(p for p in prefix.parent.iterdir() if p.name.startswith(prefix.name + "~") and p.name != prefix.name + "~lock")
-
-
 
 
 def lock_with_envctl(root: Path, channel: Path) -> None:

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from envctl.cli import app
 from envctl.pack.materialise import PLACEHOLDER
 from envctl.host.platform import host_platform
-from support.packing import PACK_TARGET, SMALL_TARGET, can_unshare, offline
+from support.packing import PACK_TARGET, SMALL_TARGET, bundle_leftovers, can_unshare, offline
 from support.project import pip_target, write_project
 
 pytestmark = [pytest.mark.slow,  # packs the whole torch env once per session
@@ -74,10 +74,6 @@ def files_containing(root: Path, needles: list[bytes]) -> list[str]:
     return found
 
 
-def leftovers(prefix: Path) -> list[str]:
-    return sorted(p.name for p in prefix.parent.glob(f".{prefix.name}.*"))
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not can_unshare(), reason="NOT PROVEN HERE: that a bundle installs with no network needs root and util-linux `unshare -n -m` "
                     "(a network namespace with no network); run the suite as root, e.g. in a container (docs/testing.md)")
@@ -105,7 +101,7 @@ def test_bundle_installs_offline_at_a_path_with_a_space_and_certifies(installed_
     assert files_containing(prefix, [PLACEHOLDER.encode(), str(bundle.parent / ".envctl-pack-").encode()]) == []
     state = json.loads((prefix / "conda-meta" / "envctl-state.json").read_text())
     assert state["prefix"] == str(prefix) and state["installed_from"] == "bundle"
-    assert leftovers(prefix) == []
+    assert bundle_leftovers(prefix) == []
     # conda's records came along, cleaned of the packing machine's cache paths
     record = json.loads(next((prefix / "conda-meta").glob("python-*.json")).read_text())
     assert record["extracted_package_dir"] is None and record["name"] == "python"
@@ -202,7 +198,7 @@ def test_damaged_bundle_is_refused_before_dir_is_touched(small_bundle: Path, tmp
     prefix = tmp_path / "env"
     proc = subprocess.run(["sh", str(bad), "--prefix", str(prefix)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert not prefix.exists() and leftovers(prefix) == []
+    assert not prefix.exists() and bundle_leftovers(prefix) == []
     if damage == "truncated":
         assert "damaged" in proc.stderr and "truncated" in proc.stderr
     elif damage == "flip-pkgs":
@@ -219,7 +215,7 @@ def test_existing_folder_that_is_not_an_env_is_refused(small_bundle: Path, tmp_p
     (prefix / "notes.txt").write_text("mine")
     proc = subprocess.run(["sh", str(bundle), "--prefix", str(prefix)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "is not an env" in proc.stderr
-    assert sorted(p.name for p in prefix.iterdir()) == ["notes.txt"] and leftovers(prefix) == []
+    assert sorted(p.name for p in prefix.iterdir()) == ["notes.txt"] and bundle_leftovers(prefix) == []
 
 
 @pytest.mark.slow
@@ -256,11 +252,11 @@ def test_interrupted_install_leaves_nothing(small_bundle: Path, tmp_path: Path):
     deadline = time.monotonic() + 300
     while not unpacking() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
-    assert leftovers(prefix) and proc.poll() is None, "the install never started unpacking"
+    assert bundle_leftovers(prefix) and proc.poll() is None, "the install never started unpacking"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=300)
     assert proc.returncode != 0
-    assert not prefix.exists() and leftovers(prefix) == []
+    assert not prefix.exists() and bundle_leftovers(prefix) == []
 
 
 def test_platform_the_lock_lacks_is_refused(small_project: Path, tmp_path: Path):

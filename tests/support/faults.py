@@ -17,7 +17,6 @@ from pathlib import Path
 
 import yaml
 
-from support import procs
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -139,21 +138,8 @@ def envctl_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "envctl", *args]
 
 
-def processes_running(text: str) -> list[int]:
-    """Live processes whose command line contains `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline and procs.alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
-
-
 def leftovers(prefix: Path) -> list[str]:
+    """The scratch folders envctl left beside an env prefix (`<name>~*`, but for its lock file)."""
     return sorted(p.name for p in prefix.parent.iterdir() if p.name.startswith(prefix.name + "~") and p.name != prefix.name + "~lock")
 
 

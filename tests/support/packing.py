@@ -89,6 +89,11 @@ def make_bundle(project: Path, out: Path, target: str = PACK_TARGET, compress: s
 REPO = Path(__file__).resolve().parents[2]
 
 
+def bundle_leftovers(prefix: Path) -> list[str]:
+    """The installer's hidden work folders beside `prefix` (`.<name>.*`): none may outlive an install."""
+    return sorted(p.name for p in prefix.parent.glob(f".{prefix.name}.*"))
+
+
 def can_unshare() -> bool:
     """Root with util-linux `unshare`: a private network and mount namespace can be made (offline runs, tmpfs)."""
     if not shutil.which("unshare") or os.geteuid() != 0:

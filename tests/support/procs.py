@@ -37,6 +37,50 @@ def children_of(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+def pids_running(*needles: str) -> list[int]:
+    """Live processes whose command line contains every one of `needles` (read once: a process
+    may end between listing /proc and reading it, and another test's installer may be running)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if all(needle in cmdline for needle in needles) and state != "Z":
+                found.append(int(entry))
+    return found
+
+
+def describe(pids: list[int]) -> str:
+    """One line per pid: state, kernel wait channel and command line (what a test says when a process hangs)."""
+    lines = []
+    for pid in pids:
+        base = Path("/proc") / str(pid)
+        try:
+            wchan = (base / "wchan").read_text() or "-"
+            cmdline = (base / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            wchan, cmdline = "?", "(gone)"
+        lines.append(f"{pid} {state(pid)} {wchan} {cmdline}")
+    return "\n".join(lines)
+
+
+def session_members(sid: int) -> list[int]:
+    """Live pids whose session id is `sid` (field 6 of /proc/<pid>/stat)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
 def state(pid: int) -> str | None:
     """The process state letter (R, S, T, Z, ...), or None when there is no such process."""
     try:
